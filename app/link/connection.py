@@ -1,0 +1,303 @@
+"""The link over a live websocket: the one place the protocol meets asyncio I/O.
+
+`LinkConnection` multiplexes requests both ways over a `FrameTransport`. Two small
+adapters make transports of a ``websockets`` connection (the edge's client side) and of
+a Starlette ``WebSocket`` (the master's ``/api/edge/link`` route).
+
+Liveness is the websocket library's job, not this module's: give the ``websockets``
+client ``ping_interval``/``ping_timeout``, and uvicorn ``ws_ping_interval``/
+``ws_ping_timeout``. A dead peer then closes the transport, which fails every pending
+request at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
+from typing import Any, Protocol, TypeVar
+
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+from starlette.websockets import WebSocketState as StarletteState
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed
+
+from app.errors import EngineError
+from app.link.codec import DEFAULT_MAX_SIZE, FrameError, decode, encode
+from app.link.messages import CLOSE_TOO_LARGE, Event, Frame, Request, Response
+from app.link.pending import LinkClosed, PendingRequests, error_code
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+"""Answers one op: takes the request's ``args``, returns the JSON-able result."""
+
+EventHandler = Callable[[Event], Awaitable[None] | None]
+
+FrameT = TypeVar("FrameT", bound=Frame)
+
+
+class TransportClosed(Exception):
+    """The transport is closed: nothing more can be sent or received."""
+
+
+class FrameTransport(Protocol):
+    """A message-oriented, bidirectional channel of text frames."""
+
+    async def send(self, text: str) -> None: ...
+
+    async def recv(self) -> str | bytes:
+        """The next frame; raises `TransportClosed` once the channel has closed."""
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the channel; a no-op when it is already closed."""
+        ...
+
+
+class WebsocketsTransport:
+    """A `FrameTransport` over a ``websockets`` asyncio connection (client or server)."""
+
+    def __init__(self, websocket: Connection) -> None:
+        self._websocket = websocket
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._websocket.send(text)
+        except ConnectionClosed as exc:
+            raise TransportClosed(str(exc)) from exc
+
+    async def recv(self) -> str | bytes:
+        try:
+            return await self._websocket.recv()
+        except ConnectionClosed as exc:
+            raise TransportClosed(str(exc)) from exc
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._websocket.close(code, reason)
+
+
+class StarletteTransport:
+    """A `FrameTransport` over an accepted Starlette ``WebSocket``."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._websocket.send_text(text)
+        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+            raise TransportClosed("websocket closed") from exc
+
+    async def recv(self) -> str | bytes:
+        try:
+            message = await self._websocket.receive()
+        except WebSocketDisconnected as exc:
+            raise TransportClosed("websocket closed") from exc
+        if message["type"] == "websocket.disconnect":
+            raise TransportClosed(f"websocket closed with code {message.get('code')}")
+        text: str | None = message.get("text")
+        return text if text is not None else message["bytes"]
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._websocket.application_state is StarletteState.DISCONNECTED:
+            return
+        with suppress(WebSocketDisconnect, WebSocketDisconnected):
+            await self._websocket.close(code, reason)
+
+
+async def receive_frame(
+    transport: FrameTransport, expected: type[FrameT], *, max_size: int = DEFAULT_MAX_SIZE
+) -> FrameT:
+    """Read one handshake frame, which must be of the ``expected`` kind.
+
+    Raises `TransportClosed`, or `FrameError` for a bad or unexpected frame.
+    """
+    frame = decode(await transport.recv(), max_size=max_size)
+    if not isinstance(frame, expected):
+        message = f"expected a {expected.__name__} frame, got {frame.type!r}"
+        raise FrameError("unexpected_frame", message)
+    return frame
+
+
+class LinkConnection:
+    """Requests, responses and events over one transport, many in flight at once.
+
+    Start it after the handshake and keep `run` running while it is used: `run` reads
+    the replies and drives the deadlines. ``name`` names the peer in errors ("edge
+    'edge-1'", "master"). Each incoming request runs in its own task, so replies may go
+    out in any order. Events are handed to ``on_event`` in the order they arrive, one at
+    a time: keep it quick.
+    """
+
+    def __init__(
+        self,
+        transport: FrameTransport,
+        *,
+        handlers: Mapping[str, Handler],
+        on_event: EventHandler | None = None,
+        name: str,
+        max_size: int = DEFAULT_MAX_SIZE,
+        default_timeout: float = 30.0,
+        expiry_interval: float = 0.1,
+    ) -> None:
+        self._transport = transport
+        self._handlers = handlers
+        self._on_event = on_event
+        self._name = name
+        self._max_size = max_size
+        self._default_timeout = default_timeout
+        self._expiry_interval = expiry_interval
+        self._pending = PendingRequests(name, clock=time.monotonic)
+        self._handler_tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def run(self) -> None:
+        """Serve the link until the transport closes, then settle everything in flight.
+
+        On return every pending request has failed with `LinkClosed` and every handler
+        task has been cancelled and awaited.
+        """
+        expiry = asyncio.create_task(self._expire_deadlines())
+        try:
+            while True:
+                try:
+                    data = await self._transport.recv()
+                except TransportClosed:
+                    return
+                await self._dispatch(data)
+        finally:
+            self._mark_closed()
+            tasks = [expiry, *self._handler_tasks]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def request(
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send a request and return the peer's result.
+
+        Raises `LinkRequestError` (the peer answered with an error), `LinkTimeout` (no
+        answer within ``timeout``, default ``default_timeout``) or `LinkClosed`.
+        """
+        if self._closed:
+            raise LinkClosed(self._name)
+        request_id, reply = self._pending.open(
+            op, self._default_timeout if timeout is None else timeout
+        )
+        try:
+            # When the send finds the link down, the reply has failed with all the others.
+            with suppress(LinkClosed):
+                await self._send(Request(id=request_id, op=op, args=args or {}))
+            return await reply
+        finally:
+            self._pending.discard(request_id)
+
+    async def send_event(self, event: str, **fields: Any) -> None:
+        """Push an event to the peer; raises `LinkClosed` when the link is down."""
+        if self._closed:
+            raise LinkClosed(self._name)
+        await self._send(Event(event=event, **fields))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Fail what is pending now and close the transport; `run` then returns."""
+        self._mark_closed()
+        await self._transport.close(code, reason)
+
+    def _mark_closed(self) -> None:
+        self._closed = True
+        self._pending.fail_all(LinkClosed(self._name))
+
+    async def _send(self, frame: Frame) -> None:
+        try:
+            await self._transport.send(encode(frame))
+        except TransportClosed:
+            self._mark_closed()
+            raise LinkClosed(self._name) from None
+
+    async def _dispatch(self, data: str | bytes) -> None:
+        try:
+            frame = decode(data, max_size=self._max_size)
+        except FrameError as exc:
+            await self._reject(exc)
+            return
+        if isinstance(frame, Response):
+            self._pending.resolve(frame)
+        elif isinstance(frame, Request):
+            task = asyncio.create_task(self._answer(frame))
+            self._handler_tasks.add(task)
+            task.add_done_callback(self._handler_tasks.discard)
+        elif isinstance(frame, Event):
+            await self._deliver(frame)
+        else:
+            await self._notify_error("unexpected_frame", f"no {frame.type} frame after handshake")
+
+    async def _reject(self, error: FrameError) -> None:
+        logger.warning("%s sent a bad frame: %s", self._name, error.message)
+        if error.code == "too_large":
+            await self.close(CLOSE_TOO_LARGE, "frame too large")
+        elif error.request_id is not None:
+            with suppress(LinkClosed):
+                await self._send(Response.failure(error.request_id, error.code, error.message))
+        else:
+            await self._notify_error(error.code, error.message)
+
+    async def _notify_error(self, code: str, message: str) -> None:
+        with suppress(LinkClosed):
+            await self._send(Event(event="error", code=code, message=message))
+
+    async def _deliver(self, event: Event) -> None:
+        if self._on_event is None:
+            return
+        try:
+            delivered = self._on_event(event)
+            if delivered is not None:
+                await delivered
+        except Exception:
+            logger.exception("handling event %r from %s failed", event.event, self._name)
+
+    async def _answer(self, request: Request) -> None:
+        response = await self._call(request)
+        with suppress(LinkClosed):
+            try:
+                await self._send(response)
+            except PydanticSerializationError as exc:
+                message = f"the result of {request.op!r} is not JSON: {exc}"
+                await self._send(Response.failure(request.id, "bad_result", message))
+
+    async def _call(self, request: Request) -> Response:
+        handler = self._handlers.get(request.op)
+        if handler is None:
+            return Response.failure(request.id, "unknown_op", f"unknown op {request.op!r}")
+        try:
+            result = await handler(request.args)
+        except (ValidationError, TypeError) as exc:
+            return Response.failure(request.id, "bad_args", str(exc))
+        except EngineError as exc:
+            return Response.failure(request.id, error_code(exc), exc.detail)
+        except Exception as exc:
+            logger.exception("op %r from %s failed", request.op, self._name)
+            return Response.failure(request.id, "internal", f"{type(exc).__name__}: {exc}")
+        return Response.success(request.id, result)
+
+    async def _expire_deadlines(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_interval)
+            self._pending.expire(time.monotonic())

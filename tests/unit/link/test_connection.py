@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from app.errors import NotFound
+from app.link.codec import FrameError, encode
+from app.link.connection import Handler, LinkConnection, TransportClosed, receive_frame
+from app.link.messages import Challenge, Event, Hello, Request
+from app.link.pending import LinkClosed, LinkRequestError, LinkTimeout
+from tests.support.wait import wait_until
+
+from .memory import MemoryTransport, memory_pair
+
+EDGE = "edge 'edge-1'"
+WAIT = 2.0
+
+
+def connect(
+    edge_handlers: dict[str, Handler] | None = None,
+    *,
+    on_event: Callable[[Event], Any] | None = None,
+    **options: Any,
+) -> tuple[LinkConnection, LinkConnection]:
+    """A master-side and an edge-side link joined in memory; the edge serves the handlers."""
+    master_end, edge_end = memory_pair()
+    master = LinkConnection(master_end, handlers={}, on_event=on_event, name=EDGE, **options)
+    edge = LinkConnection(edge_end, handlers=edge_handlers or {}, name="master", **options)
+    return master, edge
+
+
+@asynccontextmanager
+async def serving(*links: LinkConnection) -> AsyncIterator[list[asyncio.Task[None]]]:
+    runs = [asyncio.create_task(link.run()) for link in links]
+    try:
+        yield runs
+    finally:
+        for link in links:
+            await link.close()
+        await asyncio.wait_for(asyncio.gather(*runs), WAIT)
+
+
+async def test_many_requests_in_flight_are_answered_out_of_order() -> None:
+    gates: dict[int, asyncio.Future[None]] = {}
+    finished: list[int] = []
+
+    async def square(args: dict[str, Any]) -> dict[str, int]:
+        n = args["n"]
+        gates[n] = asyncio.get_running_loop().create_future()
+        await gates[n]
+        finished.append(n)
+        return {"n": n, "square": n * n}
+
+    master, edge = connect({"square": square})
+    async with serving(master, edge):
+        calls = [asyncio.create_task(master.request("square", {"n": n})) for n in range(200)]
+        await wait_until(lambda: len(gates) == 200)
+        for n in reversed(range(200)):
+            gates[n].set_result(None)
+        results = await asyncio.wait_for(asyncio.gather(*calls), WAIT)
+
+    assert results == [{"n": n, "square": n * n} for n in range(200)]
+    assert finished == list(reversed(range(200)))
+
+
+async def test_requests_flow_both_ways_on_one_link() -> None:
+    async def edge_status(args: dict[str, Any]) -> str:
+        return "edge ok"
+
+    async def master_status(args: dict[str, Any]) -> str:
+        return "master ok"
+
+    master_end, edge_end = memory_pair()
+    master = LinkConnection(master_end, handlers={"status": master_status}, name=EDGE)
+    edge = LinkConnection(edge_end, handlers={"status": edge_status}, name="master")
+    async with serving(master, edge):
+        assert await master.request("status") == "edge ok"
+        assert await edge.request("status") == "master ok"
+
+
+class PowerArgs(BaseModel):
+    on: bool
+
+
+async def validates_args(args: dict[str, Any]) -> bool:
+    return PowerArgs.model_validate(args).on
+
+
+async def takes_no_args(args: dict[str, Any]) -> None:
+    (lambda: None)(**args)
+
+
+async def raises_not_found(args: dict[str, Any]) -> None:
+    raise NotFound("no module 'Display_9'")
+
+
+async def raises_a_bug(args: dict[str, Any]) -> None:
+    raise KeyError("oops")
+
+
+async def returns_no_json(args: dict[str, Any]) -> object:
+    return object()
+
+
+async def passes_on_a_peer_error(args: dict[str, Any]) -> None:
+    raise LinkRequestError("Conflict", "the edge said no")
+
+
+@pytest.mark.parametrize(
+    ("op", "code", "message_part", "status"),
+    [
+        ("power", "bad_args", "on", 502),
+        ("no_args", "bad_args", "unexpected keyword argument", 502),
+        ("find", "NotFound", "no module 'Display_9'", 404),
+        ("buggy", "internal", "KeyError: 'oops'", 502),
+        ("opaque", "bad_result", "not JSON", 502),
+        ("relay", "Conflict", "the edge said no", 409),
+        ("fly", "unknown_op", "unknown op 'fly'", 502),
+    ],
+)
+async def test_handler_failures_become_error_responses(
+    op: str, code: str, message_part: str, status: int
+) -> None:
+    master, edge = connect(
+        {
+            "power": validates_args,
+            "no_args": takes_no_args,
+            "find": raises_not_found,
+            "buggy": raises_a_bug,
+            "opaque": returns_no_json,
+            "relay": passes_on_a_peer_error,
+        }
+    )
+    async with serving(master, edge):
+        with pytest.raises(LinkRequestError) as caught:
+            await master.request(op, {"on": "maybe"})
+        assert await master.request("power", {"on": True}) is True
+
+    assert caught.value.code == code
+    assert message_part in caught.value.detail
+    assert caught.value.status == status
+
+
+async def _next_frame(raw: MemoryTransport) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(raw.recv(), WAIT))
+    return frame
+
+
+async def test_malformed_frames_are_answered_and_the_link_survives() -> None:
+    async def echo(args: dict[str, Any]) -> dict[str, Any]:
+        return args
+
+    link_end, raw = memory_pair()
+    link = LinkConnection(link_end, handlers={"echo": echo}, name=EDGE)
+    async with serving(link):
+        await raw.send("{nope")
+        bad_json = await _next_frame(raw)
+        await raw.send('{"type":"request","id":7,"op":5,"args":{}}')
+        bad_request = await _next_frame(raw)
+        await raw.send(encode(Challenge(nonce="a" * 64)))
+        unexpected = await _next_frame(raw)
+        await raw.send(encode(Request(id=8, op="echo", args={"x": 1})))
+        answered = await _next_frame(raw)
+
+    assert (bad_json["type"], bad_json["event"], bad_json["code"]) == ("event", "error", "bad_json")
+    assert bad_request["id"] == 7
+    assert bad_request["ok"] is False
+    assert bad_request["error"]["code"] == "bad_frame"
+    assert (unexpected["event"], unexpected["code"]) == ("error", "unexpected_frame")
+    assert answered == {"type": "response", "id": 8, "ok": True, "result": {"x": 1}}
+
+
+async def test_oversize_frame_closes_the_link_with_1009() -> None:
+    link_end, raw = memory_pair()
+    link = LinkConnection(link_end, handlers={}, name=EDGE, max_size=64)
+    run = asyncio.create_task(link.run())
+
+    await raw.send(encode(Request(id=1, op="x", args={"pad": "x" * 64})))
+
+    await asyncio.wait_for(run, WAIT)
+    assert raw.close_code == 1009
+    with pytest.raises(TransportClosed):
+        await raw.recv()
+
+
+async def test_a_dropped_link_fails_every_pending_request_at_once() -> None:
+    arrived: list[int] = []
+    cancelled: list[int] = []
+
+    async def hang(args: dict[str, Any]) -> None:
+        arrived.append(args["n"])
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(args["n"])
+            raise
+
+    master, edge = connect({"hang": hang})
+    runs = [asyncio.create_task(master.run()), asyncio.create_task(edge.run())]
+    calls = [asyncio.create_task(master.request("hang", {"n": n})) for n in range(100)]
+    await wait_until(lambda: len(arrived) == 100)
+    loop = asyncio.get_running_loop()
+
+    dropped_at = loop.time()
+    await edge.close()
+    outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
+    elapsed = loop.time() - dropped_at
+    await asyncio.wait_for(asyncio.gather(*runs), WAIT)
+
+    assert elapsed < 0.1
+    assert all(isinstance(outcome, LinkClosed) for outcome in outcomes)
+    assert str(outcomes[0]) == "edge 'edge-1' is not connected"
+    assert sorted(cancelled) == list(range(100))
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_stopping_run_fails_pending_requests_and_cancels_handlers() -> None:
+    started = asyncio.Event()
+
+    async def hang(args: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    master, edge = connect({"hang": hang})
+    master_run, edge_run = asyncio.create_task(master.run()), asyncio.create_task(edge.run())
+    call = asyncio.create_task(master.request("hang"))
+    await asyncio.wait_for(started.wait(), WAIT)
+
+    master_run.cancel()
+    edge_run.cancel()
+
+    with pytest.raises(LinkClosed):
+        await asyncio.wait_for(call, WAIT)
+    await asyncio.gather(master_run, edge_run, return_exceptions=True)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_request_without_answer_times_out_and_the_link_goes_on() -> None:
+    async def hang(args: dict[str, Any]) -> None:
+        await asyncio.Event().wait()
+
+    async def status(args: dict[str, Any]) -> str:
+        return "ok"
+
+    master, edge = connect({"hang": hang, "status": status}, expiry_interval=0.005)
+    async with serving(master, edge):
+        with pytest.raises(LinkTimeout) as caught:
+            await master.request("hang", timeout=0.05)
+        assert await master.request("status") == "ok"
+
+    assert str(caught.value) == "edge 'edge-1' did not answer 'hang' within 0.05 s"
+
+
+async def test_requests_and_events_on_a_closed_link_fail_at_once() -> None:
+    master, edge = connect()
+    async with serving(master, edge):
+        pass
+
+    with pytest.raises(LinkClosed):
+        await master.request("status")
+    with pytest.raises(LinkClosed):
+        await master.send_event("status")
+    assert master.closed
+
+
+async def test_events_arrive_in_order_with_their_fields() -> None:
+    received: list[Event] = []
+
+    async def collect(event: Event) -> None:
+        received.append(event)
+
+    master, edge = connect(on_event=collect)
+    async with serving(master, edge):
+        for value in range(50):
+            await edge.send_event("status", module="Display_1", value=value)
+        await wait_until(lambda: len(received) == 50)
+
+    assert [event.fields for event in received] == [
+        {"module": "Display_1", "value": value} for value in range(50)
+    ]
+    assert {event.event for event in received} == {"status"}
+
+
+async def test_a_failing_event_handler_does_not_break_the_link() -> None:
+    received: list[int] = []
+
+    def collect_or_fail(event: Event) -> None:
+        if event.fields["n"] == 0:
+            raise ValueError("bad event")
+        received.append(event.fields["n"])
+
+    master, edge = connect(on_event=collect_or_fail)
+    async with serving(master, edge):
+        await edge.send_event("debug", n=0)
+        await edge.send_event("debug", n=1)
+        await wait_until(lambda: received == [1])
+
+
+async def test_receive_frame_returns_the_expected_handshake_frame() -> None:
+    first, second = memory_pair()
+    challenge = Challenge(nonce="a" * 64)
+    await first.send(encode(challenge))
+
+    assert await receive_frame(second, Challenge) == challenge
+
+
+async def test_receive_frame_refuses_an_unexpected_frame() -> None:
+    first, second = memory_pair()
+    await first.send(encode(Challenge(nonce="a" * 64)))
+
+    with pytest.raises(FrameError) as caught:
+        await receive_frame(second, Hello)
+
+    assert caught.value.code == "unexpected_frame"
