@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SOURCES := app tests sim drivers bench
+
+.PHONY: install run serve test lint typecheck openapi bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the engine (a master on the embedded store).
+run: $(STAMP)
+	$(PY) -m app serve
+
+## Every check and test: lint, format, types, OpenAPI drift, the test suite.
+test: lint typecheck
+	$(PY) -m app openapi --check
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## Regenerate openapi/openapi.json from the app.
+openapi: $(STAMP)
+	$(PY) -m app openapi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

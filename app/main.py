@@ -1,0 +1,78 @@
+"""The FastAPI application: one app for both roles, the role picked at startup."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.node import Node, Role
+from app.routers import drivers, edges, health, modules, problems, systems, users
+from app.routers.middleware import EngineHeaders
+from app.settings import Settings, load_settings
+
+API_VERSION = "1.0.0"
+
+
+def build_role(node: Node) -> Role:
+    """The master unless ``ENGINE_EDGE_ID`` names an edge."""
+    if node.settings.is_edge:
+        from app.edge.role import EdgeRole
+
+        return EdgeRole(node)
+    from app.master.role import MasterRole
+
+    return MasterRole(node)
+
+
+def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
+    """Build the application; settings come from the environment unless given."""
+    settings = settings or load_settings()
+    node = node or Node(settings)
+    node.role = node.role or build_role(node)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+
+    app = FastAPI(
+        title="Engine HA",
+        version=API_VERSION,
+        summary="Building-automation control engine with master/edge high availability",
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    problems.install(app)
+    for module in (edges, systems, modules, drivers, users):
+        app.include_router(module.router, prefix="/api")
+    app.include_router(health.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials=True,
+            expose_headers=["Location", "X-Engine-Node", "ETag", "Retry-After", "Link"],
+            max_age=600,
+        )
+    app.add_middleware(EngineHeaders, node_name=settings.node_name, metrics=node.metrics)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For ``uvicorn --factory app.main:app_factory``."""
+    return create_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``uvicorn app.main:app`` builds the app from the environment on first access."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""The master's side: boot, per-edge supervision, failover and restore."""

@@ -1,0 +1,35 @@
+"""Prometheus metrics, one registry per application instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """The engine's instruments; a private registry keeps apps in one process apart."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "engine_http_requests",
+            "HTTP requests answered",
+            ["method", "operation", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "engine_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "operation"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.ready = Gauge("engine_ready", "1 once boot is complete", registry=self.registry)
+        self.modules_running = Gauge(
+            "engine_modules_running", "modules running on this server", registry=self.registry
+        )
+        self.links = Gauge(
+            "engine_links_connected", "control links connected", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

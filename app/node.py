@@ -1,0 +1,69 @@
+"""One engine process: the shared services plus the role (master or edge) it plays."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.metrics import Metrics
+from app.services.auth import Authenticator
+from app.services.catalog import Catalog
+from app.services.secrets import EdgeSecrets
+from app.settings import Settings
+from app.store import open_store
+from app.store.base import Store
+
+
+@dataclass
+class BootState:
+    """Where boot is; ``/api/ready`` answers from it."""
+
+    phase: str = "starting"
+    ready: bool = False
+    started_at: float = field(default_factory=time.time)
+    summary: dict[str, Any] = field(default_factory=dict)
+    #: The role's estimate of seconds until ready, for ``Retry-After``.
+    expected_wait_s: float = 1.0
+
+    def advance(self, phase: str) -> None:
+        self.phase = phase
+
+    def complete(self, **summary: Any) -> None:
+        self.phase = "ready"
+        self.summary = {"boot_seconds": round(time.time() - self.started_at, 3), **summary}
+        self.ready = True
+
+
+class Role(Protocol):
+    """What the master and the edge each add on top of the shared services."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Node:
+    """The services every role shares; the role is attached by :func:`app.main.create_app`."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.database_url)
+        self.metrics = Metrics()
+        self.boot = BootState()
+        self.catalog = Catalog(self.store)
+        self.auth = Authenticator(self.store)
+        self.secrets = EdgeSecrets(self.store)
+        self.role: Role | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.role is not None:
+            await self.role.start()
+
+    async def stop(self) -> None:
+        try:
+            if self.role is not None:
+                await self.role.stop()
+        finally:
+            await self.store.close()

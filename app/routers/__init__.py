@@ -1,0 +1,1 @@
+"""HTTP and websocket routes: parse, authorize, call a service, map errors."""

@@ -1,0 +1,51 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from app.routers.crud import problems
+from app.routers.deps import NodeDep
+from app.routers.problems import problem
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/api/health", operation_id="getHealth", summary="200 while the process runs")
+async def health(node: NodeDep) -> dict[str, Any]:
+    return {"status": "ok", "node": node.settings.node_name}
+
+
+@router.get(
+    "/api/ready",
+    operation_id="getReady",
+    summary="503 with Retry-After until boot is complete, then the boot summary",
+    responses=problems(503),
+)
+async def ready(node: NodeDep) -> Response:
+    boot = node.boot
+    if not boot.ready:
+        return problem(
+            503,
+            "Service Unavailable",
+            f"booting: {boot.phase}",
+            headers={"Retry-After": str(max(1, round(boot.expected_wait_s)))},
+            phase=boot.phase,
+        )
+    return JSONResponse(
+        {"status": "ready", "node": node.settings.node_name, "phase": boot.phase, **boot.summary}
+    )
+
+
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def metrics(node: NodeDep) -> Response:
+    return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")

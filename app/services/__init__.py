@@ -1,0 +1,1 @@
+"""Services: the engine's behaviour, between the routers and the I/O layer."""

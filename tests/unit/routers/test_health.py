@@ -1,0 +1,50 @@
+"""Health, readiness, metrics and the node header."""
+
+from __future__ import annotations
+
+import httpx
+
+from app.main import create_app
+from app.node import Node
+from app.settings import Settings
+
+
+async def test_every_response_names_the_node(api: httpx.AsyncClient) -> None:
+    for path in ("/api/health", "/api/edges", "/api/nowhere", "/metrics"):
+        response = await api.get(path)
+        assert response.headers["x-engine-node"] == "master", path
+    missing = await api.get("/api/nowhere")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_ready_after_boot(api: httpx.AsyncClient) -> None:
+    response = await api.get("/api/ready")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
+
+
+async def test_not_ready_before_boot(settings: Settings) -> None:
+    node = Node(settings)
+    app = create_app(settings, node=node)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/api/ready")
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_metrics_count_requests(api: httpx.AsyncClient) -> None:
+    await api.get("/api/edges")
+    text = (await api.get("/metrics")).text
+    assert 'engine_http_requests_total{method="GET",operation="listEdges",status="200"}' in text
+    assert "engine_ready 1.0" in text
+
+
+async def test_edge_role_names_itself(settings: Settings) -> None:
+    edge_settings = settings.model_copy(update={"edge_id": "edge-1"})
+    node = Node(edge_settings)
+    app = create_app(edge_settings, node=node)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/api/health")
+    assert response.headers["x-engine-node"] == "edge:edge-1"
