@@ -1,0 +1,95 @@
+"""The edge's side of control: when it runs its own modules.
+
+The edge runs its modules when the master tells it to (a control message that is not
+older than the last one it obeyed) or when it is disconnected: the link dropped, it
+waited ``ENGINE_LINK_RETRY_S`` and the next attempt to reconnect failed. It stops them
+only when the master says it controls the devices. Between the drop and that failed
+attempt the edge keeps doing what it did, so a short blip changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from app.control.clock import as_utc
+from app.control.state import Controller, Side
+
+
+@dataclass(frozen=True)
+class StartLocalModules:
+    """Load the edge's modules and connect to its devices."""
+
+
+@dataclass(frozen=True)
+class StopLocalModules:
+    """Stop the edge's modules and close their device connections."""
+
+
+EdgeAction = StartLocalModules | StopLocalModules
+
+
+@dataclass(frozen=True)
+class EdgeTransition:
+    """The edge's state after an event, and the actions to carry out."""
+
+    state: EdgeControlState
+    actions: tuple[EdgeAction, ...]
+
+
+@dataclass(frozen=True)
+class EdgeControlState:
+    """What the edge knows about control of its own devices.
+
+    ``controller`` is who runs them as far as the edge knows ("edge" exactly when its
+    modules run); ``epoch`` is that of the last control message obeyed;
+    ``link_lost_at`` is when the link to the master went (or, at boot, when the edge
+    started without one).
+    """
+
+    controller: Controller
+    epoch: int
+    link_up: bool
+    link_lost_at: datetime | None
+
+    @classmethod
+    def at_boot(cls, now: datetime) -> EdgeControlState:
+        """A freshly booted edge: nothing running, no link yet."""
+        return cls(controller="none", epoch=0, link_up=False, link_lost_at=as_utc(now))
+
+    @property
+    def modules_running(self) -> bool:
+        """Whether the edge runs its modules (``devices_loaded`` in the link's hello)."""
+        return self.controller == "edge"
+
+    def on_link_up(self) -> EdgeTransition:
+        """The link to the master is up; control waits for the master's message."""
+        return EdgeTransition(replace(self, link_up=True, link_lost_at=None), ())
+
+    def on_control(self, controller: Side, epoch: int) -> EdgeTransition:
+        """The master says who controls the devices; a message older than the last is ignored."""
+        if epoch < self.epoch:
+            return EdgeTransition(self, ())
+        obeyed = replace(self, controller=controller, epoch=epoch)
+        return EdgeTransition(obeyed, self._switch(controller))
+
+    def on_link_lost(self, now: datetime) -> EdgeTransition:
+        """The link dropped: keep the current modules until a reconnect attempt fails."""
+        if not self.link_up:
+            return EdgeTransition(self, ())
+        return EdgeTransition(replace(self, link_up=False, link_lost_at=as_utc(now)), ())
+
+    def on_reconnect_failed(self, now: datetime, retry_s: float) -> EdgeTransition:
+        """An attempt to reconnect failed; after ``retry_s`` without a link, run locally."""
+        if self.link_up or self.link_lost_at is None or self.modules_running:
+            return EdgeTransition(self, ())
+        if (as_utc(now) - self.link_lost_at).total_seconds() < retry_s:
+            return EdgeTransition(self, ())
+        return EdgeTransition(replace(self, controller="edge"), (StartLocalModules(),))
+
+    def _switch(self, controller: Side) -> tuple[EdgeAction, ...]:
+        if controller == "edge" and not self.modules_running:
+            return (StartLocalModules(),)
+        if controller == "master" and self.modules_running:
+            return (StopLocalModules(),)
+        return ()

@@ -1,0 +1,92 @@
+"""The snapshot the master's per-edge supervisor reasons over.
+
+:class:`ControlState` is what the master decided about one edge (persisted as that
+edge's ControlState document); :class:`EdgePolicy` is the part of the edge's
+EdgeControl document that steers the decisions. Both are immutable: every decision
+produces a new snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal
+
+from app.control.clock import as_utc
+from app.control.windows import RestoreWindow
+
+#: The two servers that can run an edge's modules.
+Side = Literal["edge", "master"]
+#: Who runs an edge's modules; "none" until the master has seen the edge.
+Controller = Literal["edge", "master", "none"]
+
+
+@dataclass(frozen=True)
+class EdgePolicy:
+    """How the master treats an edge's failures: the edge's configuration."""
+
+    failover: bool
+    timeout: float
+    window: RestoreWindow | None
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ValueError(f"failover timeout must be positive, not {self.timeout:g}")
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """Who controls one edge's devices, as the master last decided, and why.
+
+    ``since`` is when this state was entered and ``reason`` says why, in words an
+    operator understands. ``epoch`` grows by one at every change of controller.
+    ``failover_deadline`` is set only while a failover is pending; ``offline_since``
+    is when the master stopped seeing the edge (a shorter timeout counts from it).
+    """
+
+    controller: Controller
+    epoch: int
+    online: bool
+    failover_active: bool
+    failover_time: datetime | None
+    failover_deadline: datetime | None
+    offline_since: datetime | None
+    since: datetime
+    reason: str
+
+    @classmethod
+    def unknown(cls, now: datetime) -> ControlState:
+        """The state of an edge the master has never decided about."""
+        return cls(
+            controller="none",
+            epoch=0,
+            online=False,
+            failover_active=False,
+            failover_time=None,
+            failover_deadline=None,
+            offline_since=None,
+            since=as_utc(now),
+            reason="the master has not yet seen this edge",
+        )
+
+
+@dataclass(frozen=True)
+class SupervisorState:
+    """Everything the supervisor knows about one edge."""
+
+    control: ControlState
+    policy: EdgePolicy
+
+    @classmethod
+    def at_master_boot(
+        cls, persisted: ControlState | None, policy: EdgePolicy, now: datetime
+    ) -> SupervisorState:
+        """The state a booting master starts from: the persisted decision, no link, no timer.
+
+        Links and timers die with the process; the boot wait decides what to do about
+        edges that do not connect (see ``BootWaitOver``).
+        """
+        if persisted is None:
+            return cls(ControlState.unknown(now), policy)
+        control = replace(persisted, online=False, failover_deadline=None, offline_since=None)
+        return cls(control, policy)

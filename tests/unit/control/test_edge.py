@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.control.edge import EdgeControlState, StartLocalModules, StopLocalModules
+from app.control.state import Side
+
+T0 = datetime(2024, 6, 5, 12, tzinfo=UTC)
+RETRY_S = 3.0
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def connected(controller: Side = "master", epoch: int = 4) -> EdgeControlState:
+    state = EdgeControlState.at_boot(T0).on_link_up().state
+    return state.on_control(controller, epoch).state
+
+
+def test_a_booted_edge_runs_nothing_until_told_or_disconnected() -> None:
+    state = EdgeControlState.at_boot(T0)
+    assert not state.modules_running
+    assert state.controller == "none"
+
+
+def test_control_to_the_edge_starts_its_modules_once() -> None:
+    state = EdgeControlState.at_boot(T0).on_link_up().state
+    started = state.on_control("edge", 1)
+    assert started.actions == (StartLocalModules(),)
+    assert started.state.modules_running
+    assert started.state.on_control("edge", 2).actions == ()
+
+
+def test_control_to_the_master_stops_running_modules() -> None:
+    stopped = connected("edge", 4).on_control("master", 5)
+    assert stopped.actions == (StopLocalModules(),)
+    assert not stopped.state.modules_running
+    assert stopped.state.on_control("master", 5).actions == ()
+
+
+def test_an_older_epoch_is_ignored() -> None:
+    state = connected("edge", 4)
+    late = state.on_control("master", 3)
+    assert late.actions == ()
+    assert late.state == state
+
+
+def test_the_same_epoch_is_obeyed_again() -> None:
+    # On every connection the master repeats the current decision with its epoch.
+    state = connected("master", 4)
+    assert state.on_control("master", 4).state == state
+
+
+def test_a_dropped_link_keeps_the_modules_as_they_are() -> None:
+    sides: tuple[Side, ...] = ("edge", "master")
+    for controller in sides:
+        state = connected(controller)
+        lost = state.on_link_lost(at(0))
+        assert lost.actions == ()
+        assert lost.state.modules_running == state.modules_running
+        assert lost.state.link_lost_at == at(0)
+
+
+def test_a_second_drop_notice_keeps_the_first_drop_time() -> None:
+    lost = connected().on_link_lost(at(0)).state
+    assert lost.on_link_lost(at(2)).state.link_lost_at == at(0)
+
+
+@pytest.mark.parametrize(
+    ("failed_at", "starts"), [(0.5, False), (2.999, False), (3, True), (9, True)]
+)
+def test_the_edge_runs_locally_once_a_reconnect_fails_after_the_retry_delay(
+    failed_at: float, starts: bool
+) -> None:
+    lost = connected("master").on_link_lost(at(0)).state
+    after = lost.on_reconnect_failed(at(failed_at), RETRY_S)
+    assert (after.actions == (StartLocalModules(),)) == starts
+    assert after.state.modules_running == starts
+
+
+def test_further_failed_attempts_change_nothing() -> None:
+    lost = connected("master").on_link_lost(at(0)).state
+    running = lost.on_reconnect_failed(at(3), RETRY_S).state
+    again = running.on_reconnect_failed(at(6), RETRY_S)
+    assert again.actions == ()
+    assert again.state == running
+
+
+def test_an_edge_that_boots_without_a_master_runs_locally_after_the_retry_delay() -> None:
+    booted = EdgeControlState.at_boot(T0)
+    assert booted.on_reconnect_failed(at(1), RETRY_S).actions == ()
+    assert booted.on_reconnect_failed(at(3), RETRY_S).actions == (StartLocalModules(),)
+
+
+def test_a_failed_attempt_while_the_link_is_up_is_ignored() -> None:
+    assert connected("master").on_reconnect_failed(at(60), RETRY_S).actions == ()
