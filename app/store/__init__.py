@@ -1,0 +1,58 @@
+"""Document stores: the protocol, its errors, and the backend chosen by database URL."""
+
+from __future__ import annotations
+
+from app.store.base import (
+    INDEXED_FIELDS,
+    MASTER_ONLY_TYPES,
+    Change,
+    ChangeBatch,
+    Document,
+    DocumentExists,
+    DocumentNotFound,
+    FeedCompacted,
+    JsonObject,
+    Page,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
+from app.store.sqlite import SqliteStore
+
+__all__ = [
+    "INDEXED_FIELDS",
+    "MASTER_ONLY_TYPES",
+    "Change",
+    "ChangeBatch",
+    "Document",
+    "DocumentExists",
+    "DocumentNotFound",
+    "FeedCompacted",
+    "JsonObject",
+    "Page",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "VersionConflict",
+    "open_store",
+]
+
+
+def open_store(url: str) -> Store:
+    """The store for a database URL, not yet connected: ``await store.open()`` next.
+
+    ``sqlite:///relative.db`` and ``sqlite:////absolute.db`` use the embedded store;
+    ``couchbase://`` and ``couchbases://`` load the Couchbase SDK only when asked for.
+    """
+    scheme = url.partition("://")[0]
+    if scheme == "sqlite":
+        return SqliteStore.from_url(url)
+    if scheme in ("couchbase", "couchbases"):
+        from app.store.couchbase import CouchbaseStore
+
+        return CouchbaseStore.from_url(url)
+    raise ValueError(
+        f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or couchbase://HOST/BUCKET"
+    )
