@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from app.store import xdcr
+
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 
 
@@ -32,6 +34,9 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         timeout_graceful_shutdown=5,
+        ws_ping_interval=settings.ping_interval_s,
+        ws_ping_timeout=3 * settings.ping_interval_s,
+        ws_max_size=settings.link_max_frame,
         access_log=args.access_log,
     )
     return 0
@@ -69,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
+
+    couchbase = commands.add_parser("couchbase", help="Couchbase deployment tools")
+    couchbase_commands = couchbase.add_subparsers(dest="couchbase_command", required=True)
+    xdcr.add_cli(couchbase_commands)
+    couchbase.set_defaults(func=lambda args: args.handler(args))
 
     openapi = commands.add_parser("openapi", help="regenerate openapi/openapi.json")
     openapi.add_argument("--check", action="store_true", help="fail if the file is stale")

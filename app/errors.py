@@ -90,3 +90,18 @@ class Unavailable(EngineError):
 class GatewayTimeout(EngineError):
     status = 504
     title = "Gateway Timeout"
+
+
+class ResyncRequired(Conflict):
+    """The change feed no longer reaches back that far: the replica must start over."""
+
+
+class ControlledElsewhere(EngineError):
+    """Another server answers this: a 307 to the same path there."""
+
+    status = 307
+    title = "Temporary Redirect"
+
+    def __init__(self, detail: str, *, location: str) -> None:
+        super().__init__(detail, location=location)
+        self.headers["Location"] = location

@@ -9,7 +9,17 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.node import Node, Role
-from app.routers import drivers, edges, health, modules, problems, systems, users
+from app.routers import (
+    control,
+    drivers,
+    edges,
+    health,
+    link_ws,
+    modules,
+    problems,
+    systems,
+    users,
+)
 from app.routers.middleware import EngineHeaders
 from app.settings import Settings, load_settings
 
@@ -49,9 +59,10 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     )
     app.state.node = node
     problems.install(app)
-    for module in (edges, systems, modules, drivers, users):
+    for module in (edges, control, systems, modules, drivers, users):
         app.include_router(module.router, prefix="/api")
     app.include_router(health.router)
+    app.include_router(link_ws.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

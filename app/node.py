@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from app.metrics import Metrics
+from app.runtime.manager import ModuleManager
+from app.runtime.repository import DriverRepository
 from app.services.auth import Authenticator
 from app.services.catalog import Catalog
+from app.services.control import ControlService
+from app.services.modules import ModuleService
+from app.services.operations import Operations
 from app.services.secrets import EdgeSecrets
 from app.settings import Settings
 from app.store import open_store
 from app.store.base import Store
+
+#: The bundled driver repository a fresh ``ENGINE_DRIVERS_PATH`` is seeded from.
+BUNDLED_DRIVERS = Path(__file__).resolve().parent.parent / "drivers"
 
 
 @dataclass
@@ -54,10 +63,19 @@ class Node:
         self.catalog = Catalog(self.store)
         self.auth = Authenticator(self.store)
         self.secrets = EdgeSecrets(self.store)
+        self.repository = DriverRepository(settings.drivers_path, BUNDLED_DRIVERS)
+        self.modules = ModuleService(
+            self.store,
+            ModuleManager(self.repository, exec_timeout=settings.request_timeout_s),
+        )
+        self.operations = Operations(self.store, self.modules, self.repository)
         self.role: Role | None = None
+        #: Set by the role: how this server answers control questions.
+        self.control: ControlService | None = None
 
     async def start(self) -> None:
         await self.store.open()
+        await self.repository.ensure()
         if self.role is not None:
             await self.role.start()
 
@@ -65,5 +83,6 @@ class Node:
         try:
             if self.role is not None:
                 await self.role.stop()
+            await self.modules.manager.stop_all()
         finally:
             await self.store.close()

@@ -11,6 +11,7 @@ import pytest
 from app.main import create_app
 from app.node import Node
 from app.settings import Settings
+from tests.support.wait import wait_until
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -35,6 +36,7 @@ async def api(settings: Settings, node: Node) -> AsyncIterator[httpx.AsyncClient
     """An admin client of an in-process master (lifespan run by hand)."""
     app = create_app(settings, node=node)
     await node.start()
+    await wait_until(lambda: node.boot.ready, timeout=10, message="the master to boot")
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(

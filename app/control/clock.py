@@ -16,3 +16,8 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{moment.isoformat()} has no time zone; pass an aware datetime")
     return moment.astimezone(UTC)
+
+
+def now_utc() -> datetime:
+    """The current instant, in UTC."""
+    return datetime.now(UTC)

@@ -1,8 +1,77 @@
-"""The edge role: boot from the local replica (DESIGN §5 edge boot)."""
+"""The edge role: boot from the local replica, keep the link, run the location.
+
+DESIGN §5: 1) load only its EdgeControl document; 2) the systems under its control;
+3) the list of modules it controls; 4) connect to the master. Whether the modules
+run follows the master's control messages while the link is up, and the disconnect
+rule (wait ``ENGINE_LINK_RETRY_S``, then a failed attempt) while it is down.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from app.control.clock import now_utc
+from app.control.edge import EdgeControlState, EdgeTransition, StartLocalModules
+from app.edge.replica import Replicator
+from app.edge.uplink import HelloFacts, Uplink
+from app.errors import ControlledElsewhere, NotFound
+from app.link import Control, Event, LinkClosed, LinkConnection, Welcome
+from app.link.connection import Handler
 from app.node import Node
+from app.runtime.status import Unsubscribe
+from app.services.control import describe, persisted_state
+from app.store.base import Document, DocumentNotFound
+
+log = logging.getLogger(__name__)
+
+
+class StatusForwarder:
+    """Pushes every status change and log line of the edge's modules to the master."""
+
+    def __init__(self, link: Callable[[], LinkConnection | None]) -> None:
+        self._link = link
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10_000)
+        self._status: dict[str, Unsubscribe] = {}
+        self._debug: dict[str, Unsubscribe] = {}
+
+    def push(self, event: str, **fields: Any) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait((event, fields))
+
+    async def run(self) -> None:
+        while True:
+            event, fields = await self._queue.get()
+            link = self._link()
+            if link is not None:
+                with contextlib.suppress(LinkClosed):
+                    await link.send_event(event, **fields)
+
+    def track(self, handles: dict[str, Any]) -> None:
+        """Follow the status of exactly the modules in ``handles``."""
+        for module_id in [m for m in self._status if m not in handles]:
+            self._status.pop(module_id)()
+        for module_id, handle in handles.items():
+            if module_id not in self._status:
+                self._status[module_id] = handle.subscribe_status(
+                    lambda name, value, module_id=module_id: self.push(
+                        "status", module_id=module_id, name=name, value=value
+                    )
+                )
+
+    def debug(self, module_id: str, handle: Any | None) -> None:
+        """Relay (``handle`` given) or stop relaying a module's log lines."""
+        stop = self._debug.pop(module_id, None)
+        if stop is not None:
+            stop()
+        if handle is not None:
+            self._debug[module_id] = handle.subscribe_debug(
+                lambda level, msg: self.push("debug", module_id=module_id, level=level, msg=msg)
+            )
 
 
 class EdgeRole:
@@ -10,10 +79,275 @@ class EdgeRole:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        settings = node.settings
+        assert settings.edge_id is not None
+        self.edge_id: str = settings.edge_id
+        self.control = EdgeControlState.at_boot(now_utc())
+        self.replica = Replicator(node.store)
+        self.forwarder = StatusForwarder(self._current_link)
+        self.uplink = Uplink(
+            settings,
+            handlers=self._handlers(),
+            on_event=self._on_event,
+            listener=self,
+            boot_time=time.time(),
+        )
+        self._handed_status: dict[str, dict[str, Any]] = {}
+        self._control_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        node.control = self
+
+    def _current_link(self) -> LinkConnection | None:
+        return self.uplink.link
+
+    # --- boot ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.node.boot.complete(role="edge", edge_id=self.node.settings.edge_id)
+        await self.replica.open()
+        self._tasks.append(asyncio.create_task(self._boot(), name="edge boot"))
+
+    async def _boot(self) -> None:
+        boot = self.node.boot
+        boot.advance("1/4 loading this edge's location")
+        try:
+            edge = await self.node.store.get(self.edge_id)
+        except DocumentNotFound:
+            edge = None
+        boot.advance("2/4 loading the systems under its control")
+        topology = await self.node.modules.topology(fresh=True)
+        boot.advance("3/4 listing the modules it controls")
+        modules = topology.modules_in([self.edge_id])
+        boot.advance("4/4 connecting to the master")
+        self._tasks.append(asyncio.create_task(self.forwarder.run(), name="status forwarder"))
+        self._tasks.append(asyncio.create_task(self.uplink.run_forever(), name="uplink"))
+        self._tasks.append(asyncio.create_task(self._watch_changes(), name="change watch"))
+        if edge is None:
+            log.warning(
+                "edge %s has never synced with the master: no replica of its configuration "
+                "yet; it keeps trying to reach %s",
+                self.edge_id,
+                self.node.settings.master_url,
+            )
+            boot.advance("waiting for the first sync with the master (never synced)")
+            return
+        self._complete(len(modules))
+
+    def _complete(self, modules: int) -> None:
+        self.node.boot.complete(
+            role="edge", edge_id=self.edge_id, modules=modules, replica_seq=self.replica.seq
+        )
         self.node.metrics.ready.set(1)
 
     async def stop(self) -> None:
         self.node.metrics.ready.set(0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        link = self.uplink.link
+        if link is not None:
+            await link.close(1001, "edge shutting down")
+
+    # --- the link (UplinkListener) -------------------------------------------------------
+
+    def hello_facts(self) -> HelloFacts:
+        return HelloFacts(
+            devices_loaded=self.control.modules_running,
+            replica_seq=self.replica.seq,
+            commit=_head(self.node),
+        )
+
+    async def connected(self, link: LinkConnection, welcome: Welcome, control: Control) -> None:
+        log.info(
+            "linked to the master (booting: %s); control: %s",
+            welcome.master_booting,
+            control.controller,
+        )
+        await self._apply(self.control.on_link_up())
+        await self.replica.catch_up(link)
+        if not self.node.boot.ready:
+            topology = await self.node.modules.topology(fresh=True)
+            self._complete(len(topology.modules_in([self.edge_id])))
+        await self.obey(control.controller, control.epoch)
+
+    async def disconnected(self) -> None:
+        log.warning("link to the master lost")
+        await self._apply(self.control.on_link_lost(now_utc()))
+
+    async def attempt_failed(self, reason: str) -> None:
+        await self._apply(
+            self.control.on_reconnect_failed(now_utc(), self.node.settings.link_retry_s)
+        )
+
+    async def obey(self, controller: str, epoch: int) -> dict[str, dict[str, Any]]:
+        """A control message: run or stop the location's modules; returns stopped status."""
+        if controller not in ("edge", "master"):
+            return {}
+        return await self._apply(self.control.on_control(controller, epoch))  # type: ignore[arg-type]
+
+    async def _apply(self, transition: EdgeTransition) -> dict[str, dict[str, Any]]:
+        async with self._control_lock:
+            self.control = transition.state
+            stopped: dict[str, dict[str, Any]] = {}
+            for action in transition.actions:
+                if isinstance(action, StartLocalModules):
+                    log.info("taking control of the location's devices")
+                    await self.node.modules.take(self.edge_id, status=self._handed_status)
+                    self._handed_status = {}
+                    self._announce()
+                else:
+                    log.info("handing control of the location's devices to the master")
+                    stopped = await self.node.modules.release(self.edge_id)
+                    self.forwarder.track({})
+            return stopped
+
+    def _announce(self) -> None:
+        """Tell the master the full state of every module after they (re)start."""
+        manager = self.node.modules.manager
+        handles = {m: manager.handle(m) for m in manager.loaded_ids()}
+        self.forwarder.track(handles)
+        for module_id, handle in handles.items():
+            self.forwarder.push(
+                "module.state", module_id=module_id, state=handle.state(), funcs=handle.funcs()
+            )
+
+    async def _watch_changes(self) -> None:
+        """The replica changed: bring the running modules in line."""
+        async for _ in self.node.store.subscribe():
+            try:
+                await self.node.modules.reconcile()
+                if self.control.modules_running:
+                    self._announce()
+            except Exception:
+                log.exception("applying configuration changes failed")
+
+    async def _on_event(self, event: Event) -> None:
+        if event.event == "replica.changed":
+            link = self.uplink.link
+            if link is not None:
+                try:
+                    await self.replica.catch_up(link)
+                except Exception as exc:
+                    log.warning("replica catch-up failed: %s", exc)
+
+    # --- what the master asks (DESIGN §6) ----------------------------------------------
+
+    def _handlers(self) -> dict[str, Handler]:
+        ops = self.node.operations
+
+        async def exec_(args: dict[str, Any]) -> Any:
+            handle = self._loaded(str(args["module_id"]))
+            return await handle.exec(
+                str(args["method"]),
+                list(args.get("args", [])),
+                dict(args.get("kwargs", {})),
+                args.get("timeout"),
+            )
+
+        async def status(args: dict[str, Any]) -> Any:
+            ids = args.get("module_ids")
+            return ops.status(list(ids) if ids is not None else None)
+
+        async def module_start(args: dict[str, Any]) -> Any:
+            return await ops.start_module(str(args["module_id"]))
+
+        async def module_stop(args: dict[str, Any]) -> Any:
+            return await ops.stop_module(str(args["module_id"]))
+
+        async def system_start(args: dict[str, Any]) -> Any:
+            return {"failed": await ops.start_system(str(args["system_id"]))}
+
+        async def system_stop(args: dict[str, Any]) -> Any:
+            await ops.stop_system(str(args["system_id"]))
+            return {}
+
+        async def repository(args: dict[str, Any]) -> Any:
+            return await ops.repository(
+                str(args["action"]), args.get("commit"), bool(args.get("reload", False))
+            )
+
+        async def reload(args: dict[str, Any]) -> Any:
+            return await ops.reload_driver(str(args["driver_id"]), args.get("files"))
+
+        async def model_updated(args: dict[str, Any]) -> Any:
+            link = self.uplink.link
+            if link is not None:
+                await self.replica.catch_up(link)
+            await self.node.modules.reconcile()
+            return {"replica_seq": self.replica.seq}
+
+        async def cache_expire(args: dict[str, Any]) -> Any:
+            await self.node.modules.reconcile()
+            return {}
+
+        async def debug_subscribe(args: dict[str, Any]) -> Any:
+            module_id = str(args["module_id"])
+            self.forwarder.debug(module_id, self._loaded(module_id))
+            return {}
+
+        async def debug_unsubscribe(args: dict[str, Any]) -> Any:
+            self.forwarder.debug(str(args["module_id"]), None)
+            return {}
+
+        async def control(args: dict[str, Any]) -> Any:
+            stopped = await self.obey(str(args["controller"]), int(args["epoch"]))
+            return {"status": stopped, "controller": self.control.controller}
+
+        async def state_sync(args: dict[str, Any]) -> Any:
+            self._handed_status = dict(args.get("status", {}))
+            return {}
+
+        return {
+            "exec": exec_,
+            "status": status,
+            "module.start": module_start,
+            "module.stop": module_stop,
+            "system.start": system_start,
+            "system.stop": system_stop,
+            "repository": repository,
+            "reload": reload,
+            "model.updated": model_updated,
+            "cache.expire": cache_expire,
+            "debug.subscribe": debug_subscribe,
+            "debug.unsubscribe": debug_unsubscribe,
+            "control": control,
+            "state.sync": state_sync,
+        }
+
+    def _loaded(self, module_id: str) -> Any:
+        manager = self.node.modules.manager
+        if not manager.is_loaded(module_id):
+            raise NotFound(f"module {module_id} is not running on edge {self.edge_id}")
+        return manager.handle(module_id)
+
+    # --- control questions (ControlService) ---------------------------------------------
+
+    async def describe(self, edge: Document) -> dict[str, Any]:
+        state = await persisted_state(self.node.store, edge.id)
+        return describe(edge, state, master_url=self.node.settings.master_url)
+
+    async def restore(self, edge: Document, by: str) -> dict[str, Any]:
+        raise self._to_master(f"restoring edge {edge.id!r}", f"/api/edges/{edge.id}/restore")
+
+    async def takeover(self, edge: Document, by: str) -> dict[str, Any]:
+        raise self._to_master(f"a takeover of edge {edge.id!r}", f"/api/edges/{edge.id}/takeover")
+
+    async def repository(
+        self, edge: Document, action: str, commit: str | None, reload: bool
+    ) -> dict[str, Any]:
+        if edge.id == self.edge_id:
+            return await self.node.operations.repository(action, commit, reload)
+        raise self._to_master("a repository request", f"/api/edges/{edge.id}/repository")
+
+    def controls(self, edge_id: str) -> bool:
+        return edge_id == self.edge_id and self.control.modules_running
+
+    def _to_master(self, what: str, path: str) -> ControlledElsewhere:
+        master = (self.node.settings.master_url or "").rstrip("/")
+        return ControlledElsewhere(f"{what} is decided by the master", location=master + path)
+
+
+def _head(node: Node) -> str | None:
+    try:
+        return node.repository.head()
+    except Exception:
+        return None

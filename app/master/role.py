@@ -1,12 +1,63 @@
-"""The master role: boot in the order of DESIGN §5."""
+"""The master role: boot in the order of DESIGN §5, then supervise every edge.
+
+Boot runs in the background so the control-link endpoint can take edges while the
+master waits for them (step 5); the API answers 503 until step 6.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
+from app.control.clock import now_utc
+from app.control.state import ControlState, EdgePolicy, SupervisorState
+from app.control.supervisor import (
+    BootWaitOver,
+    ConfigChanged,
+    LinkDown,
+    LinkUp,
+    RestoreRequested,
+    TakeoverRequested,
+    WindowOpened,
+    retry_after,
+)
+from app.control.windows import RestoreWindow
+from app.errors import NotFound, ResyncRequired
+from app.link import Control, Event, Hello, LinkClosed, LinkConnection
+from app.link.connection import Handler
+from app.master.links import Admission, EdgeLinks
+from app.master.remote import DebugRelay, RemoteModule, StatusMirror
+from app.master.supervision import EdgeSupervisor, load_persisted
+from app.master.windows import RestoreWindows
 from app.node import Node
+from app.runtime.handle import ModuleHandle
+from app.services.catalog import EDGE
+from app.services.control import describe, persisted_state
+from app.store.base import Document, FeedCompacted
 
 log = logging.getLogger(__name__)
+
+#: Largest batch of changes one ``replica.changes`` answer carries.
+MAX_BATCH = 1000
+
+
+def edge_policy(doc: Document) -> EdgePolicy:
+    """The part of an EdgeControl document that steers its supervision."""
+    body = doc.body
+    window = None
+    if body.get("window_start"):
+        window = RestoreWindow(
+            body["window_start"], float(body["window_length"]), body.get("timezone", "UTC")
+        )
+    return EdgePolicy(
+        failover=bool(body.get("failover", True)),
+        timeout=float(body.get("timeout", 20.0)),
+        window=window,
+    )
 
 
 class MasterRole:
@@ -14,14 +65,327 @@ class MasterRole:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        settings = node.settings
+        self.booting = True
+        self.supervisors: dict[str, EdgeSupervisor] = {}
+        self.mirror = StatusMirror()
+        self.debug = DebugRelay()
+        self.links = EdgeLinks(
+            lookup_secret=node.secrets.lookup,
+            handlers=self._handlers,
+            on_event=self._on_event,
+            max_frame=settings.link_max_frame,
+            request_timeout=settings.request_timeout_s,
+        )
+        self.links.listener = self
+        self.windows = RestoreWindows(self._window_opened)
+        self._remote: dict[str, RemoteModule] = {}
+        self._policies: dict[str, EdgePolicy] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._all_connected = asyncio.Event()
+        node.modules.manager.lookup = self.remote_module
+        node.control = self
+
+    # --- boot (DESIGN §5, master) -----------------------------------------------------
 
     async def start(self) -> None:
-        node = self.node
-        if node.settings.admin_token:
-            node.boot.advance("bootstrapping the admin token")
-            await node.auth.bootstrap_admin(node.settings.admin_token)
-        node.boot.complete(role="master")
-        node.metrics.ready.set(1)
+        self._tasks.append(asyncio.create_task(self._boot(), name="master boot"))
+
+    async def _boot(self) -> None:
+        node, boot = self.node, self.node.boot
+        try:
+            boot.advance("1/6 loading edge locations")
+            edges = (await node.store.find("edge")).items
+            boot.advance("2/6 loading edge systems")
+            topology = await node.modules.topology(fresh=True)
+            boot.advance("3/6 listing edge modules")
+            edge_modules = topology.modules_in([edge.id for edge in edges])
+            if node.settings.admin_token:
+                await node.auth.bootstrap_admin(node.settings.admin_token)
+            boot.advance("4/6 starting the master's own modules")
+            failures = await node.modules.take(None)
+            for edge in edges:
+                await self._supervise(edge)
+            boot.advance("5/6 waiting for edges to connect")
+            boot.expected_wait_s = node.settings.boot_wait_s
+            self._check_all_connected()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(node.settings.boot_wait_s):
+                    await self._all_connected.wait()
+            for supervisor in list(self.supervisors.values()):
+                await supervisor.handle(BootWaitOver(now_utc()))
+            self.booting = False
+            self.windows.start()
+            self._tasks.append(asyncio.create_task(self._watch_changes(), name="change watch"))
+            for edge_id in self.links.connected():
+                link = self.links.get(edge_id)
+                if link is not None:
+                    with contextlib.suppress(LinkClosed):
+                        await link.send_event("master.ready")
+            boot.complete(
+                role="master",
+                edges=len(edges),
+                edges_connected=len(self.links.connected()),
+                edge_modules=len(edge_modules),
+                modules_running=len(node.modules.manager.running_ids()),
+                modules_failed=failures,
+            )
+            node.metrics.ready.set(1)
+            log.info("master booted: %s", boot.summary)
+        except Exception:
+            log.exception("master boot failed")
+            boot.advance("boot failed: see the log")
+            raise
 
     async def stop(self) -> None:
         self.node.metrics.ready.set(0)
+        self.windows.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for supervisor in self.supervisors.values():
+            supervisor.close()
+        await self.links.close_all()
+
+    async def _supervise(self, edge: Document) -> EdgeSupervisor:
+        supervisor = self.supervisors.get(edge.id)
+        if supervisor is not None:
+            return supervisor
+        policy = edge_policy(edge)
+        persisted = await load_persisted(self.node.store, edge.id)
+        state = SupervisorState.at_master_boot(persisted, policy, now_utc())
+        supervisor = EdgeSupervisor(edge.id, state, store=self.node.store, handover=self)
+        self.supervisors[edge.id] = supervisor
+        self._policies[edge.id] = policy
+        self.windows.schedule(edge.id, policy.window)
+        return supervisor
+
+    def _check_all_connected(self) -> None:
+        if set(self.supervisors) <= set(self.links.connected()):
+            self._all_connected.set()
+
+    # --- links (LinkListener) ---------------------------------------------------------
+
+    async def admit(self, hello: Hello) -> Admission:
+        try:
+            edge = await self.node.store.get(hello.edge_id)
+        except Exception:
+            raise NotFound(f"edge {hello.edge_id!r} does not exist") from None
+        supervisor = await self._supervise(edge)
+        transition, controls = await supervisor.admit(
+            LinkUp(now_utc(), devices_loaded=hello.devices_loaded, master_booting=self.booting)
+        )
+        control = transition.state.control
+        controller = controls[-1].controller if controls else _side(control.controller)
+        if hello.commit and edge.body.get("commit") != hello.commit:
+            await self.node.catalog.set_maintained(EDGE, edge.id, commit=hello.commit)
+        return Admission(
+            master_booting=self.booting,
+            control=Control(controller=controller, epoch=control.epoch, reason=control.reason),
+        )
+
+    async def link_up(self, edge_id: str, link: LinkConnection, hello: Hello) -> None:
+        self.node.metrics.links.set(len(self.links.connected()))
+        self._check_all_connected()
+        self.debug.resubscribe(link)
+        await self.refresh_mirror(edge_id, link)
+
+    async def link_down(self, edge_id: str, link: LinkConnection) -> None:
+        self.node.metrics.links.set(len(self.links.connected()))
+        supervisor = self.supervisors.get(edge_id)
+        if supervisor is not None:
+            await supervisor.handle(LinkDown(now_utc()))
+
+    async def refresh_mirror(self, edge_id: str, link: LinkConnection) -> None:
+        """Ask the edge for the full status of its modules (after connect or handover)."""
+        try:
+            modules = await link.request("status", {})
+        except Exception as exc:
+            log.info("no status from edge %s: %s", edge_id, exc)
+            return
+        for module_id, info in modules.items():
+            self.mirror.replace(module_id, info.get("state", {}), info.get("funcs", {}))
+
+    def _handlers(self, edge_id: str) -> Mapping[str, Handler]:
+        return {"replica.changes": self._replica_changes}
+
+    async def _replica_changes(self, args: dict[str, Any]) -> dict[str, Any]:
+        since = int(args.get("since", 0))
+        limit = max(1, min(int(args.get("limit", MAX_BATCH)), MAX_BATCH))
+        try:
+            batch = await self.node.store.changes_since(since, limit=limit)
+        except FeedCompacted as exc:
+            raise ResyncRequired(str(exc)) from exc
+        return {
+            "changes": [change.as_json() for change in batch.changes],
+            "last_seq": batch.last_seq,
+            "more": batch.more,
+        }
+
+    async def _on_event(self, edge_id: str, event: Event) -> None:
+        fields = event.fields
+        if event.event == "status":
+            self.mirror.update(str(fields["module_id"]), str(fields["name"]), fields.get("value"))
+        elif event.event == "module.state":
+            self.mirror.replace(
+                str(fields["module_id"]), fields.get("state", {}), fields.get("funcs", {})
+            )
+        elif event.event == "debug":
+            self.debug.deliver(
+                str(fields["module_id"]), str(fields.get("level")), str(fields.get("msg"))
+            )
+
+    # --- remote modules -----------------------------------------------------------------
+
+    def remote_module(self, module_id: str) -> ModuleHandle | None:
+        """The proxy of a module an edge controls now; None for the master's own."""
+        topology = self.node.modules.cached_topology
+        if topology is None:
+            return None
+        edge_id = topology.module_locations.get(module_id)
+        if edge_id is None or self.node.modules.runs(edge_id):
+            return None
+        module = topology.modules.get(module_id)
+        if module is None:
+            return None
+        remote = self._remote.get(module_id)
+        if remote is None or remote.edge_id != edge_id or remote.name != module.body["name"]:
+            remote = RemoteModule(
+                module_id,
+                str(module.body["name"]),
+                edge_id,
+                link=lambda: self.links.get(edge_id),
+                mirror=self.mirror,
+                debug=self.debug,
+                default_timeout=self.node.settings.request_timeout_s,
+            )
+            self._remote[module_id] = remote
+        return remote
+
+    # --- handover (what supervisors ask of the master) -------------------------------
+
+    def link(self, edge_id: str) -> LinkConnection | None:
+        return self.links.get(edge_id)
+
+    async def start_modules(self, edge_id: str, status: Mapping[str, Any]) -> None:
+        await self.node.modules.take(edge_id, status=status)
+
+    async def stop_modules(self, edge_id: str) -> dict[str, dict[str, Any]]:
+        return await self.node.modules.release(edge_id)
+
+    def mirrored_status(self, edge_id: str) -> dict[str, dict[str, Any]]:
+        topology = self.node.modules.cached_topology
+        if topology is None:
+            return {}
+        return self.mirror.snapshot(topology.modules_in([edge_id]))
+
+    def control_changed(self, edge_id: str, state: ControlState) -> None:
+        log.info(
+            "edge %s: controller %s (epoch %d): %s",
+            edge_id,
+            state.controller,
+            state.epoch,
+            state.reason,
+        )
+
+    # --- operations ---------------------------------------------------------------------
+
+    def supervisor(self, edge_id: str) -> EdgeSupervisor:
+        supervisor = self.supervisors.get(edge_id)
+        if supervisor is None:
+            raise NotFound(f"edge {edge_id!r} is not supervised (does it exist?)")
+        return supervisor
+
+    async def describe(self, edge: Document) -> dict[str, Any]:
+        supervisor = self.supervisors.get(edge.id)
+        if supervisor is None:
+            state = await persisted_state(self.node.store, edge.id)
+            return describe(edge, state, master_url=self.node.settings.base_url)
+        control, now = supervisor.state.control, now_utc()
+        return describe(
+            edge,
+            {
+                "controller": control.controller,
+                "epoch": control.epoch,
+                "online": control.online,
+                "failover_active": control.failover_active,
+                "failover_time": _iso(control.failover_time),
+                "since": _iso(control.since),
+                "reason": control.reason,
+            },
+            master_url=self.node.settings.base_url,
+            retry_after=retry_after(supervisor.state, now),
+        )
+
+    async def restore(self, edge: Document, by: str) -> dict[str, Any]:
+        await self.supervisor(edge.id).handle(RestoreRequested(now_utc(), by=by))
+        return await self.describe(edge)
+
+    async def takeover(self, edge: Document, by: str) -> dict[str, Any]:
+        await self.supervisor(edge.id).handle(TakeoverRequested(now_utc(), by=by))
+        return await self.describe(edge)
+
+    async def repository(
+        self, edge: Document, action: str, commit: str | None, reload: bool
+    ) -> dict[str, Any]:
+        """Run a repository request on the edge's server; record the commit it reports."""
+        link = self.links.get(edge.id)
+        if link is None:
+            raise LinkClosed(f"edge {edge.id!r}")
+        result: dict[str, Any] = await link.request(
+            "repository", {"action": action, "commit": commit, "reload": reload}
+        )
+        if result.get("commit") and result["commit"] != edge.body.get("commit"):
+            await self.node.catalog.set_maintained(EDGE, edge.id, commit=result["commit"])
+        return result
+
+    def controls(self, edge_id: str) -> bool:
+        return self.node.modules.runs(edge_id)
+
+    async def _window_opened(self, edge_id: str) -> None:
+        supervisor = self.supervisors.get(edge_id)
+        if supervisor is not None:
+            await supervisor.handle(WindowOpened(now_utc()))
+
+    # --- configuration changes ----------------------------------------------------------
+
+    async def _watch_changes(self) -> None:
+        """Every committed write: tell the edges, reconcile modules and supervisors."""
+        async for seq in self.node.store.subscribe():
+            for edge_id in self.links.connected():
+                link = self.links.get(edge_id)
+                if link is not None:
+                    with contextlib.suppress(LinkClosed):
+                        await link.send_event("replica.changed", seq=seq)
+            try:
+                await self._sync_edges()
+                await self.node.modules.reconcile()
+            except Exception:
+                log.exception("applying configuration changes failed")
+
+    async def _sync_edges(self) -> None:
+        edges = (await self.node.store.find("edge")).items
+        for edge in edges:
+            if edge.id not in self.supervisors:
+                await self._supervise(edge)
+                continue
+            policy = edge_policy(edge)
+            if policy != self._policies.get(edge.id):
+                self._policies[edge.id] = policy
+                self.windows.schedule(edge.id, policy.window)
+                await self.supervisors[edge.id].handle(
+                    ConfigChanged(now_utc(), policy.failover, policy.timeout, policy.window)
+                )
+        known = {edge.id for edge in edges}
+        for edge_id in [e for e in self.supervisors if e not in known]:
+            self.supervisors.pop(edge_id).close()
+            self.windows.schedule(edge_id, None)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _side(controller: str) -> Any:
+    """A never-seen edge ("none") keeps its devices: the master only wins with control."""
+    return "master" if controller == "master" else "edge"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.node import Node
@@ -14,8 +15,8 @@ from app.services.catalog import Catalog
 bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer <token>")
 
 
-def get_node(request: Request) -> Node:
-    return cast(Node, request.app.state.node)
+def get_node(connection: HTTPConnection) -> Node:
+    return cast(Node, connection.app.state.node)
 
 
 NodeDep = Annotated[Node, Depends(get_node)]

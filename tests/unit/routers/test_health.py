@@ -42,7 +42,9 @@ async def test_metrics_count_requests(api: httpx.AsyncClient) -> None:
 
 
 async def test_edge_role_names_itself(settings: Settings) -> None:
-    edge_settings = settings.model_copy(update={"edge_id": "edge-1"})
+    edge_settings = settings.model_copy(
+        update={"edge_id": "edge-1", "master_url": "http://127.0.0.1:9", "edge_secret": "s"}
+    )
     node = Node(edge_settings)
     app = create_app(edge_settings, node=node)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

@@ -1,0 +1,238 @@
+"""Carry out the supervisor's decisions for one edge: timers, handovers, persistence.
+
+The decisions are pure (:func:`app.control.supervisor.step`); this class only feeds it
+events one at a time and executes the actions it returns, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from app.control.clock import now_utc
+from app.control.state import ControlState, SupervisorState
+from app.control.supervisor import (
+    CancelFailoverTimer,
+    Event,
+    FailoverTimerFired,
+    Persist,
+    RecordEvent,
+    Reject,
+    SendControl,
+    StartFailoverTimer,
+    StartMasterModules,
+    StopMasterModules,
+    TransferStatus,
+    Transition,
+    step,
+)
+from app.errors import Conflict
+from app.link import LinkConnection
+from app.store.base import DocumentNotFound, JsonObject, Store
+
+log = logging.getLogger(__name__)
+
+
+def control_id(edge_id: str) -> str:
+    return f"control::{edge_id}"
+
+
+class Handover(Protocol):
+    """What a supervisor needs from the rest of the master to move an edge's devices."""
+
+    def link(self, edge_id: str) -> LinkConnection | None: ...
+
+    async def start_modules(self, edge_id: str, status: Mapping[str, Any]) -> None: ...
+
+    async def stop_modules(self, edge_id: str) -> dict[str, dict[str, Any]]: ...
+
+    def mirrored_status(self, edge_id: str) -> dict[str, dict[str, Any]]: ...
+
+    def control_changed(self, edge_id: str, state: ControlState) -> None: ...
+
+
+@dataclass
+class _Handoff:
+    """Status travelling from the old controller to the new one within one transition."""
+
+    status: dict[str, dict[str, Any]]
+
+
+class EdgeSupervisor:
+    """Feeds one edge's events to the pure supervisor and executes its actions."""
+
+    def __init__(
+        self,
+        edge_id: str,
+        state: SupervisorState,
+        *,
+        store: Store,
+        handover: Handover,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.edge_id = edge_id
+        self.state = state
+        self._store = store
+        self._handover = handover
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+        #: Control frames the transition wants sent while a link is being admitted.
+        self.captured: list[SendControl] | None = None
+
+    async def handle(self, event: Event) -> Transition:
+        """Decide on ``event`` and carry the decision out before the next event."""
+        async with self._lock:
+            transition = step(self.state, event)
+            self.state = transition.state
+            await self._execute(transition)
+            return transition
+
+    async def admit(self, event: Event) -> tuple[Transition, list[SendControl]]:
+        """Like :meth:`handle`, but control frames are returned instead of sent.
+
+        A connecting edge hears who controls in the handshake's ``control`` frame,
+        before its link is serving requests.
+        """
+        async with self._lock:
+            transition = step(self.state, event)
+            self.state = transition.state
+            self.captured = []
+            try:
+                await self._execute(transition)
+                return transition, self.captured
+            finally:
+                self.captured = None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    async def _execute(self, transition: Transition) -> None:
+        handoff = _Handoff({})
+        for action in transition.actions:
+            match action:
+                case Persist(control=control):
+                    await self._persist(control)
+                    self._handover.control_changed(self.edge_id, control)
+                case RecordEvent():
+                    await self._record(action)
+                case StartFailoverTimer(deadline=deadline):
+                    self._arm(deadline)
+                case CancelFailoverTimer():
+                    self._disarm()
+                case StopMasterModules():
+                    handoff.status = await self._handover.stop_modules(self.edge_id)
+                case TransferStatus(to="edge"):
+                    await self._send("state.sync", {"status": handoff.status})
+                case TransferStatus(to="master"):
+                    if not handoff.status:
+                        handoff.status = self._handover.mirrored_status(self.edge_id)
+                case StartMasterModules():
+                    await self._handover.start_modules(self.edge_id, handoff.status)
+                case SendControl(controller=controller):
+                    reply = await self._send_control(action)
+                    if controller == "master" and isinstance(reply, dict):
+                        handoff.status = reply.get("status") or {}
+                case Reject(reason=reason):
+                    raise Conflict(reason)
+
+    async def _send_control(self, action: SendControl) -> Any:
+        if self.captured is not None:
+            self.captured.append(action)
+            return None
+        return await self._send("control", {"controller": action.controller, "epoch": action.epoch})
+
+    async def _send(self, op: str, args: JsonObject) -> Any:
+        link = self._handover.link(self.edge_id)
+        if link is None:
+            return None
+        try:
+            return await link.request(op, args)
+        except Exception as exc:  # the edge's side follows from the next negotiation
+            log.warning("edge %s did not take %s: %s", self.edge_id, op, exc)
+            return None
+
+    def _arm(self, deadline: datetime) -> None:
+        self._disarm()
+        delay = max(0.0, (deadline - self._clock()).total_seconds())
+        self._timer = asyncio.get_running_loop().create_task(self._fire_at(delay))
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer is not asyncio.current_task():
+            self._timer.cancel()
+        self._timer = None
+
+    async def _fire_at(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._timer = None
+        try:
+            await self.handle(FailoverTimerFired(self._clock()))
+        except Exception:
+            log.exception("failover of edge %s failed", self.edge_id)
+
+    async def _persist(self, control: ControlState) -> None:
+        await self._store.upsert(
+            control_id(self.edge_id),
+            "control_state",
+            {
+                "edge_id": self.edge_id,
+                "controller": control.controller,
+                "epoch": control.epoch,
+                "online": control.online,
+                "failover_active": control.failover_active,
+                "failover_time": _iso(control.failover_time),
+                "since": _iso(control.since),
+                "reason": control.reason,
+            },
+        )
+
+    async def _record(self, event: RecordEvent) -> None:
+        at = event.at.astimezone(UTC)
+        event_id = f"evt::{self.edge_id}::{at.strftime('%Y%m%dT%H%M%S.%f')}::{secrets.token_hex(3)}"
+        await self._store.insert(
+            event_id,
+            "control_event",
+            {
+                "edge_id": self.edge_id,
+                "at": at.isoformat(),
+                "kind": event.kind,
+                "controller": event.controller,
+                "epoch": event.epoch,
+                "reason": event.reason,
+                "by": event.by,
+            },
+        )
+
+
+async def load_persisted(store: Store, edge_id: str) -> ControlState | None:
+    """The ControlState the master last wrote for ``edge_id``, if any."""
+    try:
+        doc = await store.get(control_id(edge_id))
+    except DocumentNotFound:
+        return None
+    body = doc.body
+    return ControlState(
+        controller=body.get("controller", "none"),
+        epoch=int(body.get("epoch", 0)),
+        online=bool(body.get("online", False)),
+        failover_active=bool(body.get("failover_active", False)),
+        failover_time=_parse(body.get("failover_time")),
+        failover_deadline=None,
+        offline_since=None,
+        since=_parse(body.get("since")) or now_utc(),
+        reason=str(body.get("reason", "")),
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def _parse(text: object) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) else None

@@ -1,0 +1,124 @@
+"""Control of each edge's devices: who controls them, handovers, history, repository."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict
+
+from app.errors import Unavailable
+from app.node import Node
+from app.routers.conditional import cached_json
+from app.routers.crud import problems
+from app.routers.deps import CatalogDep, CurrentUser, NodeDep
+from app.services.auth import require_edge_admin
+from app.services.catalog import EDGE
+from app.services.control import ControlService, history
+
+router = APIRouter(prefix="/edges/{edge_id}", tags=["control"])
+
+
+class RepositoryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["pull", "reset", "status"]
+    commit: str | None = None
+    reload: bool = False
+
+
+def _control(node: Node) -> ControlService:
+    if node.control is None:
+        raise Unavailable("control is not available yet: the server is still booting")
+    return node.control
+
+
+@router.get(
+    "/control",
+    operation_id="getEdgeControl",
+    summary="Who controls the edge's devices now, and where clients reach both servers",
+    responses=problems(401, 404),
+)
+async def get_control(
+    request: Request, edge_id: str, node: NodeDep, catalog: CatalogDep, _user: CurrentUser
+) -> Response:
+    edge = await catalog.get(EDGE, edge_id)
+    return cached_json(request, await _control(node).describe(edge), cache_control="no-cache")
+
+
+@router.post(
+    "/restore",
+    operation_id="restoreEdge",
+    summary="Hand control back to a connected edge now",
+    responses=problems(401, 403, 404, 409),
+)
+async def restore(
+    edge_id: str, node: NodeDep, catalog: CatalogDep, user: CurrentUser
+) -> dict[str, Any]:
+    edge = await catalog.get(EDGE, edge_id)
+    require_edge_admin(user, edge)
+    return await _control(node).restore(edge, by=user.user_id)
+
+
+@router.post(
+    "/takeover",
+    operation_id="takeoverEdge",
+    summary="The master takes control of the edge's devices now (planned maintenance)",
+    responses=problems(401, 403, 404),
+)
+async def takeover(
+    edge_id: str, node: NodeDep, catalog: CatalogDep, user: CurrentUser
+) -> dict[str, Any]:
+    edge = await catalog.get(EDGE, edge_id)
+    require_edge_admin(user, edge)
+    return await _control(node).takeover(edge, by=user.user_id)
+
+
+@router.get(
+    "/events",
+    operation_id="listEdgeEvents",
+    summary="The history of control decisions, newest first",
+    responses=problems(401, 404),
+)
+async def events(
+    edge_id: str,
+    node: NodeDep,
+    catalog: CatalogDep,
+    _user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    await catalog.get(EDGE, edge_id)
+    return await history(node.store, edge_id, limit)
+
+
+@router.get(
+    "/controller",
+    operation_id="probeEdgeController",
+    summary="200 on the server that controls the location now, 503 elsewhere (load balancers)",
+    responses=problems(404, 503),
+)
+@router.head(
+    "/controller",
+    operation_id="headEdgeController",
+    summary="The controller probe without a body",
+    responses=problems(404, 503),
+)
+async def controller_probe(edge_id: str, node: NodeDep, catalog: CatalogDep) -> Response:
+    await catalog.get(EDGE, edge_id)
+    if _control(node).controls(edge_id):
+        return Response(status_code=200, headers={"Cache-Control": "no-store"})
+    raise Unavailable(f"this server ({node.settings.node_name}) does not control edge {edge_id!r}")
+
+
+@router.post(
+    "/repository",
+    operation_id="edgeRepository",
+    summary="Run a repository request (pull, reset, status) on the location's server",
+    responses=problems(401, 403, 404, 409, 503),
+)
+async def repository(
+    edge_id: str, body: RepositoryRequest, node: NodeDep, catalog: CatalogDep, user: CurrentUser
+) -> dict[str, Any]:
+    edge = await catalog.get(EDGE, edge_id)
+    require_edge_admin(user, edge)
+    return await _control(node).repository(edge, body.action, body.commit, body.reload)

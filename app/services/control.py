@@ -1,0 +1,89 @@
+"""Who controls each edge's devices, as the API reports it (both roles).
+
+The master answers from its supervisors; an edge from the ControlState documents the
+master wrote and replication brought. Operations that change control (restore,
+takeover) and location-wide requests (repository) are the master's: each role
+provides a :class:`ControlService`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from app.control.clock import now_utc
+from app.control.windows import RestoreWindow
+from app.store.base import Document, DocumentNotFound, Store
+
+
+class ControlService(Protocol):
+    """The control operations the API offers; implemented by the master and the edge."""
+
+    async def describe(self, edge: Document) -> dict[str, Any]: ...
+
+    async def restore(self, edge: Document, by: str) -> dict[str, Any]: ...
+
+    async def takeover(self, edge: Document, by: str) -> dict[str, Any]: ...
+
+    async def repository(
+        self, edge: Document, action: str, commit: str | None, reload: bool
+    ) -> dict[str, Any]: ...
+
+    def controls(self, edge_id: str) -> bool:
+        """Whether this server runs that location's devices now."""
+        ...
+
+
+def next_window(edge: Document, now: datetime) -> dict[str, str] | None:
+    """The restore window open now, else the next one; None without a window."""
+    body = edge.body
+    if not body.get("window_start"):
+        return None
+    window = RestoreWindow(
+        body["window_start"], float(body["window_length"]), body.get("timezone", "UTC")
+    )
+    span = window.current_or_next(now)
+    if span is None:
+        return None
+    return {"start": span.start.isoformat(), "end": span.end.isoformat()}
+
+
+def describe(
+    edge: Document,
+    state: dict[str, Any],
+    *,
+    master_url: str | None,
+    retry_after: float | None = None,
+) -> dict[str, Any]:
+    """The body of ``GET /api/edges/{id}/control``."""
+    now = now_utc()
+    return {
+        "edge_id": edge.id,
+        "controller": state.get("controller", "none"),
+        "epoch": state.get("epoch", 0),
+        "online": state.get("online", False),
+        "failover_active": state.get("failover_active", False),
+        "failover_time": state.get("failover_time"),
+        "since": state.get("since"),
+        "reason": state.get("reason", "the master has not yet decided about this edge"),
+        "retry_after": retry_after,
+        "next_restore_window": next_window(edge, now),
+        "edge_url": edge.body.get("api_url"),
+        "master_url": master_url,
+    }
+
+
+async def persisted_state(store: Store, edge_id: str) -> dict[str, Any]:
+    """The ControlState document the master last wrote for the edge ({} when none)."""
+    try:
+        return dict((await store.get(f"control::{edge_id}")).body)
+    except DocumentNotFound:
+        return {}
+
+
+async def history(store: Store, edge_id: str, limit: int) -> list[dict[str, Any]]:
+    """The edge's ControlEvents, newest first."""
+    page = await store.find("control_event", where={"edge_id": edge_id})
+    events = [{"id": doc.id, **doc.body} for doc in page.items]
+    events.sort(key=lambda event: str(event.get("at", "")), reverse=True)
+    return events[:limit]

@@ -1,0 +1,199 @@
+"""Which modules this server runs, reconciled from the documents in its store.
+
+A server controls a set of *locations* — ``None`` for the master's own systems, an
+edge id for an edge's. The modules it should run are those of the systems in those
+locations (the seed's map-reduce over ``edge_control_id``). Rather than patching the
+runtime change by change, :meth:`ModuleService.reconcile` compares that desired set
+with what is loaded and closes the gap, so a configuration change, a replica catch-up
+or a handover all end in the same, correct state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from app.runtime.manager import ModuleManager
+from app.runtime.spec import ModuleSpec, SystemSpec
+from app.store.base import Document, Store
+
+log = logging.getLogger(__name__)
+
+#: The master's own location: systems without an ``edge_control_id``.
+MASTER_LOCATION: str | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Systems, modules and drivers as the store holds them now."""
+
+    systems: Mapping[str, Document]
+    modules: Mapping[str, Document]
+    drivers: Mapping[str, Document]
+
+    def location_of_system(self, system_id: str) -> str | None:
+        system = self.systems.get(system_id)
+        return system.body.get("edge_control_id") if system else None
+
+    def systems_of(self, module_id: str) -> list[str]:
+        return [
+            system.id for system in self.systems.values() if module_id in system.body["modules"]
+        ]
+
+    @cached_property
+    def module_locations(self) -> dict[str, str | None]:
+        """Each module held by a system, with its location (a module sits in one)."""
+        located: dict[str, str | None] = {}
+        for system in self.systems.values():
+            for module_id in system.body["modules"]:
+                located.setdefault(module_id, system.body.get("edge_control_id"))
+        return located
+
+    def modules_in(self, locations: Iterable[str | None]) -> list[str]:
+        wanted = set(locations)
+        return [m for m, where in self.module_locations.items() if where in wanted]
+
+    def system_specs(self) -> list[SystemSpec]:
+        return [
+            SystemSpec(
+                id=doc.id,
+                name=str(doc.body.get("name", "")),
+                modules=tuple(doc.body["modules"]),
+                settings=doc.body.get("settings", {}),
+            )
+            for doc in self.systems.values()
+        ]
+
+    def module_spec(self, module_id: str) -> ModuleSpec | None:
+        """The runnable spec of a module, or None when it or its driver is missing."""
+        module = self.modules.get(module_id)
+        driver = self.drivers.get(module.body["driver_id"]) if module else None
+        if module is None or driver is None:
+            return None
+        body, code = module.body, driver.body
+        return ModuleSpec(
+            id=module.id,
+            name=str(body["name"]),
+            driver_id=driver.id,
+            file=str(code["file"]),
+            class_name=str(code["class_name"]),
+            role=code.get("role", "device"),
+            ip=body.get("ip"),
+            port=body.get("port"),
+            uri=body.get("uri"),
+            settings=body.get("settings", {}),
+            system_ids=tuple(self.systems_of(module_id)),
+            driver_settings=code.get("settings", {}),
+        )
+
+
+class ModuleService:
+    """Runs exactly the modules of the locations this server controls."""
+
+    def __init__(self, store: Store, manager: ModuleManager) -> None:
+        self._store = store
+        self.manager = manager
+        self._controlled: set[str | None] = set()
+        self._lock = asyncio.Lock()
+        self._topology: Topology | None = None
+        #: Each loaded module's ``running`` flag as last reconciled: a stopped module
+        #: starts again only when its flag turns on, not at every reconcile.
+        self._flags: dict[str, bool] = {}
+
+    @property
+    def controlled(self) -> frozenset[str | None]:
+        return frozenset(self._controlled)
+
+    async def topology(self, *, fresh: bool = False) -> Topology:
+        """The store's systems, modules and drivers (cached until the next change)."""
+        if self._topology is None or fresh:
+            systems, modules, drivers = await asyncio.gather(
+                self._store.find("system"), self._store.find("module"), self._store.find("driver")
+            )
+            self._topology = Topology(
+                systems={doc.id: doc for doc in systems.items},
+                modules={doc.id: doc for doc in modules.items},
+                drivers={doc.id: doc for doc in drivers.items},
+            )
+        return self._topology
+
+    @property
+    def cached_topology(self) -> Topology | None:
+        """The topology as last read, for synchronous lookups; None before the first read."""
+        return self._topology
+
+    async def take(
+        self, location: str | None, *, status: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, str]:
+        """Start running a location's modules, seeding them with ``status`` first."""
+        async with self._lock:
+            self._controlled.add(location)
+            return await self._reconcile(status or {})
+
+    async def release(self, location: str | None) -> dict[str, dict[str, Any]]:
+        """Stop and unload a location's modules; returns their last status."""
+        async with self._lock:
+            self._controlled.discard(location)
+            topology = await self.topology()
+            ids = [m for m in topology.modules_in([location]) if self.manager.is_loaded(m)]
+            snapshot = await self.manager.status_snapshot(ids)
+            await self._unload(ids)
+            return snapshot
+
+    async def reconcile(self) -> dict[str, str]:
+        """Bring the runtime in line with the store after a change."""
+        async with self._lock:
+            await self.topology(fresh=True)
+            return await self._reconcile({})
+
+    def runs(self, location: str | None) -> bool:
+        return location in self._controlled
+
+    async def _reconcile(self, status: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+        topology = await self.topology()
+        self.manager.set_systems(topology.system_specs())
+        desired: dict[str, ModuleSpec] = {}
+        for module_id in topology.modules_in(self._controlled):
+            spec = topology.module_spec(module_id)
+            if spec is not None:
+                desired[module_id] = spec
+        loaded = set(self.manager.loaded_ids())
+        await self._unload([m for m in loaded if m not in desired])
+
+        failures: dict[str, str] = {}
+        to_start: list[str] = []
+        for module_id, spec in desired.items():
+            should_run = bool(topology.modules[module_id].body.get("running", True))
+            try:
+                if module_id not in loaded:
+                    await self.manager.load(spec)
+                    if module_id in status:
+                        await self.manager.restore_status(module_id, status[module_id])
+                    if should_run:
+                        to_start.append(module_id)
+                    continue
+                if self.manager.handle(module_id).spec != spec:
+                    await self.manager.update(spec)
+            except Exception as exc:  # one broken module must not stop the others
+                log.warning("module %s could not be loaded: %s", module_id, exc)
+                failures[module_id] = str(exc)
+                continue
+            running = self.manager.is_running(module_id)
+            if should_run and not running and self._flags.get(module_id) is False:
+                to_start.append(module_id)
+            elif not should_run and running:
+                await self.manager.stop(module_id)
+        failures.update(await self.manager.start_many(to_start))
+        self._flags = {m: bool(topology.modules[m].body.get("running", True)) for m in desired}
+        return failures
+
+    async def _unload(self, module_ids: list[str]) -> None:
+        if not module_ids:
+            return
+        await self.manager.stop_many(module_ids)
+        for module_id in module_ids:
+            await self.manager.unload(module_id)

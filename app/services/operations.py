@@ -1,0 +1,107 @@
+"""Runtime operations on the modules this server runs, shared by both roles.
+
+The master calls them for its own modules from the REST API; an edge calls the same
+ones when the master asks over the control link — one implementation, two callers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.errors import InvalidField, NotFound
+from app.runtime.manager import ModuleManager
+from app.runtime.repository import DriverRepository
+from app.services.modules import ModuleService
+from app.store.base import DocumentNotFound, Store
+
+
+class Operations:
+    """Start, stop, inspect and reload what runs here; drive the driver repository."""
+
+    def __init__(self, store: Store, modules: ModuleService, repository: DriverRepository):
+        self._store = store
+        self._modules = modules
+        self._repository = repository
+
+    @property
+    def manager(self) -> ModuleManager:
+        return self._modules.manager
+
+    async def start_module(self, module_id: str) -> dict[str, Any]:
+        await self.manager.start(module_id)
+        return self.manager.describe(module_id)
+
+    async def stop_module(self, module_id: str) -> dict[str, Any]:
+        await self.manager.stop(module_id)
+        return self.manager.describe(module_id)
+
+    async def start_system(self, system_id: str) -> dict[str, str]:
+        """Start the system's modules this server runs; returns those that failed."""
+        return await self.manager.start_many(await self._local_modules(system_id))
+
+    async def stop_system(self, system_id: str) -> None:
+        await self.manager.stop_many(await self._local_modules(system_id))
+
+    def status(self, module_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """State, commands and lifecycle of loaded modules (all when ``module_ids`` is None)."""
+        ids = self.manager.loaded_ids() if module_ids is None else module_ids
+        described = {}
+        for module_id in ids:
+            if self.manager.is_loaded(module_id):
+                handle = self.manager.handle(module_id)
+                described[module_id] = {
+                    **self.manager.describe(module_id),
+                    "state": handle.state(),
+                    "funcs": handle.funcs(),
+                }
+        return described
+
+    async def repository(
+        self, action: str, commit: str | None = None, reload: bool = False
+    ) -> dict[str, Any]:
+        """``pull``, ``reset`` (to ``commit``) or ``status``; optionally reload drivers."""
+        if action == "pull":
+            head = await self._repository.pull()
+        elif action == "reset":
+            head = await self._repository.reset(commit)
+        elif action == "status":
+            return {**await self._repository.status(), "commit": self._repository.head()}
+        else:
+            raise InvalidField("action", f"must be pull, reset or status, not {action!r}")
+        reloaded = await self._reload_running_drivers() if reload else []
+        return {"commit": head, "reloaded": reloaded}
+
+    async def reload_driver(
+        self, driver_id: str, files: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Load a driver's code afresh (after writing inline edits) and restart its modules."""
+        try:
+            driver = await self._store.get(driver_id)
+        except DocumentNotFound:
+            driver = None
+        if driver is None or driver.type != "driver":
+            raise NotFound(f"driver {driver_id!r} does not exist")
+        head = await self.manager.reload_driver(
+            driver_id, str(driver.body["file"]), str(driver.body["class_name"]), files
+        )
+        restarted = [
+            m
+            for m in self.manager.loaded_ids()
+            if self.manager.handle(m).spec.driver_id == driver_id
+        ]
+        return {"commit": head, "modules": restarted}
+
+    async def _reload_running_drivers(self) -> list[str]:
+        in_use = {self.manager.handle(m).spec.driver_id for m in self.manager.loaded_ids()}
+        for driver_id in sorted(in_use):
+            await self.reload_driver(driver_id)
+        return sorted(in_use)
+
+    async def _local_modules(self, system_id: str) -> list[str]:
+        try:
+            system = await self._store.get(system_id)
+        except DocumentNotFound:
+            system = None
+        if system is None or system.type != "system":
+            raise NotFound(f"system {system_id!r} does not exist")
+        return [m for m in system.body["modules"] if self.manager.is_loaded(m)]
