@@ -21,6 +21,7 @@ from app.routers import (
     users,
 )
 from app.routers.middleware import EngineHeaders
+from app.routers.routing import ControllerRouting
 from app.settings import Settings, load_settings
 
 API_VERSION = "1.0.0"
@@ -29,12 +30,18 @@ API_VERSION = "1.0.0"
 def build_role(node: Node) -> Role:
     """The master unless ``ENGINE_EDGE_ID`` names an edge."""
     if node.settings.is_edge:
+        from app.edge.placement import EdgePlacement
         from app.edge.role import EdgeRole
 
-        return EdgeRole(node)
+        edge = EdgeRole(node)
+        node.placement = EdgePlacement(edge)
+        return edge
+    from app.master.placement import MasterPlacement
     from app.master.role import MasterRole
 
-    return MasterRole(node)
+    master = MasterRole(node)
+    node.placement = MasterPlacement(master)
+    return master
 
 
 def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
@@ -63,6 +70,9 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         app.include_router(module.router, prefix="/api")
     app.include_router(health.router)
     app.include_router(link_ws.router)
+    # Added innermost first: routing, then CORS around it (so redirects carry CORS
+    # headers a browser needs to follow them), then the node header around all.
+    app.add_middleware(ControllerRouting, node=node)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -70,7 +80,14 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             allow_methods=["*"],
             allow_headers=["*"],
             allow_credentials=True,
-            expose_headers=["Location", "X-Engine-Node", "ETag", "Retry-After", "Link"],
+            expose_headers=[
+                "Location",
+                "X-Engine-Node",
+                "ETag",
+                "Retry-After",
+                "Link",
+                "Preference-Applied",
+            ],
             max_age=600,
         )
     app.add_middleware(EngineHeaders, node_name=settings.node_name, metrics=node.metrics)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import httpx
 
 from app.metrics import Metrics
 from app.runtime.manager import ModuleManager
 from app.runtime.repository import DriverRepository
 from app.services.auth import Authenticator
 from app.services.catalog import Catalog
-from app.services.control import ControlService
+from app.services.control import ControlService, PlacementSource
 from app.services.modules import ModuleService
 from app.services.operations import Operations
 from app.services.secrets import EdgeSecrets
@@ -72,6 +75,22 @@ class Node:
         self.role: Role | None = None
         #: Set by the role: how this server answers control questions.
         self.control: ControlService | None = None
+        #: Set by the role: where requests about a location go.
+        self.placement: PlacementSource | None = None
+        self._proxy_client: httpx.AsyncClient | None = None
+
+    def proxy_client(self) -> httpx.AsyncClient:
+        """The one pooled client used to reverse-proxy requests to other servers."""
+        if self._proxy_client is None:
+            verify: ssl.SSLContext | bool = True
+            if self.settings.tls_ca:
+                verify = ssl.create_default_context(cafile=str(self.settings.tls_ca))
+            self._proxy_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.request_timeout_s + 2, connect=3.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                verify=verify,
+            )
+        return self._proxy_client
 
     async def start(self) -> None:
         await self.store.open()
@@ -84,5 +103,7 @@ class Node:
             if self.role is not None:
                 await self.role.stop()
             await self.modules.manager.stop_all()
+            if self._proxy_client is not None:
+                await self._proxy_client.aclose()
         finally:
             await self.store.close()

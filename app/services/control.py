@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from app.control.clock import now_utc
 from app.control.windows import RestoreWindow
+from app.services.routing import Placement
 from app.store.base import Document, DocumentNotFound, Store
 
 
@@ -32,6 +33,12 @@ class ControlService(Protocol):
     def controls(self, edge_id: str) -> bool:
         """Whether this server runs that location's devices now."""
         ...
+
+
+class PlacementSource(Protocol):
+    """Where requests about a location go (see :mod:`app.services.routing`)."""
+
+    async def placement(self, location: str | None) -> Placement: ...
 
 
 def next_window(edge: Document, now: datetime) -> dict[str, str] | None:

@@ -1,0 +1,176 @@
+"""Client routing at the HTTP layer: redirects, the reverse proxy and its failures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import respx
+
+from app.main import create_app
+from app.node import Node
+from app.services.routing import Placement
+from app.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.support.wait import wait_until
+
+EDGE_URL = "http://edge.test"
+EXEC = "/api/systems/sys-1/exec"
+
+
+@dataclass
+class Elsewhere:
+    """A placement source saying an edge controls everything."""
+
+    placement_now: Placement
+
+    async def placement(self, location: str | None) -> Placement:
+        return self.placement_now
+
+
+@pytest.fixture
+async def routed(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Node]]:
+    cors = settings.model_copy(update={"cors_origins": ["https://panel.example"]})
+    node = Node(cors)
+    app = create_app(cors, node=node)
+    await node.start()
+    await wait_until(lambda: node.boot.ready, timeout=10)
+    node.placement = Elsewhere(Placement("elsewhere", "edge 'e1'", EDGE_URL))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5000)),
+            base_url="http://master.test",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as client:
+            yield client, node
+    finally:
+        await node.stop()
+
+
+async def test_redirect_keeps_path_and_query(routed: tuple[httpx.AsyncClient, Node]) -> None:
+    client, _ = routed
+    response = await client.get("/api/systems/sys-1/funcs?module=Display&index=2")
+    assert response.status_code == 307
+    assert (
+        response.headers["location"] == f"{EDGE_URL}/api/systems/sys-1/funcs?module=Display&index=2"
+    )
+    assert response.headers["x-engine-node"] == "master"
+    assert "preference-applied" not in response.headers
+
+
+@respx.mock
+async def test_proxy_on_request(routed: tuple[httpx.AsyncClient, Node]) -> None:
+    client, _ = routed
+    upstream = respx.post(f"{EDGE_URL}{EXEC}").mock(
+        return_value=httpx.Response(
+            200, json={"result": "hi"}, headers={"X-Engine-Node": "edge:e1"}
+        )
+    )
+    response = await client.post(
+        EXEC, json={"module": "Display", "method": "send"}, headers={"Prefer": "routing=proxy"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"result": "hi"}
+    assert response.headers["preference-applied"] == "routing=proxy"
+    assert response.headers["via"] == "1.1 master"
+    sent = upstream.calls.last.request
+    assert sent.headers["x-forwarded-for"] == "10.1.2.3"
+    assert sent.headers["x-forwarded-host"] == "master.test"
+    assert sent.headers["x-forwarded-proto"] == "http"
+    assert sent.headers["authorization"] == f"Bearer {ADMIN_TOKEN}"
+    assert sent.headers["via"] == "1.1 master"
+    assert b'"method":"send"' in sent.content.replace(b" ", b"")
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (httpx.ConnectError("refused"), 503),
+        (httpx.ReadTimeout("slow"), 504),
+        (httpx.Response(502, text="bad gateway from a load balancer"), 502),
+    ],
+)
+async def test_proxy_failures_name_the_controller(
+    routed: tuple[httpx.AsyncClient, Node], failure: object, status: int
+) -> None:
+    client, _ = routed
+    route = respx.post(f"{EDGE_URL}{EXEC}")
+    if isinstance(failure, httpx.Response):
+        route.mock(return_value=failure)
+    else:
+        route.mock(side_effect=failure)
+    response = await client.post(EXEC, json={}, headers={"Prefer": "routing=proxy"})
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "edge 'e1'" in response.json()["detail"]
+    assert response.json()["controller"] == "edge 'e1'"
+
+
+@respx.mock
+async def test_an_engine_error_upstream_passes_through(
+    routed: tuple[httpx.AsyncClient, Node],
+) -> None:
+    client, _ = routed
+    respx.post(f"{EDGE_URL}{EXEC}").mock(
+        return_value=httpx.Response(
+            500,
+            json={"title": "Driver Error", "status": 500, "detail": "projector on fire"},
+            headers={"X-Engine-Node": "edge:e1", "Content-Type": "application/problem+json"},
+        )
+    )
+    response = await client.post(EXEC, json={}, headers={"Prefer": "routing=proxy"})
+    assert response.status_code == 500
+    assert response.json()["detail"] == "projector on fire"
+
+
+async def test_unreachable_controller_is_503_with_retry_after(
+    routed: tuple[httpx.AsyncClient, Node],
+) -> None:
+    client, node = routed
+    node.placement = Elsewhere(
+        Placement(
+            "elsewhere",
+            "edge 'e1'",
+            EDGE_URL,
+            reachable=False,
+            reason="edge disconnected; the master takes over at 12:00",
+            retry_after=4.2,
+        )
+    )
+    response = await client.post(EXEC, json={})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "4"
+    assert "edge disconnected" in response.json()["detail"]
+
+
+async def test_configuration_is_not_routed_on_the_master(
+    routed: tuple[httpx.AsyncClient, Node],
+) -> None:
+    client, _ = routed
+    response = await client.post("/api/edges", json={"name": "x"})
+    assert response.status_code == 201
+
+
+async def test_cross_origin_preflight_and_redirect(
+    routed: tuple[httpx.AsyncClient, Node],
+) -> None:
+    client, _ = routed
+    preflight = await client.options(
+        EXEC,
+        headers={
+            "Origin": "https://panel.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://panel.example"
+    redirected = await client.post(EXEC, json={}, headers={"Origin": "https://panel.example"})
+    assert redirected.status_code == 307
+    assert redirected.headers["access-control-allow-origin"] == "https://panel.example"
+    exposed = redirected.headers["access-control-expose-headers"].lower()
+    for header in ("location", "x-engine-node", "etag"):
+        assert header in exposed
