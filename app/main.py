@@ -10,17 +10,21 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.node import Node, Role
 from app.routers import (
+    client_ws,
     control,
+    driver_ops,
     drivers,
     edges,
     health,
     link_ws,
+    module_ops,
     modules,
     problems,
+    system_ops,
     systems,
     users,
 )
-from app.routers.middleware import EngineHeaders
+from app.routers.middleware import BootGate, EngineHeaders
 from app.routers.routing import ControllerRouting
 from app.settings import Settings, load_settings
 
@@ -66,13 +70,25 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     )
     app.state.node = node
     problems.install(app)
-    for module in (edges, control, systems, modules, drivers, users):
+    for module in (
+        edges,
+        control,
+        systems,
+        system_ops,
+        modules,
+        module_ops,
+        drivers,
+        driver_ops,
+        users,
+        client_ws,
+    ):
         app.include_router(module.router, prefix="/api")
     app.include_router(health.router)
     app.include_router(link_ws.router)
     # Added innermost first: routing, then CORS around it (so redirects carry CORS
     # headers a browser needs to follow them), then the node header around all.
     app.add_middleware(ControllerRouting, node=node)
+    app.add_middleware(BootGate, boot=node.boot)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

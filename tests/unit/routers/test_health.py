@@ -50,3 +50,15 @@ async def test_edge_role_names_itself(settings: Settings) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         response = await c.get("/api/health")
     assert response.headers["x-engine-node"] == "edge:edge-1"
+
+
+async def test_the_api_waits_for_boot(settings: Settings) -> None:
+    node = Node(settings)
+    app = create_app(settings, node=node)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/api/edges")
+        health = await c.get("/api/health")
+    assert response.status_code == 503
+    assert "booting" in response.json()["detail"]
+    assert response.headers["retry-after"]
+    assert health.status_code == 200
