@@ -1,0 +1,116 @@
+"""Which methods of a driver class are commands, and how clients see them (``funcs``)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from app.runtime.driver import Driver
+
+
+@dataclass(frozen=True)
+class Command:
+    """One executable method of a driver class."""
+
+    name: str
+    function: Callable[..., Any]
+    static: bool
+
+    @cached_property
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.function)
+
+    def check_arguments(
+        self, driver: Driver, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
+        """Raise ``TypeError`` when the arguments do not fit, before the driver runs.
+
+        Binding first tells a caller's mistake apart from a ``TypeError`` the
+        driver's own code raises.
+        """
+        self.signature.bind(*self._receiver(driver), *args, **kwargs)
+
+    async def invoke(self, driver: Driver, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Run the command; plain methods run inline, coroutines are awaited."""
+        result = self.function(*self._receiver(driver), *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON-friendly description clients get from ``funcs``."""
+        signature = self.signature
+        params = list(signature.parameters.values())
+        if not self.static:
+            params = params[1:]
+        description: dict[str, Any] = {
+            "params": [_describe_parameter(param) for param in params],
+            "doc": inspect.cleandoc(self.function.__doc__) if self.function.__doc__ else None,
+        }
+        if signature.return_annotation is not inspect.Signature.empty:
+            description["returns"] = _annotation(signature.return_annotation)
+        return description
+
+    def _receiver(self, driver: Driver) -> tuple[Driver, ...]:
+        return () if self.static else (driver,)
+
+
+def commands(driver_class: type[Driver]) -> dict[str, Command]:
+    """The commands of ``driver_class`` by name, base classes' first.
+
+    A command is a public function (or static method) defined by the integrator's
+    classes: the engine's base classes, their hooks and helpers never count, so a
+    driver cannot be made to run ``on_stop`` from a client.
+    """
+    engine_names = {
+        name for klass in driver_class.__mro__ if _is_engine_base(klass) for name in vars(klass)
+    }
+    found: dict[str, Command] = {}
+    for klass in reversed(driver_class.__mro__):
+        if klass is object or _is_engine_base(klass):
+            continue
+        for name, attribute in vars(klass).items():
+            if name.startswith("_") or name in engine_names:
+                continue
+            static = isinstance(attribute, staticmethod)
+            function = attribute.__func__ if static else attribute
+            if inspect.isfunction(function):
+                found[name] = Command(name, function, static)
+            else:
+                found.pop(name, None)
+    return found
+
+
+def describe(driver_class: type[Driver]) -> dict[str, dict[str, Any]]:
+    """``{name: {"params": [...], "doc": ...}}`` for every command of ``driver_class``."""
+    return {name: command.describe() for name, command in commands(driver_class).items()}
+
+
+def _is_engine_base(klass: type) -> bool:
+    return issubclass(klass, Driver) and bool(vars(klass).get("engine_base", False))
+
+
+def _describe_parameter(param: inspect.Parameter) -> dict[str, Any]:
+    description: dict[str, Any] = {"name": param.name, "kind": param.kind.name.lower()}
+    if param.default is not inspect.Parameter.empty:
+        description["default"] = _json_friendly(param.default)
+    if param.annotation is not inspect.Parameter.empty:
+        description["annotation"] = _annotation(param.annotation)
+    return description
+
+
+def _annotation(annotation: Any) -> str:
+    """Annotations as written (they are strings under postponed evaluation)."""
+    return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+
+
+def _json_friendly(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
