@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 from fastapi import Depends
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.node import Node
 from app.services.auth import Principal, require_admin
@@ -29,11 +29,21 @@ def get_catalog(node: NodeDep) -> Catalog:
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 
 
+#: RFC 6750 §2.3: a token in the query survives the cross-origin redirects between
+#: master and edge, where HTTP clients (curl -L, httpx) drop the Authorization header.
+access_token = APIKeyQuery(
+    name="access_token",
+    auto_error=False,
+    description="the bearer token as a query parameter, for clients that follow redirects",
+)
+
+
 async def current_user(
     node: NodeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    query_token: Annotated[str | None, Depends(access_token)],
 ) -> Principal:
-    return await node.auth.authenticate(credentials.credentials if credentials else None)
+    return await node.auth.authenticate(credentials.credentials if credentials else query_token)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -34,7 +34,10 @@ class EngineHeaders:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), self.header]
+                headers = message.get("headers", [])
+                # A proxied answer keeps the node that produced it (``Via`` names us).
+                if not any(name.lower() == b"x-engine-node" for name, _ in headers):
+                    message["headers"] = [*headers, self.header]
             await send(message)
 
         try:
