@@ -23,8 +23,16 @@ from app.settings import Settings
 from app.store import open_store
 from app.store.base import Store
 
-#: The bundled driver repository a fresh ``ENGINE_DRIVERS_PATH`` is seeded from.
-BUNDLED_DRIVERS = Path(__file__).resolve().parent.parent / "drivers"
+
+
+def bundled_drivers() -> Path:
+    """The bundled driver repository a fresh ``ENGINE_DRIVERS_PATH`` is seeded from.
+
+    Beside the package in a checkout; in the working directory for an installed
+    package (the container image copies it there).
+    """
+    beside = Path(__file__).resolve().parent.parent / "drivers"
+    return beside if beside.is_dir() else Path.cwd() / "drivers"
 
 
 @dataclass
@@ -66,7 +74,7 @@ class Node:
         self.catalog = Catalog(self.store)
         self.auth = Authenticator(self.store)
         self.secrets = EdgeSecrets(self.store)
-        self.repository = DriverRepository(settings.drivers_path, BUNDLED_DRIVERS)
+        self.repository = DriverRepository(settings.drivers_path, bundled_drivers())
         self.modules = ModuleService(
             self.store,
             ModuleManager(self.repository, exec_timeout=settings.request_timeout_s),

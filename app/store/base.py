@@ -278,3 +278,18 @@ class Store(Protocol):
 
     async def reset_replica(self) -> None:
         """Drop every replicated document before a full resync."""
+
+
+def require_positive(name: str, value: int | None) -> None:
+    """Backends refuse a zero or negative ``limit`` the same way."""
+    if value is not None and value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+
+
+def refuse_repeats(doc_ids: Sequence[str]) -> None:
+    """A batch naming one id twice is refused like an insert over an existing one."""
+    seen: set[str] = set()
+    for doc_id in doc_ids:
+        if doc_id in seen:
+            raise DocumentExists(doc_id)
+        seen.add(doc_id)

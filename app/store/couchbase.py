@@ -79,7 +79,9 @@ from app.store.base import (
     StoreUnavailable,
     VersionConflict,
     document_body,
+    refuse_repeats,
     require_indexed,
+    require_positive,
 )
 
 log = logging.getLogger(__name__)
@@ -352,17 +354,6 @@ def _count(rows: Sequence[object]) -> int:
     return rows[0]
 
 
-def _require_positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-
-
-def _refuse_repeats(doc_ids: Sequence[str]) -> None:
-    repeated = [doc_id for i, doc_id in enumerate(doc_ids) if doc_id in doc_ids[:i]]
-    if repeated:
-        raise DocumentExists(repeated[0])
-
-
 # ------------------------------------------------------------------------- SDK
 
 
@@ -625,7 +616,7 @@ class CouchbaseStore:
     ) -> Page:
         where = where or {}
         require_indexed(doc_type, where)
-        _require_positive("limit", limit)
+        require_positive("limit", limit)
         query = FindQuery(self.config.keyspace, doc_type, where, after, limit)
         queries = self._open.connection.queries
         counted, found = await asyncio.gather(
@@ -638,7 +629,7 @@ class CouchbaseStore:
         return Page(items=items, total=_count(counted), next_after=items[-1].id if more else None)
 
     async def changes_since(self, seq: int, *, limit: int = 500) -> ChangeBatch:
-        _require_positive("limit", limit)
+        require_positive("limit", limit)
         newest = await self.last_seq()
         if seq > newest:
             raise FeedCompacted(seq, 0)
@@ -693,7 +684,7 @@ class CouchbaseStore:
     async def insert_many(self, docs: Sequence[tuple[str, str, JsonObject]]) -> list[Document]:
         if not docs:
             return []
-        _refuse_repeats([doc_id for doc_id, _, _ in docs])
+        refuse_repeats([doc_id for doc_id, _, _ in docs])
         existing = await self.get_many([doc_id for doc_id, _, _ in docs])
         if existing:
             raise DocumentExists(next(iter(existing)))

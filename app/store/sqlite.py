@@ -44,7 +44,9 @@ from app.store.base import (
     StoreUnavailable,
     VersionConflict,
     document_body,
+    refuse_repeats,
     require_indexed,
+    require_positive,
 )
 
 log = logging.getLogger(__name__)
@@ -179,7 +181,7 @@ class SqliteStore:
     ) -> Page:
         where = where or {}
         require_indexed(doc_type, where)
-        _require_positive("limit", limit)
+        require_positive("limit", limit)
         lookup = _Lookup(doc_type, where)
         async with self._transaction() as tx:
             [(total,)] = await tx.fetch(*lookup.count())
@@ -189,7 +191,7 @@ class SqliteStore:
         return Page(items=items, total=total, next_after=items[-1].id if more else None)
 
     async def changes_since(self, seq: int, *, limit: int = 500) -> ChangeBatch:
-        _require_positive("limit", limit)
+        require_positive("limit", limit)
         async with self._transaction() as tx:
             last_seq = await tx.meta("last_seq")
             purged_seq = await tx.meta("purged_seq")
@@ -223,7 +225,7 @@ class SqliteStore:
     async def insert_many(self, docs: Sequence[tuple[str, str, JsonObject]]) -> list[Document]:
         rows = [_Row(doc_id, doc_type, document_body(body)) for doc_id, doc_type, body in docs]
         ids = [row.id for row in rows]
-        _refuse_repeats(ids)
+        refuse_repeats(ids)
         async with self._transaction(write=True) as tx:
             existing = await tx.fetch(
                 f"SELECT id FROM docs WHERE deleted = 0 AND {IDS_IN_JSON} LIMIT 1",
@@ -474,19 +476,6 @@ def _is_unavailable(exc: sqlite3.Error | OSError) -> bool:
         return True
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in UNAVAILABLE_CODES
-
-
-def _require_positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-
-
-def _refuse_repeats(doc_ids: Sequence[str]) -> None:
-    seen: set[str] = set()
-    for doc_id in doc_ids:
-        if doc_id in seen:
-            raise DocumentExists(doc_id)
-        seen.add(doc_id)
 
 
 async def _writable(conn: aiosqlite.Connection) -> bool:
