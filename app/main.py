@@ -40,11 +40,13 @@ def build_role(node: Node) -> Role:
         edge = EdgeRole(node)
         node.placement = EdgePlacement(edge)
         return edge
+    from app.master.fanout import EdgeReloads
     from app.master.placement import MasterPlacement
     from app.master.role import MasterRole
 
     master = MasterRole(node)
     node.placement = MasterPlacement(master)
+    node.operations.fanout = EdgeReloads(master)
     return master
 
 

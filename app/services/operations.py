@@ -6,13 +6,19 @@ ones when the master asks over the control link — one implementation, two call
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from app.errors import InvalidField, NotFound
 from app.runtime.manager import ModuleManager
 from app.runtime.repository import DriverRepository
 from app.services.modules import ModuleService
 from app.store.base import DocumentNotFound, Store
+
+
+class ReloadFanout(Protocol):
+    """Reloads a driver on the other servers that run it; returns what each said."""
+
+    async def __call__(self, driver_id: str, files: dict[str, str] | None) -> dict[str, Any]: ...
 
 
 class Operations:
@@ -22,6 +28,8 @@ class Operations:
         self._store = store
         self._modules = modules
         self._repository = repository
+        #: The master reloads a driver on its edges too; an edge only reloads itself.
+        self.fanout: ReloadFanout | None = None
 
     @property
     def manager(self) -> ModuleManager:
@@ -89,7 +97,10 @@ class Operations:
             for m in self.manager.loaded_ids()
             if self.manager.handle(m).spec.driver_id == driver_id
         ]
-        return {"commit": head, "modules": restarted}
+        result: dict[str, Any] = {"commit": head, "modules": restarted}
+        if self.fanout is not None:
+            result["edges"] = await self.fanout(driver_id, files)
+        return result
 
     async def _reload_running_drivers(self) -> list[str]:
         in_use = {self.manager.handle(m).spec.driver_id for m in self.manager.loaded_ids()}

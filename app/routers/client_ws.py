@@ -1,0 +1,240 @@
+"""``WS /api/ws``: the client websocket (bindings, calls and debug streams).
+
+Module callbacks are synchronous and must never wait on a client, so every outgoing
+message goes through a bounded outbox that one writer task drains. A client that
+falls so far behind that the outbox fills is disconnected with 1008: dropping
+notifications instead would leave its screens showing stale values without anyone
+knowing, whereas a client that reconnects binds again and gets every current value.
+
+A request that is not valid (bad JSON, unknown ``cmd``, missing field) is answered
+with an error and changes nothing else. Calls run concurrently, each in its own task,
+so a slow method does not hold up the bindings. When the socket closes, every
+subscription the client made is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from app.errors import EngineError, Unauthorized
+from app.routers import client_protocol as protocol
+from app.routers.client_protocol import (
+    Bind,
+    BindingKey,
+    ClientRequest,
+    Debug,
+    Exec,
+    Ignore,
+    Message,
+    Unbind,
+)
+from app.routers.deps import NodeDep
+from app.runtime.status import DebugCallback, StatusCallback, Unsubscribe
+from app.services.resolve import RuntimeTargets
+
+log = logging.getLogger(__name__)
+
+_Key = TypeVar("_Key")
+
+#: Close codes: a bad or missing token (as on the control link), a client too slow.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_SLOW = 1008
+
+#: Messages waiting for a client before it counts as too slow.
+OUTBOX_LIMIT = 1024
+#: Calls one client may have in flight at once.
+MAX_CALLS = 64
+
+router = APIRouter()
+
+
+def bearer_token(websocket: WebSocket) -> str | None:
+    """The token of ``Authorization: Bearer …`` or, for browsers, of ``?token=``."""
+    scheme, _, credentials = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return websocket.query_params.get("token")
+
+
+@router.websocket("/ws", name="clientWebsocket")
+async def client_websocket(websocket: WebSocket, node: NodeDep) -> None:
+    try:
+        await node.auth.authenticate(bearer_token(websocket))
+    except Unauthorized as exc:
+        # Accepted only to close: a refused handshake would hide the reason from browsers.
+        await websocket.accept()
+        await websocket.close(CLOSE_UNAUTHORIZED, exc.detail)
+        return
+    await websocket.accept()
+    await ClientSession(websocket, RuntimeTargets(node.catalog, node.modules)).serve()
+
+
+class Outbox:
+    """Encoded messages waiting for the writer; filling up marks the client as too slow."""
+
+    def __init__(self, limit: int) -> None:
+        self._queue: asyncio.Queue[str] = asyncio.Queue(limit)
+        self.overflowed = asyncio.Event()
+
+    def put(self, frame: str) -> None:
+        """Never blocks: module callbacks call this."""
+        if self.overflowed.is_set():
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+    async def get(self) -> str:
+        return await self._queue.get()
+
+
+class ClientSession:
+    """One client connection: its bindings, debug watches and calls in flight."""
+
+    def __init__(self, websocket: WebSocket, targets: RuntimeTargets) -> None:
+        self._websocket = websocket
+        self._targets = targets
+        self._outbox = Outbox(OUTBOX_LIMIT)
+        self._bindings: dict[BindingKey, Unsubscribe] = {}
+        self._watches: dict[str, Unsubscribe] = {}
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> None:
+        """Run until the client leaves or falls too far behind; then drop everything."""
+        tasks = [
+            asyncio.create_task(self._read(), name="client ws reader"),
+            asyncio.create_task(self._write(), name="client ws writer"),
+        ]
+        overflowed = asyncio.create_task(self._outbox.overflowed.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, overflowed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._release()
+            pending: list[asyncio.Task[Any]] = [*tasks, overflowed, *self._calls]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if overflowed in done:
+            log.warning("client websocket closed: its outbox of %d messages filled", OUTBOX_LIMIT)
+            await self._websocket.close(CLOSE_TOO_SLOW, "too slow: messages piled up")
+        for task in tasks:
+            if task in done:
+                task.result()  # an unexpected failure propagates (and closes with 1011)
+
+    def _send(self, message: Message) -> None:
+        self._outbox.put(protocol.encode(message))
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._websocket.send_text(await self._outbox.get())
+        except WebSocketDisconnect:
+            return
+
+    async def _read(self) -> None:
+        while True:
+            message = await self._websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            await self._receive(text)
+
+    async def _receive(self, text: str) -> None:
+        if text == protocol.PING:
+            self._outbox.put(protocol.PONG)
+            return
+        try:
+            request = protocol.parse_request(text)
+        except protocol.BadRequest as exc:
+            self._send(exc.reply())
+            return
+        if isinstance(request, Exec):
+            self._start_call(request)
+        else:
+            await self._respond(request)
+
+    def _start_call(self, request: Exec) -> None:
+        if len(self._calls) >= MAX_CALLS:
+            self._send(protocol.error(request.id, 429, f"more than {MAX_CALLS} calls in flight"))
+            return
+        call = asyncio.create_task(self._respond(request), name=f"client ws exec {request.name}")
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+
+    async def _respond(self, request: ClientRequest) -> None:
+        """Carry out the request and send its replies, or the error that stopped it."""
+        try:
+            replies = await self._perform(request)
+        except EngineError as exc:
+            replies = [protocol.error(request.id, exc.status, exc.detail)]
+        except Exception:
+            log.exception("client websocket request %r failed", request)
+            replies = [protocol.error(request.id, 500, "unexpected error; see the server log")]
+        for reply in replies:
+            self._send(reply)
+
+    async def _perform(self, request: ClientRequest) -> list[Message]:
+        match request:
+            case Bind():
+                return await self._bind(request)
+            case Unbind():
+                _drop(self._bindings, request.key)
+            case Exec():
+                return [await self._exec(request)]
+            case Debug():
+                await self._watch(request.mod_id)
+            case Ignore():
+                _drop(self._watches, request.mod_id)
+        return [protocol.success(request.id)]
+
+    async def _bind(self, request: Bind) -> list[Message]:
+        """Subscribe (once per key); the current value follows the success at once."""
+        key = request.key
+        handle = await self._targets.system_module(key.sys, key.mod, key.index)
+        if key not in self._bindings:
+            self._bindings[key] = handle.subscribe_status(self._status_listener(key))
+        return [protocol.success(request.id), protocol.notify(key, handle.state().get(key.name))]
+
+    def _status_listener(self, key: BindingKey) -> StatusCallback:
+        def changed(name: str, value: object) -> None:
+            if name == key.name:
+                self._send(protocol.notify(key, value))
+
+        return changed
+
+    async def _exec(self, request: Exec) -> Message:
+        key = request.key
+        handle = await self._targets.system_module(key.sys, key.mod, key.index)
+        return protocol.result(
+            request.id, await handle.exec(key.name, request.args, request.kwargs)
+        )
+
+    async def _watch(self, module_id: str) -> None:
+        handle = await self._targets.module(module_id)
+        if module_id not in self._watches:
+            self._watches[module_id] = handle.subscribe_debug(self._debug_listener(module_id))
+
+    def _debug_listener(self, module_id: str) -> DebugCallback:
+        def logged(level: str, message: str) -> None:
+            self._send(protocol.debug_line(module_id, level, message))
+
+        return logged
+
+    def _release(self) -> None:
+        for unsubscribe in [*self._bindings.values(), *self._watches.values()]:
+            unsubscribe()
+        self._bindings.clear()
+        self._watches.clear()
+
+
+def _drop(subscriptions: dict[_Key, Unsubscribe], key: _Key) -> None:
+    unsubscribe = subscriptions.pop(key, None)
+    if unsubscribe is not None:
+        unsubscribe()

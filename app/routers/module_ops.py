@@ -1,0 +1,126 @@
+"""Running modules: start, stop, status variables and method calls (DESIGN §4).
+
+Reads and calls reach a module wherever it runs (on the master, an edge's modules
+through their proxies); start and stop act on the modules this server runs itself.
+Driver errors keep their meaning: unknown method 404, bad arguments 422, the driver
+raised 500 with its message, no answer in time 504.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.routers.conditional import cached_json
+from app.routers.crud import problems
+from app.routers.deps import AdminUser, CurrentUser, NodeDep
+from app.services.resolve import RuntimeTargets
+
+#: Status changes all the time: a cache may keep it only to revalidate (304).
+LIVE_CACHE = "no-cache"
+
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "not modified"}}
+
+
+def runtime_problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Problems of a runtime route, with client routing's 307 and 503 (DESIGN §4)."""
+    return problems(307, *statuses, 503)
+
+
+def runtime_targets(node: NodeDep) -> RuntimeTargets:
+    return RuntimeTargets(node.catalog, node.modules)
+
+
+TargetsDep = Annotated[RuntimeTargets, Depends(runtime_targets)]
+
+
+def live_json(request: Request, content: Any) -> Response:
+    """Runtime values with an ``ETag``, revalidated on every use."""
+    return cached_json(request, jsonable_encoder(content), cache_control=LIVE_CACHE)
+
+
+class ExecBody(BaseModel):
+    """A method call: positional and keyword arguments as the driver's method takes them."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    method: str = Field(min_length=1, description="the driver method to run")
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecResult(BaseModel):
+    result: Any = Field(description="what the method returned")
+
+
+class ModuleRuntime(BaseModel):
+    """A loaded module's lifecycle on this server."""
+
+    id: str
+    name: str
+    driver_id: str
+    role: Literal["device", "service", "logic"]
+    running: bool
+    error: str | None = Field(description="why the last lifecycle hook failed, if it did")
+
+
+router = APIRouter(prefix="/modules", tags=["modules"])
+
+
+@router.post(
+    "/{module_id}/start",
+    operation_id="startModule",
+    summary="Start a module this server runs",
+    response_model=ModuleRuntime,
+    responses=runtime_problems(401, 403, 404, 409, 500),
+)
+async def start_module(
+    module_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
+) -> dict[str, Any]:
+    await targets.ensure_local_module(module_id)
+    return await node.operations.start_module(module_id)
+
+
+@router.post(
+    "/{module_id}/stop",
+    operation_id="stopModule",
+    summary="Stop a module this server runs",
+    response_model=ModuleRuntime,
+    responses=runtime_problems(401, 403, 404, 409),
+)
+async def stop_module(
+    module_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
+) -> dict[str, Any]:
+    await targets.ensure_local_module(module_id)
+    return await node.operations.stop_module(module_id)
+
+
+@router.get(
+    "/{module_id}/state",
+    operation_id="getModuleState",
+    summary="A module's status variables",
+    response_model=dict[str, Any],
+    responses={**NOT_MODIFIED, **runtime_problems(401, 404, 409)},
+)
+async def module_state(
+    request: Request, module_id: str, targets: TargetsDep, _user: CurrentUser
+) -> Response:
+    handle = await targets.module(module_id)
+    return live_json(request, handle.state())
+
+
+@router.post(
+    "/{module_id}/exec",
+    operation_id="execModule",
+    summary="Run one of a module's methods",
+    response_model=ExecResult,
+    responses=runtime_problems(401, 404, 409, 422, 500, 504),
+)
+async def exec_module(
+    module_id: str, body: ExecBody, targets: TargetsDep, _user: CurrentUser
+) -> ExecResult:
+    handle = await targets.module(module_id)
+    return ExecResult(result=await handle.exec(body.method, body.args, body.kwargs))

@@ -1,0 +1,362 @@
+"""The client websocket over a real uvicorn server: bindings, calls, debug and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from app.main import create_app
+from app.node import Node
+from app.routers import client_ws
+from app.runtime.handle import ModuleHandle
+from app.runtime.status import DebugCallback, StatusCallback, Unsubscribe
+from app.services.resolve import RuntimeTargets
+from app.settings import Settings
+from sim.line_device import LineDevice
+from tests.conftest import ADMIN_TOKEN
+from tests.support.wait import wait_until
+from tests.unit.routers.test_crud import create
+from tests.unit.routers.test_module_ops import add_driver, add_module, wait_running
+
+WAIT = 5.0
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Server:
+    http: httpx.AsyncClient
+    ws_url: str
+    node: Node
+
+
+@pytest.fixture
+async def server(settings: Settings, node: Node) -> AsyncIterator[Server]:
+    """The whole app served by uvicorn on loopback, lifespan and background tasks included."""
+    app = create_app(settings, node=node)
+    uvicorn_server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    )
+    serving = asyncio.create_task(uvicorn_server.serve())
+    await wait_until(lambda: uvicorn_server.started, timeout=WAIT, message="uvicorn to start")
+    await wait_until(lambda: node.boot.ready, timeout=WAIT, message="the master to boot")
+    port = uvicorn_server.servers[0].sockets[0].getsockname()[1]
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=WAIT,
+    ) as http:
+        yield Server(http, f"ws://127.0.0.1:{port}/api/ws", node)
+    uvicorn_server.should_exit = True
+    await asyncio.wait_for(serving, WAIT)
+
+
+class Client:
+    """A websocket client that reads with a deadline and can wait for one message."""
+
+    def __init__(self, websocket: ClientConnection) -> None:
+        self.websocket = websocket
+
+    async def send(self, message: Message | str) -> None:
+        await self.websocket.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def receive(self) -> Message:
+        async with asyncio.timeout(WAIT):
+            return dict(json.loads(await self.websocket.recv()))
+
+    async def until(self, matches: Callable[[Message], bool]) -> Message:
+        """The first message that ``matches``, skipping the others."""
+        while not matches(message := await self.receive()):
+            pass
+        return message
+
+    async def request(self, message: Message) -> Message:
+        await self.send(message)
+        return await self.until(lambda reply: reply.get("id") == message["id"])
+
+
+@asynccontextmanager
+async def client(server: Server) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with connect(server.ws_url, additional_headers=headers) as websocket:
+        yield Client(websocket)
+
+
+@dataclass(frozen=True)
+class Room:
+    system_id: str
+    device_module: str
+    echo_module: str
+
+
+@pytest.fixture
+async def device() -> AsyncIterator[LineDevice]:
+    line_device = LineDevice()
+    await line_device.start()
+    yield line_device
+    await line_device.stop()
+
+
+@pytest.fixture
+async def room(server: Server, device: LineDevice) -> Room:
+    """A system with a TcpLine ``Device`` connected to ``device`` and an ``Echo``."""
+    http = server.http
+    tcp_line = await add_driver(http, "generic/tcp_line.py", "TcpLine", "device")
+    echo = await add_driver(http, "generic/echo.py", "Echo", "service")
+    system = await create(http, "/api/systems", {"name": "Lobby"})
+    device_module = await add_module(
+        http,
+        tcp_line,
+        "Device",
+        ip="127.0.0.1",
+        port=device.port,
+        settings={"reconnect_delay": 0.05, "reconnect_max": 0.2},
+        system_id=system["id"],
+    )
+    echo_module = await add_module(http, echo, "Echo", system_id=system["id"])
+    await wait_running(server.node, echo_module)
+    await wait_until(
+        lambda: server.node.modules.manager.state(device_module).get("connected") is True,
+        timeout=WAIT,
+        message="the device to connect",
+    )
+    return Room(str(system["id"]), device_module, echo_module)
+
+
+def meta(room: Room, mod: str, name: str) -> Message:
+    return {"sys": room.system_id, "mod": mod, "index": 1, "name": name}
+
+
+def is_notify(name: str, value: Any) -> Callable[[Message], bool]:
+    return lambda m: m.get("type") == "notify" and m["meta"]["name"] == name and m["value"] == value
+
+
+class Subscriptions:
+    """Counts the subscriptions client sessions hold on module handles, to catch leaks."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.live = 0
+        module, system_module = RuntimeTargets.module, RuntimeTargets.system_module
+
+        async def counted_module(targets: RuntimeTargets, module_id: str) -> ModuleHandle:
+            return _Counted(await module(targets, module_id), self)
+
+        async def counted_system_module(
+            targets: RuntimeTargets, system_id: str, name: str, index: int = 1
+        ) -> ModuleHandle:
+            return _Counted(await system_module(targets, system_id, name, index), self)
+
+        monkeypatch.setattr(RuntimeTargets, "module", counted_module)
+        monkeypatch.setattr(RuntimeTargets, "system_module", counted_system_module)
+
+    def counting(self, unsubscribe: Unsubscribe) -> Unsubscribe:
+        self.live += 1
+
+        def counted_unsubscribe() -> None:
+            self.live -= 1
+            unsubscribe()
+
+        return counted_unsubscribe
+
+
+class _Counted:
+    """A module handle whose subscriptions are counted."""
+
+    def __init__(self, handle: ModuleHandle, subscriptions: Subscriptions) -> None:
+        self._handle = handle
+        self._subscriptions = subscriptions
+        self.id, self.name = handle.id, handle.name
+        self.exec, self.state, self.funcs = handle.exec, handle.state, handle.funcs
+
+    def subscribe_status(self, callback: StatusCallback) -> Unsubscribe:
+        return self._subscriptions.counting(self._handle.subscribe_status(callback))
+
+    def subscribe_debug(self, callback: DebugCallback) -> Unsubscribe:
+        return self._subscriptions.counting(self._handle.subscribe_debug(callback))
+
+
+@pytest.fixture
+def subscriptions(monkeypatch: pytest.MonkeyPatch) -> Subscriptions:
+    return Subscriptions(monkeypatch)
+
+
+async def test_bind_follows_the_device_connection(
+    server: Server, room: Room, device: LineDevice
+) -> None:
+    async with client(server) as panel:
+        await panel.send({"id": 1, "cmd": "bind", **meta(room, "Device", "connected")})
+        assert await panel.receive() == {"id": 1, "type": "success"}
+        assert await panel.receive() == {
+            "type": "notify",
+            "value": True,
+            "meta": meta(room, "Device", "connected"),
+        }
+        await device.stop()
+        assert (await panel.receive())["value"] is False
+        await device.start()
+        assert (await panel.receive())["value"] is True
+
+
+async def test_exec_replies_with_the_value_or_an_error(server: Server, room: Room) -> None:
+    async with client(server) as panel:
+        send = {"cmd": "exec", "sys": room.system_id, "mod": "Device", "index": 1, "name": "send"}
+        assert await panel.request({"id": 2, **send, "args": ["hi"]}) == {
+            "id": 2,
+            "type": "success",
+            "value": "hi",
+        }
+        echo = {"cmd": "exec", "sys": room.system_id, "mod": "Echo"}
+        failures: list[tuple[int, Message, int, str]] = [
+            (3, {"name": "warp"}, 404, "'warp'"),
+            (4, {"name": "echo", "args": [1, 2]}, 422, "argument"),
+            (5, {"name": "fail", "args": ["no signal"]}, 500, "no signal"),
+            (6, {"name": "echo", "mod": "Projector", "args": [1]}, 404, "Projector_1"),
+            (7, {"name": "echo", "sys": "sys-nope", "args": [1]}, 404, "sys-nope"),
+        ]
+        for request_id, call, code, words in failures:
+            reply = await panel.request({"id": request_id, **echo, **call})
+            assert reply["type"] == "error" and reply["code"] == code, reply
+            assert words in reply["msg"]
+        keyword = await panel.request({"id": "k", **echo, "name": "echo", "kwargs": {"value": 9}})
+        assert keyword == {"id": "k", "type": "success", "value": 9}
+
+
+async def test_a_slow_call_does_not_hold_up_others(server: Server, room: Room) -> None:
+    echo = {"cmd": "exec", "sys": room.system_id, "mod": "Echo", "index": 1}
+    async with client(server) as panel:
+        await panel.send({"id": 1, **echo, "name": "sleep", "args": [0.3]})
+        await panel.send({"id": 2, **echo, "name": "echo", "args": ["quick"]})
+        assert await panel.receive() == {"id": 2, "type": "success", "value": "quick"}
+        assert await panel.receive() == {"id": 1, "type": "success", "value": 0.3}
+
+
+async def test_debug_streams_log_lines_until_ignored(server: Server, room: Room) -> None:
+    http = server.http
+    async with client(server) as panel:
+        watch = {"id": 3, "cmd": "debug", "mod_id": room.echo_module}
+        assert await panel.request(watch) == {"id": 3, "type": "success"}
+        assert (await http.post(f"/api/modules/{room.echo_module}/stop")).status_code == 200
+        line = await panel.receive()
+        assert line == {
+            "type": "debug",
+            "mod_id": room.echo_module,
+            "level": "info",
+            "msg": line["msg"],
+        }
+        assert "stopped" in line["msg"]
+        await http.post(f"/api/modules/{room.echo_module}/start")
+        assert "started" in (await panel.receive())["msg"]
+
+        ignore = {"id": 4, "cmd": "ignore", "mod_id": room.echo_module}
+        assert await panel.request(ignore) == {"id": 4, "type": "success"}
+        # A failing call logs an error before its reply: no line may come first now.
+        fail = {"cmd": "exec", "sys": room.system_id, "mod": "Echo", "name": "fail"}
+        await panel.send({"id": 5, **fail, "args": ["boom"]})
+        assert (await panel.receive())["id"] == 5
+
+
+async def test_malformed_input_is_answered_and_bindings_keep_working(
+    server: Server, room: Room
+) -> None:
+    set_power = {"cmd": "exec", "sys": room.system_id, "mod": "Echo", "name": "set"}
+    async with client(server) as panel:
+        await panel.request({"id": 1, "cmd": "bind", **meta(room, "Echo", "power")})
+        assert (await panel.receive())["value"] is None  # not set yet
+
+        for frame, request_id, words in [
+            ("{not json", None, "not valid JSON"),
+            ("[1, 2]", None, "JSON object"),
+            (json.dumps({"id": 9, "cmd": "teleport"}), 9, "unknown cmd 'teleport'"),
+            (json.dumps({"id": 10, "cmd": "bind", "sys": room.system_id}), 10, "mod"),
+            (json.dumps({"id": 11, "cmd": "debug", "mod_id": "x", "extra": 1}), 11, "extra"),
+        ]:
+            await panel.send(frame)
+            reply = await panel.receive()
+            assert reply["id"] == request_id and reply["type"] == "error", reply
+            assert reply["code"] == 400 and words in reply["msg"]
+
+        await panel.send("ping")
+        assert await panel.websocket.recv() == "pong"
+        await panel.send({"id": 12, **set_power, "args": ["power", True]})
+        assert await panel.until(is_notify("power", True))
+
+
+async def test_unbind_stops_notifications(server: Server, room: Room) -> None:
+    set_ = {"cmd": "exec", "sys": room.system_id, "mod": "Echo", "name": "set"}
+    async with client(server) as panel:
+        binding = meta(room, "Echo", "volume")
+        await panel.request({"id": 1, "cmd": "bind", **binding})
+        await panel.receive()  # the current value
+        await panel.send({"id": 2, **set_, "args": ["volume", 10]})
+        assert is_notify("volume", 10)(await panel.receive())
+        assert await panel.receive() == {"id": 2, "type": "success", "value": None}
+
+        assert await panel.request({"id": 3, "cmd": "unbind", **binding}) == {
+            "id": 3,
+            "type": "success",
+        }
+        # The change would be queued before the reply: the reply comes first, alone.
+        await panel.send({"id": 4, **set_, "args": ["volume", 20]})
+        assert await panel.receive() == {"id": 4, "type": "success", "value": None}
+
+
+async def test_closing_drops_every_subscription(
+    server: Server, room: Room, subscriptions: Subscriptions
+) -> None:
+    async with client(server) as panel:
+        await panel.request({"id": 1, "cmd": "debug", "mod_id": room.echo_module})
+        for request_id, name in enumerate(("power", "volume", "power"), start=2):
+            await panel.request({"id": request_id, "cmd": "bind", **meta(room, "Echo", name)})
+        assert subscriptions.live == 3  # binding twice to one variable subscribes once
+    await wait_until(lambda: subscriptions.live == 0, timeout=WAIT, message="no subscriptions")
+
+
+async def test_bad_tokens_are_refused_with_4401(server: Server, room: Room) -> None:
+    for headers in ({"Authorization": "Bearer wrong"}, {}):
+        async with connect(server.ws_url, additional_headers=headers) as websocket:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(websocket.recv(), WAIT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        assert "bearer token" in closed.value.rcvd.reason
+    async with connect(f"{server.ws_url}?token={ADMIN_TOKEN}") as websocket:
+        panel = Client(websocket)
+        reply = await panel.request({"id": 1, "cmd": "debug", "mod_id": room.echo_module})
+        assert reply == {"id": 1, "type": "success"}
+
+
+async def test_a_client_that_stops_reading_is_closed_with_1008(
+    server: Server, room: Room, subscriptions: Subscriptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_ws, "OUTBOX_LIMIT", 4)
+    module = server.node.modules.manager.handle(room.echo_module)
+    blob = secrets.token_urlsafe(192 * 1024)  # random: compression cannot shrink it
+    async with client(server) as panel:
+        await panel.request({"id": 1, "cmd": "bind", **meta(room, "Echo", "blob")})
+
+        async def dropped() -> bool:
+            # Values that alternate, so that every write is a change the client must hear.
+            for suffix in "ab":
+                await module.exec("set", ["blob", blob + suffix])
+            return subscriptions.live == 0
+
+        # The client reads nothing now: socket buffers fill, then the outbox.
+        await wait_until(dropped, timeout=20, message="the slow client to be dropped")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(drain(panel.websocket), WAIT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def drain(websocket: ClientConnection) -> None:
+    """Read everything until the connection closes (which raises)."""
+    while True:
+        await websocket.recv()
