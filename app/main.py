@@ -40,13 +40,14 @@ def build_role(node: Node) -> Role:
         edge = EdgeRole(node)
         node.placement = EdgePlacement(edge)
         return edge
-    from app.master.fanout import EdgeReloads
+    from app.master.forward import EdgeReloads, LinkForwarder
     from app.master.placement import MasterPlacement
     from app.master.role import MasterRole
 
     master = MasterRole(node)
     node.placement = MasterPlacement(master)
     node.operations.fanout = EdgeReloads(master)
+    node.operations.forward = LinkForwarder(master)
     return master
 
 

@@ -80,7 +80,8 @@ router = APIRouter(prefix="/modules", tags=["modules"])
 async def start_module(
     module_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
 ) -> dict[str, Any]:
-    await targets.ensure_local_module(module_id)
+    if not node.operations.forwards_module(module_id):
+        await targets.ensure_local_module(module_id)
     return await node.operations.start_module(module_id)
 
 
@@ -94,7 +95,8 @@ async def start_module(
 async def stop_module(
     module_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
 ) -> dict[str, Any]:
-    await targets.ensure_local_module(module_id)
+    if not node.operations.forwards_module(module_id):
+        await targets.ensure_local_module(module_id)
     return await node.operations.stop_module(module_id)
 
 

@@ -46,7 +46,8 @@ router = APIRouter(prefix="/systems", tags=["systems"])
 async def start_system(
     system_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
 ) -> SystemStarted:
-    await targets.ensure_local_system(system_id)
+    if not node.operations.forwards_system(system_id):
+        await targets.ensure_local_system(system_id)
     return SystemStarted(failed=await node.operations.start_system(system_id))
 
 
@@ -61,7 +62,8 @@ async def start_system(
 async def stop_system(
     system_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
 ) -> Response:
-    await targets.ensure_local_system(system_id)
+    if not node.operations.forwards_system(system_id):
+        await targets.ensure_local_system(system_id)
     await node.operations.stop_system(system_id)
     return Response(status_code=204)
 

@@ -225,13 +225,18 @@ class ModuleManager:
         """Load a driver's code afresh and restart its running modules with it.
 
         ``files`` (inline edits) are written to the repository first. When the new
-        code does not load, ``DriverLoadError`` propagates and the modules keep
-        running the old code. A module whose restart fails is left stopped with the
-        error recorded (see :meth:`describe`). Returns the repository's HEAD.
+        code does not load, the files are put back as they were, ``DriverLoadError``
+        propagates and the modules keep running the old code. A module whose restart
+        fails is left stopped with the error recorded (see :meth:`describe`). Returns
+        the repository's HEAD.
         """
-        if files:
-            await self.repository.write_files(files)
-        driver_class = load_driver_class(self.repository.path, file, class_name)
+        previous = await self.repository.write_files(files) if files else {}
+        try:
+            driver_class = load_driver_class(self.repository.path, file, class_name)
+        except Exception:
+            # An edit that does not load is not kept: a later start would fail on it.
+            await self.repository.restore(previous)
+            raise
         self._drivers[driver_id] = _LoadedDriver(file, class_name, driver_class)
         modules = [m for m in self._modules.values() if m.spec.driver_id == driver_id]
         results = await asyncio.gather(

@@ -78,11 +78,22 @@ class DriverRepository:
             dirty = bool(await self._git("status", "--porcelain"))
             return {"commit": commit, "branch": branch if code == 0 else None, "dirty": dirty}
 
-    async def write_files(self, files: dict[str, str]) -> None:
-        """Write inline-edited files; every path is checked before any is written."""
+    async def write_files(self, files: dict[str, str]) -> dict[str, str | None]:
+        """Write inline-edited files; every path is checked before any is written.
+
+        Returns what the files held before (None: did not exist), for :meth:`restore`.
+        """
         targets = {self._confine(name): content for name, content in files.items()}
         async with self._lock:
+            previous = await asyncio.to_thread(_read_all, list(targets))
             await asyncio.to_thread(_write_all, targets)
+        return {name: previous[self._confine(name)] for name in files}
+
+    async def restore(self, previous: dict[str, str | None]) -> None:
+        """Put files back as :meth:`write_files` found them (an edit that did not load)."""
+        targets = {self._confine(name): content for name, content in previous.items()}
+        async with self._lock:
+            await asyncio.to_thread(_restore_all, targets)
 
     def _confine(self, name: str) -> Path:
         relative = PurePosixPath(name)
@@ -153,6 +164,18 @@ def _copy_seed(seed: Path, path: Path) -> None:
     shutil.copytree(
         seed, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
     )
+
+
+def _read_all(targets: list[Path]) -> dict[Path, str | None]:
+    return {t: t.read_text(encoding="utf-8") if t.is_file() else None for t in targets}
+
+
+def _restore_all(targets: dict[Path, str | None]) -> None:
+    for target, content in targets.items():
+        if content is None:
+            target.unlink(missing_ok=True)
+        else:
+            target.write_text(content, encoding="utf-8")
 
 
 def _write_all(targets: dict[Path, str]) -> None:

@@ -21,6 +21,16 @@ class ReloadFanout(Protocol):
     async def __call__(self, driver_id: str, files: dict[str, str] | None) -> dict[str, Any]: ...
 
 
+class Forwarder(Protocol):
+    """Finds the edge that runs a module or system and passes a request to it."""
+
+    def edge_for_module(self, module_id: str) -> str | None: ...
+
+    def edge_for_system(self, system_id: str) -> str | None: ...
+
+    async def request(self, edge_id: str, op: str, args: dict[str, Any]) -> Any: ...
+
+
 class Operations:
     """Start, stop, inspect and reload what runs here; drive the driver repository."""
 
@@ -30,25 +40,54 @@ class Operations:
         self._repository = repository
         #: The master reloads a driver on its edges too; an edge only reloads itself.
         self.fanout: ReloadFanout | None = None
+        #: The master starts and stops modules of link-only edges through their link.
+        self.forward: Forwarder | None = None
 
     @property
     def manager(self) -> ModuleManager:
         return self._modules.manager
 
+    def forwards_module(self, module_id: str) -> bool:
+        """Whether a start or stop of this module goes to an edge over its link."""
+        return self.forward is not None and self.forward.edge_for_module(module_id) is not None
+
+    def forwards_system(self, system_id: str) -> bool:
+        return self.forward is not None and self.forward.edge_for_system(system_id) is not None
+
     async def start_module(self, module_id: str) -> dict[str, Any]:
+        if (edge := self._edge_for_module(module_id)) is not None:
+            return dict(await self._forward(edge, "module.start", {"module_id": module_id}))
         await self.manager.start(module_id)
         return self.manager.describe(module_id)
 
     async def stop_module(self, module_id: str) -> dict[str, Any]:
+        if (edge := self._edge_for_module(module_id)) is not None:
+            return dict(await self._forward(edge, "module.stop", {"module_id": module_id}))
         await self.manager.stop(module_id)
         return self.manager.describe(module_id)
 
     async def start_system(self, system_id: str) -> dict[str, str]:
-        """Start the system's modules this server runs; returns those that failed."""
+        """Start the system's modules where they run; returns those that failed."""
+        if (edge := self._edge_for_system(system_id)) is not None:
+            answer = await self._forward(edge, "system.start", {"system_id": system_id})
+            return dict(answer.get("failed", {}))
         return await self.manager.start_many(await self._local_modules(system_id))
 
     async def stop_system(self, system_id: str) -> None:
+        if (edge := self._edge_for_system(system_id)) is not None:
+            await self._forward(edge, "system.stop", {"system_id": system_id})
+            return
         await self.manager.stop_many(await self._local_modules(system_id))
+
+    def _edge_for_module(self, module_id: str) -> str | None:
+        return self.forward.edge_for_module(module_id) if self.forward else None
+
+    def _edge_for_system(self, system_id: str) -> str | None:
+        return self.forward.edge_for_system(system_id) if self.forward else None
+
+    async def _forward(self, edge_id: str, op: str, args: dict[str, Any]) -> Any:
+        assert self.forward is not None
+        return await self.forward.request(edge_id, op, args)
 
     def status(self, module_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
         """State, commands and lifecycle of loaded modules (all when ``module_ids`` is None)."""

@@ -166,6 +166,9 @@ async def test_a_broken_edit_is_refused_and_the_old_code_keeps_running(
     assert caught.value.status == 422
     assert git_manager.is_running("mod-1")
     assert await git_manager.exec("mod-1", "echo", ["hi"]) == "hi"
+    # The broken edit is not left behind for the next load to trip over.
+    assert (await git_manager.repository.status())["dirty"] is False
+    await git_manager.load(module_spec("mod-2", ECHO, "Echo", driver_id="drv-other"))
 
 
 async def test_a_reload_restarts_only_that_drivers_modules_and_keeps_stopped_ones_stopped(

@@ -1,10 +1,12 @@
-"""Driver reloads reach every server that runs the driver (DESIGN §4)."""
+"""Operations the master passes on to edges: driver reloads, start and stop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
+
+from app.link import LinkClosed
 
 if TYPE_CHECKING:
     from app.master.role import MasterRole
@@ -48,3 +50,34 @@ class EdgeReloads:
             else:
                 report[edge_id] = result
         return report
+
+
+class LinkForwarder:
+    """Start and stop edge modules over the control link, for edges with no public URL.
+
+    Client routing answers such requests on the master (there is nowhere to send the
+    client); the calls themselves go to the edge that runs the modules.
+    """
+
+    def __init__(self, role: MasterRole) -> None:
+        self._role = role
+
+    def edge_for_module(self, module_id: str) -> str | None:
+        topology = self._role.node.modules.cached_topology
+        return self._linked(topology.module_locations.get(module_id) if topology else None)
+
+    def edge_for_system(self, system_id: str) -> str | None:
+        topology = self._role.node.modules.cached_topology
+        return self._linked(topology.location_of_system(system_id) if topology else None)
+
+    async def request(self, edge_id: str, op: str, args: dict[str, Any]) -> Any:
+        link = self._role.links.get(edge_id)
+        if link is None:
+            raise LinkClosed(f"edge {edge_id!r}")
+        return await link.request(op, args)
+
+    def _linked(self, edge_id: str | None) -> str | None:
+        """The edge, when it runs the location now and its link is up."""
+        if edge_id is None or self._role.node.modules.runs(edge_id):
+            return None
+        return edge_id if self._role.links.get(edge_id) is not None else None
