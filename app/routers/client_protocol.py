@@ -155,6 +155,11 @@ def notify(key: BindingKey, value: Any) -> Message:
     return {"type": "notify", "value": value, "meta": key.meta()}
 
 
+def redirect(system_id: str, url: str) -> Message:
+    """Control of a system's location moved: ``url`` is where its controller listens."""
+    return {"type": "redirect", "url": url, "meta": {"sys": system_id}}
+
+
 def debug_line(module_id: str, level: str, message: str) -> Message:
     return {"type": "debug", "mod_id": module_id, "level": level, "msg": message}
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.errors import EngineError, Unauthorized
+from app.node import Node
 from app.routers import client_protocol as protocol
 from app.routers.client_protocol import (
     Bind,
@@ -70,7 +71,13 @@ async def client_websocket(websocket: WebSocket, node: NodeDep) -> None:
         await websocket.close(CLOSE_UNAUTHORIZED, exc.detail)
         return
     await websocket.accept()
-    await ClientSession(websocket, RuntimeTargets(node.catalog, node.modules)).serve()
+    await ClientSession(websocket, RuntimeTargets(node.catalog, node.modules), node).serve()
+
+
+def websocket_url(base_url: str) -> str:
+    """``https://edge`` → ``wss://edge/api/ws``."""
+    scheme, _, rest = base_url.partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/ws"
 
 
 class Outbox:
@@ -96,9 +103,10 @@ class Outbox:
 class ClientSession:
     """One client connection: its bindings, debug watches and calls in flight."""
 
-    def __init__(self, websocket: WebSocket, targets: RuntimeTargets) -> None:
+    def __init__(self, websocket: WebSocket, targets: RuntimeTargets, node: Node) -> None:
         self._websocket = websocket
         self._targets = targets
+        self._node = node
         self._outbox = Outbox(OUTBOX_LIMIT)
         self._bindings: dict[BindingKey, Unsubscribe] = {}
         self._watches: dict[str, Unsubscribe] = {}
@@ -111,9 +119,11 @@ class ClientSession:
             asyncio.create_task(self._write(), name="client ws writer"),
         ]
         overflowed = asyncio.create_task(self._outbox.overflowed.wait())
+        stop_following = self._node.modules.on_location_moved(self._location_moved)
         try:
             done, _ = await asyncio.wait([*tasks, overflowed], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stop_following()
             self._release()
             pending: list[asyncio.Task[Any]] = [*tasks, overflowed, *self._calls]
             for task in pending:
@@ -226,6 +236,38 @@ class ClientSession:
             self._send(protocol.debug_line(module_id, level, message))
 
         return logged
+
+    def _location_moved(self, location: str | None) -> None:
+        task = asyncio.create_task(self._rehome(location), name="client ws rehome")
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _rehome(self, location: str | None) -> None:
+        """Control of ``location`` moved: follow its modules, tell the client where to go.
+
+        Each binding in that location is resolved again (a local module becomes an
+        edge's proxy, or the reverse), the client hears the current value, and a
+        ``redirect`` names the server that controls the system now.
+        """
+        topology = await self._node.modules.topology()
+        moved = [k for k in self._bindings if topology.location_of_system(k.sys) == location]
+        if not moved:
+            return
+        placement = await self._node.placement.placement(location) if self._node.placement else None
+        here = placement is None or placement.controller == "here"
+        url = self._node.settings.base_url if here else placement.url if placement else None
+        for key in moved:
+            _drop(self._bindings, key)
+            try:
+                handle = await self._targets.system_module(key.sys, key.mod, key.index)
+            except EngineError as exc:
+                log.info("binding %s not followed after a handover: %s", key, exc.detail)
+                continue
+            self._bindings[key] = handle.subscribe_status(self._status_listener(key))
+            self._send(protocol.notify(key, handle.state().get(key.name)))
+        if url:
+            for system_id in sorted({key.sys for key in moved}):
+                self._send(protocol.redirect(system_id, websocket_url(url)))
 
     def _release(self) -> None:
         for unsubscribe in [*self._bindings.values(), *self._watches.values()]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -103,6 +103,19 @@ class ModuleService:
         #: Each loaded module's ``running`` flag as last reconciled: a stopped module
         #: starts again only when its flag turns on, not at every reconcile.
         self._flags: dict[str, bool] = {}
+        self._moved: list[Callable[[str | None], None]] = []
+
+    def on_location_moved(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Hear when this server starts or stops running a location (a handover)."""
+        self._moved.append(callback)
+        return lambda: self._moved.remove(callback) if callback in self._moved else None
+
+    def _announce_move(self, location: str | None) -> None:
+        for callback in list(self._moved):
+            try:
+                callback(location)
+            except Exception:
+                log.exception("a location-moved listener failed")
 
     @property
     def controlled(self) -> frozenset[str | None]:
@@ -132,7 +145,9 @@ class ModuleService:
         """Start running a location's modules, seeding them with ``status`` first."""
         async with self._lock:
             self._controlled.add(location)
-            return await self._reconcile(status or {})
+            failures = await self._reconcile(status or {})
+        self._announce_move(location)
+        return failures
 
     async def release(self, location: str | None) -> dict[str, dict[str, Any]]:
         """Stop and unload a location's modules; returns their last status."""
@@ -142,7 +157,8 @@ class ModuleService:
             ids = [m for m in topology.modules_in([location]) if self.manager.is_loaded(m)]
             snapshot = await self.manager.status_snapshot(ids)
             await self._unload(ids)
-            return snapshot
+        self._announce_move(location)
+        return snapshot
 
     async def reconcile(self) -> dict[str, str]:
         """Bring the runtime in line with the store after a change."""

@@ -215,3 +215,76 @@ async def test_bad_handshakes_leave_the_real_link_alone(site: Site) -> None:
 
     response = await exec_echo(site.http, site.system_id, "still here")
     assert response.json() == {"result": "still here"}
+
+
+async def test_bindings_and_debug_lines_reach_the_masters_clients(site: Site) -> None:
+    await wait_for_edge_control(site)
+    url = site.master.url.replace("https://", "wss://") + f"/api/ws?token={TOKEN}"
+    tls = ssl.create_default_context(cafile=str(site.ca_path))
+    async with connect(url, ssl=tls) as websocket:
+
+        async def receive(kind: str) -> dict[str, Any]:
+            async with asyncio.timeout(10):
+                while True:
+                    message = json.loads(await websocket.recv())
+                    if message.get("type") == kind:
+                        return dict(message)
+
+        await websocket.send(
+            json.dumps(
+                {
+                    "id": 1,
+                    "cmd": "bind",
+                    "sys": site.system_id,
+                    "mod": "Echo",
+                    "index": 1,
+                    "name": "power",
+                }
+            )
+        )
+        assert (await receive("success"))["id"] == 1
+        assert (await receive("notify"))["value"] is None
+        await site.http.post(
+            f"/api/systems/{site.system_id}/exec",
+            json={"module": "Echo", "method": "set", "args": ["power", True]},
+        )
+        changed = await receive("notify")
+        assert changed["value"] is True
+        assert changed["meta"] == {
+            "sys": site.system_id,
+            "mod": "Echo",
+            "index": 1,
+            "name": "power",
+        }
+
+        await websocket.send(json.dumps({"id": 2, "cmd": "debug", "mod_id": site.module_id}))
+        assert (await receive("success"))["id"] == 2
+        await site.http.post(
+            f"/api/systems/{site.system_id}/exec",
+            json={"module": "Echo", "method": "fail", "args": ["boom"]},
+        )
+        line = await receive("debug")
+        assert line["mod_id"] == site.module_id
+        assert "boom" in line["msg"]
+
+
+async def test_reload_with_an_inline_edit_reaches_the_edge(site: Site) -> None:
+    await wait_for_edge_control(site)
+    driver = (await site.http.get("/api/drivers")).json()["items"][0]
+    source = (Path(__file__).resolve().parents[2] / "drivers/generic/echo.py").read_text()
+    edited = source.replace("        return value\n", "        return ['v2', value]\n", 1)
+    reloaded = await site.http.post(
+        f"/api/drivers/{driver['id']}/reload", json={"files": {"generic/echo.py": edited}}
+    )
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["edges"][site.edge_id]["modules"] == [site.module_id]
+    response = await exec_echo(site.http, site.system_id, "x")
+    assert response.json() == {"result": ["v2", "x"]}
+
+    status = await site.http.post(
+        f"/api/edges/{site.edge_id}/repository", json={"action": "status"}
+    )
+    assert status.status_code == 200, status.text
+    assert status.json()["dirty"] is True
+    edge = (await site.http.get(f"/api/edges/{site.edge_id}")).json()
+    assert edge["commit"] == status.json()["commit"]

@@ -78,7 +78,10 @@ class EngineProcess:
                 except httpx.HTTPError:
                     return False
 
-            await wait_until(ready, timeout=timeout, message=f"{self.name} to be ready")
+            try:
+                await wait_until(ready, timeout=timeout, message=f"{self.name} to be ready")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; its log ends:\n{self.log()[-3000:]}") from None
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
