@@ -1,62 +1,246 @@
-"""The edge's copy of the master's database, kept current over the control link.
+"""The edge's copy of the master's database, so the edge boots and runs without it.
 
-On connect the edge asks for every change since the last master sequence it applied,
-in bounded batches; afterwards each ``replica.changed`` notice makes it ask again.
-Each batch is applied in one transaction together with its sequence, so a crash
-mid-catch-up never loses or double-applies a change. When the master's feed no longer
-reaches back that far, the replica starts over from nothing.
+With the embedded store the copy travels over the control link (:class:`Replicator`):
+on connect the edge asks for every change since the last master sequence it applied,
+in bounded batches, and each ``replica.changed`` event makes it ask again. Each batch
+is applied in one transaction together with its sequence, so a crash mid-catch-up
+never loses or double-applies a change. When the master's feed no longer reaches back
+that far, the edge gathers the master's whole state before it replaces its copy.
+
+With Couchbase, XDCR copies the bucket and the link-based sync is off
+(:class:`XdcrReplicator`): ``model.updated`` names the versions the master wrote, and
+the edge waits a bounded time for XDCR to deliver them, then fetches the late ones
+over the link.
+
+Edge secrets never reach an edge: the master's feed leaves them out, and the edge
+drops any master-only document it is sent all the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-from app.link import LinkConnection, LinkRequestError
-from app.store.base import Change, Store
+from app.errors import ResyncRequired
+from app.link import LinkRequestError
+from app.store.base import (
+    MASTER_ONLY_TYPES,
+    Change,
+    ChangeBatch,
+    DocumentNotFound,
+    Store,
+    document_body,
+)
+from app.store.couchbase import CouchbaseStore
 
 log = logging.getLogger(__name__)
 
+#: Changes asked for per ``replica.changes`` request.
 BATCH = 1000
+#: How long an edge on Couchbase waits for XDCR before fetching over the link.
+XDCR_WAIT_S = 3.0
+XDCR_POLL_S = 0.1
+
+CHANGES_OP = "replica.changes"
+FETCH_OP = "replica.fetch"
+
+
+class Requester(Protocol):
+    """The part of a :class:`~app.link.LinkConnection` replication uses."""
+
+    async def request(
+        self, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any: ...
+
+
+class Replica(Protocol):
+    """What the edge role asks of its copy of the master's database."""
+
+    @property
+    def seq(self) -> int:
+        """The master sequence the copy is complete up to (0: never synced)."""
+        ...
+
+    async def open(self) -> None:
+        """Read where the copy stands; call once the store is open."""
+
+    async def catch_up(self, link: Requester) -> int:
+        """Bring the copy up to the master's newest change; returns the changes received."""
+
+    async def updated(self, link: Requester, versions: Mapping[str, str | None]) -> list[str]:
+        """``model.updated``: return once the copy holds ``versions`` (None: deleted).
+
+        Returns the ids that had to be fetched over the link.
+        """
+
+
+def replica_for(store: Store) -> Replica:
+    """XDCR replicates a Couchbase bucket; the embedded store is copied over the link."""
+    if isinstance(store, CouchbaseStore):
+        return XdcrReplicator(store)
+    return Replicator(store)
+
+
+def _resync_required(exc: LinkRequestError) -> bool:
+    return exc.code == ResyncRequired.__name__
+
+
+async def fetch_changes(link: Requester, since: int, limit: int, horizon: int = 0) -> ChangeBatch:
+    """One batch of the master's feed after ``since``, master-only documents dropped."""
+    result = await link.request(CHANGES_OP, {"since": since, "limit": limit, "horizon": horizon})
+    changes = [Change.from_json(item) for item in result["changes"]]
+    return ChangeBatch(
+        changes=[change for change in changes if change.type not in MASTER_ONLY_TYPES],
+        last_seq=int(result["last_seq"]),
+        more=bool(result["more"]),
+        horizon=int(result.get("horizon", 0)),
+    )
 
 
 class Replicator:
-    """Pulls the master's changes into the local store."""
+    """Pulls the master's change feed over the link into the embedded store."""
 
     def __init__(self, store: Store, *, batch: int = BATCH) -> None:
         self._store = store
         self._batch = batch
         self._lock = asyncio.Lock()
         self.seq = 0
-        self.synced = False
 
     async def open(self) -> None:
         self.seq = await self._store.replica_seq()
-        self.synced = self.seq > 0
 
-    async def catch_up(self, link: LinkConnection) -> int:
-        """Apply every change the master has; returns how many were applied."""
-        applied = 0
+    async def catch_up(self, link: Requester) -> int:
+        """Apply every change the master has; returns how many changes it received.
+
+        Calls run one at a time, each until the master reports nothing more.
+        """
         async with self._lock:
-            while True:
-                try:
-                    result = await link.request(
-                        "replica.changes", {"since": self.seq, "limit": self._batch}
-                    )
-                except LinkRequestError as exc:
-                    if exc.code != "ResyncRequired":
-                        raise
-                    log.warning("the master's feed was compacted: full resync (%s)", exc)
-                    await self._store.reset_replica()
-                    self.seq = 0
-                    continue
-                changes = [Change.from_json(item) for item in result["changes"]]
-                last_seq = int(result["last_seq"])
-                if changes or last_seq != self.seq:
-                    await self._store.apply_changes(changes, source_seq=last_seq)
-                    self.seq = last_seq
-                    applied += len(changes)
-                if not result["more"]:
-                    break
-            self.synced = True
-        return applied
+            try:
+                return await self._follow_feed(link)
+            except LinkRequestError as exc:
+                if not _resync_required(exc):
+                    raise
+            log.warning(
+                "the master's change feed no longer reaches back to sequence %d: full resync",
+                self.seq,
+            )
+            return await self._resync(link)
+
+    async def updated(self, link: Requester, versions: Mapping[str, str | None]) -> list[str]:
+        """The feed carries every version the master announces: catching up is enough."""
+        await self.catch_up(link)
+        return []
+
+    async def _follow_feed(self, link: Requester) -> int:
+        received = 0
+        while True:
+            batch = await fetch_changes(link, self.seq, self._batch)
+            if batch.changes or batch.last_seq != self.seq:
+                await self._store.apply_changes(batch.changes, source_seq=batch.last_seq)
+                self.seq = batch.last_seq
+            received += len(batch.changes)
+            if not batch.more:
+                return received
+
+    async def _resync(self, link: Requester) -> int:
+        """Replace the copy with the master's whole state, gathered first.
+
+        Until the master's state is complete, the old copy keeps serving reads and
+        running the location; the swap is then two back-to-back transactions.
+        """
+        state, last_seq = await self._gather(link)
+        await self._store.reset_replica()
+        await self._store.apply_changes(state, source_seq=last_seq)
+        self.seq = last_seq
+        log.info("full resync done: %d changes up to sequence %d", len(state), last_seq)
+        return len(state)
+
+    async def _gather(self, link: Requester) -> tuple[list[Change], int]:
+        """The master's whole feed and the sequence it is complete up to.
+
+        A feed compacted again meanwhile fails the resync; the next catch-up retries it.
+        """
+        state: list[Change] = []
+        since, more, horizon = 0, True, 0
+        while more:
+            batch = await fetch_changes(link, since, self._batch, horizon)
+            if since == 0:
+                horizon = batch.horizon  # compactions before we started are no gap
+            state.extend(batch.changes)
+            since, more = batch.last_seq, batch.more
+        return state, since
+
+
+class XdcrReplicator:
+    """An edge on Couchbase: XDCR fills its bucket, the link only covers XDCR's delays.
+
+    A document fetched over the link is written with this cluster's CAS, so its
+    version differs from the master's until XDCR delivers the next write of it.
+    Writes by XDCR do not move this cluster's change counter, so nothing here is
+    woken by the store: ``model.updated`` is what tells the edge to look.
+    """
+
+    def __init__(
+        self, store: Store, *, wait_s: float = XDCR_WAIT_S, poll_s: float = XDCR_POLL_S
+    ) -> None:
+        self._store = store
+        self._wait_s = wait_s
+        self._poll_s = poll_s
+
+    @property
+    def seq(self) -> int:
+        """Always 0: XDCR keeps no master sequence on the edge."""
+        return 0
+
+    async def open(self) -> None:
+        """Nothing to read: the bucket is complete as far as XDCR got."""
+
+    async def catch_up(self, link: Requester) -> int:
+        """Nothing to pull: XDCR delivers the master's changes."""
+        return 0
+
+    async def updated(self, link: Requester, versions: Mapping[str, str | None]) -> list[str]:
+        """Wait up to ``wait_s`` for XDCR to deliver ``versions``, then fetch the late ones."""
+        late = await self._await_delivery(versions)
+        if late:
+            log.warning(
+                "XDCR has not delivered %d document(s) after %.1fs; fetching them over the link",
+                len(late),
+                self._wait_s,
+            )
+            await self._fetch(link, late)
+        return late
+
+    async def _await_delivery(self, versions: Mapping[str, str | None]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_s
+        late = await self._late(versions)
+        while late and loop.time() < deadline:
+            await asyncio.sleep(self._poll_s)
+            late = await self._late(versions)
+        return late
+
+    async def _late(self, versions: Mapping[str, str | None]) -> list[str]:
+        held = await self._store.get_many(list(versions))
+        return [
+            doc_id
+            for doc_id, version in versions.items()
+            if (held[doc_id].version if doc_id in held else None) != version
+        ]
+
+    async def _fetch(self, link: Requester, doc_ids: Sequence[str]) -> None:
+        """Write what the master holds now; what it no longer holds is deleted."""
+        result = await link.request(FETCH_OP, {"ids": list(doc_ids)})
+        found = {
+            doc["id"]: doc for doc in result["documents"] if doc["type"] not in MASTER_ONLY_TYPES
+        }
+        for doc_id in doc_ids:
+            doc = found.get(doc_id)
+            if doc is not None:
+                await self._store.upsert(doc_id, doc["type"], document_body(doc))
+                continue
+            with contextlib.suppress(DocumentNotFound):
+                await self._store.delete(doc_id)

@@ -138,11 +138,17 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class ChangeBatch:
-    """A bounded slice of the feed; ``last_seq`` is where the next read continues."""
+    """A bounded slice of the feed; ``last_seq`` is where the next read continues.
+
+    ``horizon`` is how far the feed had been compacted when the slice was read; a
+    reader passes it back with its next read so that a compaction during a long
+    catch-up is noticed, and one before it is not mistaken for a gap.
+    """
 
     changes: Sequence[Change]
     last_seq: int
     more: bool
+    horizon: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,14 +250,15 @@ class Store(Protocol):
         Raises ``ValueError`` for a field not in :data:`INDEXED_FIELDS` of the type.
         """
 
-    async def changes_since(self, seq: int, *, limit: int = 500) -> ChangeBatch:
+    async def changes_since(self, seq: int, *, limit: int = 500, horizon: int = 0) -> ChangeBatch:
         """Changes with a sequence above ``seq`` in order, master-only types excluded.
 
         Each document appears once, at its latest state (or tombstone). ``last_seq``
         moves past excluded changes too, so a reader never asks for them again.
-        Raises :class:`FeedCompacted` when tombstones after ``seq`` were purged or
-        ``seq`` is beyond the newest change; ``seq`` 0 (a reader holding nothing) is
-        always served.
+        Raises :class:`FeedCompacted` when tombstones after ``seq`` were purged since
+        the reader's ``horizon`` (the batch's ``horizon`` it read before; 0 for a
+        reader starting out) or ``seq`` is beyond the newest change; ``seq`` 0 (a
+        reader holding nothing) is always served.
         """
 
     async def last_seq(self) -> int:

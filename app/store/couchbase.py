@@ -628,7 +628,8 @@ class CouchbaseStore:
         more = limit is not None and len(rows) > limit
         return Page(items=items, total=_count(counted), next_after=items[-1].id if more else None)
 
-    async def changes_since(self, seq: int, *, limit: int = 500) -> ChangeBatch:
+    async def changes_since(self, seq: int, *, limit: int = 500, horizon: int = 0) -> ChangeBatch:
+        """Tombstones are never purged here, so ``horizon`` is always 0."""
         require_positive("limit", limit)
         newest = await self.last_seq()
         if seq > newest:

@@ -190,12 +190,13 @@ class SqliteStore:
         more = limit is not None and len(rows) > limit
         return Page(items=items, total=total, next_after=items[-1].id if more else None)
 
-    async def changes_since(self, seq: int, *, limit: int = 500) -> ChangeBatch:
+    async def changes_since(self, seq: int, *, limit: int = 500, horizon: int = 0) -> ChangeBatch:
         require_positive("limit", limit)
         async with self._transaction() as tx:
             last_seq = await tx.meta("last_seq")
             purged_seq = await tx.meta("purged_seq")
-            if 0 < seq < purged_seq or seq > last_seq:
+            missed_purge = 0 < seq < purged_seq and purged_seq > horizon
+            if missed_purge or seq > last_seq:
                 raise FeedCompacted(seq, purged_seq)
             rows = await tx.fetch(
                 f"SELECT {CHANGE_COLUMNS} FROM docs"
@@ -206,7 +207,10 @@ class SqliteStore:
         changes = [_change(row) for row in rows[:limit]]
         more = len(rows) > limit
         return ChangeBatch(
-            changes=changes, last_seq=changes[-1].seq if more else last_seq, more=more
+            changes=changes,
+            last_seq=changes[-1].seq if more else last_seq,
+            more=more,
+            horizon=purged_seq,
         )
 
     async def last_seq(self) -> int:

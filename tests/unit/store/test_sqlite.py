@@ -127,6 +127,28 @@ async def test_purged_tombstones_make_readers_behind_them_resync(store: SqliteSt
     assert [change.id for change in from_nothing.changes] == ["c", "d"]
 
 
+async def test_a_resync_after_a_purge_reads_on_in_batches(store: SqliteStore) -> None:
+    await store.insert_many([(f"doc-{n:02}", "driver", {}) for n in range(10)])
+    await store.delete("doc-00")
+    await store.purge_tombstones(older_than_seq=await store.last_seq() + 1)
+
+    first = await store.changes_since(0, limit=3)
+    assert first.more
+    assert first.horizon == await store.last_seq()
+    seen = [change.id for change in first.changes]
+    batch = first
+    while batch.more:
+        batch = await store.changes_since(batch.last_seq, limit=3, horizon=first.horizon)
+        seen += [change.id for change in batch.changes]
+    assert seen == [f"doc-{n:02}" for n in range(1, 10)]
+
+    # A purge during the resync is noticed: the reader must start again.
+    await store.delete("doc-05")
+    await store.purge_tombstones(older_than_seq=await store.last_seq() + 1)
+    with pytest.raises(FeedCompacted):
+        await store.changes_since(first.last_seq, limit=3, horizon=first.horizon)
+
+
 async def test_purging_keeps_live_documents_and_newer_tombstones(store: SqliteStore) -> None:
     await store.insert_many([(name, "driver", {}) for name in "ab"])
     await store.delete("a")

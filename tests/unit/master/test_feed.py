@@ -1,0 +1,57 @@
+"""Answering replica.changes: bounded by count, by size, and aware of compaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from app.errors import ResyncRequired
+from app.master.feed import replica_changes
+from app.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "master.db")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_large_documents_are_cut_into_frames_that_fit(store: SqliteStore) -> None:
+    blob = "x" * 1500
+    await store.insert_many([(f"mod-{n:03}", "module", {"blob": blob}) for n in range(100)])
+    seen: list[str] = []
+    since, more = 0, True
+    while more:
+        answer = await replica_changes(store, {"since": since, "limit": 1000}, max_bytes=10_000)
+        assert 1 <= len(answer["changes"]) <= 7
+        seen += [change["id"] for change in answer["changes"]]
+        since, more = answer["last_seq"], answer["more"]
+    assert seen == [f"mod-{n:03}" for n in range(100)]
+
+
+async def test_one_change_larger_than_the_budget_still_goes(store: SqliteStore) -> None:
+    await store.insert("big", "module", {"blob": "x" * 5000})
+    answer = await replica_changes(store, {"since": 0}, max_bytes=100)
+    assert [change["id"] for change in answer["changes"]] == ["big"]
+    assert answer["more"] is False
+
+
+async def test_a_reader_behind_a_purge_must_resync(store: SqliteStore) -> None:
+    await store.insert_many([("a", "driver", {}), ("b", "driver", {})])
+    reader = await store.last_seq()
+    await store.delete("a")
+    await store.insert("c", "driver", {})
+    await store.purge_tombstones(older_than_seq=await store.last_seq() + 1)
+    with pytest.raises(ResyncRequired):
+        await replica_changes(store, {"since": reader - 1}, max_bytes=1 << 20)
+    fresh = await replica_changes(store, {"since": 0, "limit": 1}, max_bytes=1 << 20)
+    rest = await replica_changes(
+        store, {"since": fresh["last_seq"], "horizon": fresh["horizon"]}, max_bytes=1 << 20
+    )
+    assert [c["id"] for c in fresh["changes"] + rest["changes"]] == ["b", "c"]
