@@ -95,6 +95,7 @@ class EdgeRole:
         self._handed_status: dict[str, dict[str, Any]] = {}
         self._control_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._replica_changed = asyncio.Event()
         node.control = self
 
     def _current_link(self) -> LinkConnection | None:
@@ -121,6 +122,7 @@ class EdgeRole:
         self._tasks.append(asyncio.create_task(self.forwarder.run(), name="status forwarder"))
         self._tasks.append(asyncio.create_task(self.uplink.run_forever(), name="uplink"))
         self._tasks.append(asyncio.create_task(self._watch_changes(), name="change watch"))
+        self._tasks.append(asyncio.create_task(self._follow_replica(), name="replica follow"))
         if edge is None:
             log.warning(
                 "edge %s has never synced with the master: no replica of its configuration "
@@ -220,14 +222,23 @@ class EdgeRole:
             except Exception:
                 log.exception("applying configuration changes failed")
 
-    async def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: Event) -> None:
+        # Never pull from inside the link's reader: the answers would queue behind us.
         if event.event == "replica.changed":
+            self._replica_changed.set()
+
+    async def _follow_replica(self) -> None:
+        """Pull the master's changes after each notice; notices during a pull coalesce."""
+        while True:
+            await self._replica_changed.wait()
+            self._replica_changed.clear()
             link = self.uplink.link
-            if link is not None:
-                try:
-                    await self.replica.catch_up(link)
-                except Exception as exc:
-                    log.warning("replica catch-up failed: %s", exc)
+            if link is None:
+                continue
+            try:
+                await self.replica.catch_up(link)
+            except Exception as exc:
+                log.warning("replica catch-up failed: %s", exc)
 
     # --- what the master asks (DESIGN §6) ----------------------------------------------
 
@@ -296,6 +307,9 @@ class EdgeRole:
             self._handed_status = dict(args.get("status", {}))
             return {}
 
+        async def ping(args: dict[str, Any]) -> Any:
+            return {}
+
         return {
             "exec": exec_,
             "status": status,
@@ -311,6 +325,7 @@ class EdgeRole:
             "debug.unsubscribe": debug_unsubscribe,
             "control": control,
             "state.sync": state_sync,
+            "ping": ping,
         }
 
     def _loaded(self, module_id: str) -> Any:

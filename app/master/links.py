@@ -2,8 +2,8 @@
 
 The handshake itself is pure (:mod:`app.link.handshake`); this class does the I/O
 around it — throttling peers that keep failing, bounding each step in time, replacing
-an edge's old link when it connects again — and reports links up and down to a
-listener, which decides control.
+an edge's old link when it connects again, dropping a link whose edge stopped
+answering — and reports links up and down to a listener, which decides control.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from app.link import (
     FailureThrottle,
     FrameError,
     Hello,
+    LinkClosed,
     LinkConnection,
+    LinkRequestError,
+    LinkTimeout,
     MasterHandshake,
     NonceRegistry,
     StarletteTransport,
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 
 #: Close code for a link replaced by a newer authenticated connection of the same edge.
 CLOSE_REPLACED = 4000
+#: Close code for a link whose edge stopped answering.
+CLOSE_UNRESPONSIVE = 4008
+#: Ping intervals without an answer after which a link is dead (DESIGN §2).
+MISSED_PINGS = 3
 #: Seconds an edge has for each handshake step.
 HANDSHAKE_TIMEOUT = 5.0
 
@@ -51,13 +58,18 @@ class Admission:
 
 
 class LinkListener(Protocol):
-    """Decides control for each link and follows links going up and down."""
+    """Decides control for each link and follows links going up and down.
+
+    Every admitted edge gets exactly one ``link_down`` once its connection ends,
+    unless a newer connection of the same edge was admitted meanwhile: a replaced
+    link is not the edge going away.
+    """
 
     async def admit(self, hello: Hello) -> Admission: ...
 
     async def link_up(self, edge_id: str, link: LinkConnection, hello: Hello) -> None: ...
 
-    async def link_down(self, edge_id: str, link: LinkConnection) -> None: ...
+    async def link_down(self, edge_id: str) -> None: ...
 
 
 class EdgeLinks:
@@ -71,6 +83,7 @@ class EdgeLinks:
         on_event: Callable[[str, Event], Awaitable[None]],
         max_frame: int,
         request_timeout: float,
+        ping_interval: float,
         throttle: FailureThrottle | None = None,
     ) -> None:
         self._lookup_secret = lookup_secret
@@ -78,9 +91,12 @@ class EdgeLinks:
         self._on_event = on_event
         self._max_frame = max_frame
         self._request_timeout = request_timeout
+        self._ping_interval = ping_interval
         self._throttle = throttle or FailureThrottle()
         self._nonces = NonceRegistry(ttl=3600.0)
         self._links: dict[str, LinkConnection] = {}
+        #: The latest admitted connection of each edge; only its end is the edge's link down.
+        self._admissions: dict[str, object] = {}
         self.listener: LinkListener | None = None
 
     def get(self, edge_id: str) -> LinkConnection | None:
@@ -99,10 +115,37 @@ class EdgeLinks:
             return
         await websocket.accept()
         transport = StarletteTransport(websocket)
-        hello = await self._authenticate(transport, peer)
-        if hello is None:
+        authenticated = await self._authenticate(transport, peer)
+        if authenticated is None:
             return
-        edge_id = hello.edge_id
+        handshake, hello = authenticated
+        edge_id, admission = hello.edge_id, object()
+        self._admissions[edge_id] = admission
+        link: LinkConnection | None = None
+        try:
+            admitted = await self._admit(hello)
+            await transport.send(
+                encode(
+                    handshake.welcome(
+                        master_booting=admitted.master_booting, epoch=admitted.control.epoch
+                    )
+                )
+            )
+            await transport.send(encode(admitted.control))
+            link = await self._register(edge_id, transport)
+            await self._run(edge_id, link, hello)
+        except TransportClosed:
+            log.info("edge %s went away during its handshake", edge_id)
+        finally:
+            if link is not None and self._links.get(edge_id) is link:
+                del self._links[edge_id]
+            if self._admissions.get(edge_id) is admission:
+                del self._admissions[edge_id]
+                if self.listener is not None:
+                    await self.listener.link_down(edge_id)
+
+    async def _register(self, edge_id: str, transport: StarletteTransport) -> LinkConnection:
+        """Make ``transport`` the edge's link, closing the one it replaces."""
         link = LinkConnection(
             transport,
             handlers=self._handlers(edge_id),
@@ -116,35 +159,51 @@ class EdgeLinks:
         if previous is not None and not previous.closed:
             log.info("edge %s reconnected: closing its previous link", edge_id)
             await previous.close(CLOSE_REPLACED, "replaced by a newer connection")
-        runner = asyncio.create_task(link.run())
-        try:
-            if self.listener is not None:
-                await self.listener.link_up(edge_id, link, hello)
-            await runner
-        finally:
-            runner.cancel()
-            # A link replaced by a newer one of the same edge is not the edge going away.
-            if self._links.get(edge_id) is link:
-                del self._links[edge_id]
-                if self.listener is not None:
-                    await self.listener.link_down(edge_id, link)
+        return link
 
-    async def _authenticate(self, transport: StarletteTransport, peer: str) -> Hello | None:
+    async def _run(self, edge_id: str, link: LinkConnection, hello: Hello) -> None:
+        """Serve the link until it closes or the edge stops answering."""
+        runner = asyncio.create_task(link.run())
+        heartbeat = asyncio.create_task(self._heartbeat(link))
+        tasks = [runner, heartbeat]
+        if self.listener is not None:
+            tasks.append(asyncio.create_task(self.listener.link_up(edge_id, link, hello)))
+        try:
+            await asyncio.wait([runner, heartbeat], return_when=asyncio.FIRST_COMPLETED)
+            if not runner.done():
+                log.warning("edge %s stopped answering: dropping its link", edge_id)
+                await link.close(CLOSE_UNRESPONSIVE, "no answer to pings")
+            # link_up finishes promptly now: whatever it still waits for failed with the link.
+            await asyncio.gather(*tasks[2:])
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _heartbeat(self, link: LinkConnection) -> None:
+        """Return once the edge has left ``MISSED_PINGS`` ping intervals without an answer.
+
+        The websocket's own pings cannot be relied on here: over TLS the server only
+        hears of a dead peer when the TLS shutdown times out, long after the pings did.
+        """
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            try:
+                await link.request("ping", {}, timeout=MISSED_PINGS * self._ping_interval)
+            except (LinkTimeout, LinkClosed):
+                return
+            except LinkRequestError:
+                pass  # an answer all the same
+
+    async def _authenticate(
+        self, transport: StarletteTransport, peer: str
+    ) -> tuple[MasterHandshake, Hello] | None:
         handshake = MasterHandshake(self._nonces)
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT):
                 await transport.send(encode(handshake.start()))
                 hello = await receive_frame(transport, Hello, max_size=self._max_frame)
                 handshake.receive(hello, await self._lookup_secret(hello.edge_id))
-                admission = await self._admit(hello)
-                await transport.send(
-                    encode(
-                        handshake.welcome(
-                            master_booting=admission.master_booting, epoch=admission.control.epoch
-                        )
-                    )
-                )
-                await transport.send(encode(admission.control))
         except AuthFailed as exc:
             self._throttle.record_failure(peer)
             log.warning("link from %s refused: %s", peer, exc)
@@ -159,7 +218,7 @@ class EdgeLinks:
             return None
         self._throttle.record_success(peer)
         log.info("edge %s authenticated from %s", hello.edge_id, peer)
-        return hello
+        return handshake, hello
 
     async def _admit(self, hello: Hello) -> Admission:
         if self.listener is None:

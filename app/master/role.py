@@ -26,9 +26,10 @@ from app.control.supervisor import (
     retry_after,
 )
 from app.control.windows import RestoreWindow
-from app.errors import NotFound, ResyncRequired
-from app.link import Control, Event, Hello, LinkClosed, LinkConnection
+from app.errors import NotFound
+from app.link import Event, Hello, LinkClosed, LinkConnection
 from app.link.connection import Handler
+from app.master.feed import replica_changes
 from app.master.links import Admission, EdgeLinks
 from app.master.remote import DebugRelay, RemoteModule, StatusMirror
 from app.master.supervision import EdgeSupervisor, load_persisted
@@ -37,7 +38,7 @@ from app.node import Node
 from app.runtime.handle import ModuleHandle
 from app.services.catalog import EDGE
 from app.services.control import describe, persisted_state
-from app.store.base import Document, FeedCompacted
+from app.store.base import Document, DocumentNotFound
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,16 @@ class MasterRole:
             on_event=self._on_event,
             max_frame=settings.link_max_frame,
             request_timeout=settings.request_timeout_s,
+            ping_interval=settings.ping_interval_s,
         )
         self.links.listener = self
         self.windows = RestoreWindows(self._window_opened)
         self._remote: dict[str, RemoteModule] = {}
         self._policies: dict[str, EdgePolicy] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._supervising = asyncio.Lock()
+        #: The edges the boot waits for (known once step 1 has loaded them).
+        self._awaited: set[str] | None = None
         self._all_connected = asyncio.Event()
         node.modules.manager.lookup = self.remote_module
         node.control = self
@@ -108,6 +113,7 @@ class MasterRole:
                 await self._supervise(edge)
             boot.advance("5/6 waiting for edges to connect")
             boot.expected_wait_s = node.settings.boot_wait_s
+            self._awaited = {edge.id for edge in edges}
             self._check_all_connected()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(node.settings.boot_wait_s):
@@ -148,20 +154,23 @@ class MasterRole:
         await self.links.close_all()
 
     async def _supervise(self, edge: Document) -> EdgeSupervisor:
-        supervisor = self.supervisors.get(edge.id)
-        if supervisor is not None:
+        """The edge's supervisor, created on first need (by boot or by its first link)."""
+        async with self._supervising:
+            supervisor = self.supervisors.get(edge.id)
+            if supervisor is not None:
+                return supervisor
+            policy = edge_policy(edge)
+            persisted = await load_persisted(self.node.store, edge.id)
+            state = SupervisorState.at_master_boot(persisted, policy, now_utc())
+            supervisor = EdgeSupervisor(edge.id, state, store=self.node.store, handover=self)
+            self.supervisors[edge.id] = supervisor
+            self._policies[edge.id] = policy
+            self.windows.schedule(edge.id, policy.window)
             return supervisor
-        policy = edge_policy(edge)
-        persisted = await load_persisted(self.node.store, edge.id)
-        state = SupervisorState.at_master_boot(persisted, policy, now_utc())
-        supervisor = EdgeSupervisor(edge.id, state, store=self.node.store, handover=self)
-        self.supervisors[edge.id] = supervisor
-        self._policies[edge.id] = policy
-        self.windows.schedule(edge.id, policy.window)
-        return supervisor
 
     def _check_all_connected(self) -> None:
-        if set(self.supervisors) <= set(self.links.connected()):
+        """End the boot wait once every edge known at boot is connected."""
+        if self._awaited is not None and self._awaited <= set(self.links.connected()):
             self._all_connected.set()
 
     # --- links (LinkListener) ---------------------------------------------------------
@@ -169,28 +178,26 @@ class MasterRole:
     async def admit(self, hello: Hello) -> Admission:
         try:
             edge = await self.node.store.get(hello.edge_id)
-        except Exception:
+        except DocumentNotFound:
             raise NotFound(f"edge {hello.edge_id!r} does not exist") from None
         supervisor = await self._supervise(edge)
-        transition, controls = await supervisor.admit(
+        control = await supervisor.admit(
             LinkUp(now_utc(), devices_loaded=hello.devices_loaded, master_booting=self.booting)
         )
-        control = transition.state.control
-        controller = controls[-1].controller if controls else _side(control.controller)
         if hello.commit and edge.body.get("commit") != hello.commit:
             await self.node.catalog.set_maintained(EDGE, edge.id, commit=hello.commit)
-        return Admission(
-            master_booting=self.booting,
-            control=Control(controller=controller, epoch=control.epoch, reason=control.reason),
-        )
+        return Admission(master_booting=self.booting, control=control)
 
     async def link_up(self, edge_id: str, link: LinkConnection, hello: Hello) -> None:
         self.node.metrics.links.set(len(self.links.connected()))
         self._check_all_connected()
+        supervisor = self.supervisors.get(edge_id)
+        if supervisor is not None:
+            await supervisor.linked()
         self.debug.resubscribe(link)
         await self.refresh_mirror(edge_id, link)
 
-    async def link_down(self, edge_id: str, link: LinkConnection) -> None:
+    async def link_down(self, edge_id: str) -> None:
         self.node.metrics.links.set(len(self.links.connected()))
         supervisor = self.supervisors.get(edge_id)
         if supervisor is not None:
@@ -210,17 +217,9 @@ class MasterRole:
         return {"replica.changes": self._replica_changes}
 
     async def _replica_changes(self, args: dict[str, Any]) -> dict[str, Any]:
-        since = int(args.get("since", 0))
-        limit = max(1, min(int(args.get("limit", MAX_BATCH)), MAX_BATCH))
-        try:
-            batch = await self.node.store.changes_since(since, limit=limit)
-        except FeedCompacted as exc:
-            raise ResyncRequired(str(exc)) from exc
-        return {
-            "changes": [change.as_json() for change in batch.changes],
-            "last_seq": batch.last_seq,
-            "more": batch.more,
-        }
+        # Half the frame limit leaves room for the envelope and JSON escaping.
+        max_bytes = self.node.settings.link_max_frame // 2
+        return await replica_changes(self.node.store, args, max_bytes=max_bytes)
 
     async def _on_event(self, edge_id: str, event: Event) -> None:
         fields = event.fields
@@ -384,8 +383,3 @@ class MasterRole:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
-
-
-def _side(controller: str) -> Any:
-    """A never-seen edge ("none") keeps its devices: the master only wins with control."""
-    return "master" if controller == "master" else "edge"

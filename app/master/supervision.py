@@ -10,16 +10,18 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.control.clock import now_utc
 from app.control.state import ControlState, SupervisorState
 from app.control.supervisor import (
+    Action,
     CancelFailoverTimer,
     Event,
     FailoverTimerFired,
+    LinkUp,
     Persist,
     RecordEvent,
     Reject,
@@ -32,7 +34,7 @@ from app.control.supervisor import (
     step,
 )
 from app.errors import Conflict
-from app.link import LinkConnection
+from app.link import Control, LinkConnection
 from app.store.base import DocumentNotFound, JsonObject, Store
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,16 @@ class Handover(Protocol):
 class _Handoff:
     """Status travelling from the old controller to the new one within one transition."""
 
-    status: dict[str, dict[str, Any]]
+    status: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _AwaitingLink:
+    """The part of an admission that needs the edge's link, made at ``epoch``."""
+
+    epoch: int
+    actions: tuple[Action, ...]
+    handoff: _Handoff
 
 
 class EdgeSupervisor:
@@ -82,40 +93,58 @@ class EdgeSupervisor:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
-        #: Control frames the transition wants sent while a link is being admitted.
-        self.captured: list[SendControl] | None = None
+        self._awaiting_link: _AwaitingLink | None = None
 
     async def handle(self, event: Event) -> Transition:
         """Decide on ``event`` and carry the decision out before the next event."""
         async with self._lock:
             transition = step(self.state, event)
             self.state = transition.state
-            await self._execute(transition)
+            await self._execute(transition.actions, _Handoff())
             return transition
 
-    async def admit(self, event: Event) -> tuple[Transition, list[SendControl]]:
-        """Like :meth:`handle`, but control frames are returned instead of sent.
+    async def admit(self, event: LinkUp) -> Control:
+        """Decide on a connecting edge; returns the control frame of its handshake.
 
-        A connecting edge hears who controls in the handshake's ``control`` frame,
-        before its link is serving requests.
+        The actions up to the first that needs the link run now. When that one is a
+        control message, the handshake carries it. When status must reach the edge
+        first (a handover from the master), the handshake still names the master,
+        and the status and the handover follow as requests once the link serves them
+        (:meth:`linked`): the edge starts only after the master stopped and the
+        status arrived.
         """
         async with self._lock:
+            before = self.state.control
             transition = step(self.state, event)
             self.state = transition.state
-            self.captured = []
-            try:
-                await self._execute(transition)
-                return transition, self.captured
-            finally:
-                self.captured = None
+            actions, handoff = transition.actions, _Handoff()
+            split = next((i for i, a in enumerate(actions) if _needs_link(a)), len(actions))
+            await self._execute(actions[:split], handoff)
+            reason = self.state.control.reason
+            self._awaiting_link = None
+            first = actions[split] if split < len(actions) else None
+            if isinstance(first, SendControl):
+                await self._execute(actions[split + 1 :], handoff)
+                return Control(controller=first.controller, epoch=first.epoch, reason=reason)
+            self._awaiting_link = _AwaitingLink(self.state.control.epoch, actions[split:], handoff)
+            return Control(controller=before.controller, epoch=before.epoch, reason=reason)
+
+    async def linked(self) -> None:
+        """The admitted edge's link serves requests: carry out what waited for it.
+
+        Dropped when a newer decision came in between (its epoch moved on).
+        """
+        async with self._lock:
+            awaiting, self._awaiting_link = self._awaiting_link, None
+            if awaiting is not None and awaiting.epoch == self.state.control.epoch:
+                await self._execute(awaiting.actions, awaiting.handoff)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
 
-    async def _execute(self, transition: Transition) -> None:
-        handoff = _Handoff({})
-        for action in transition.actions:
+    async def _execute(self, actions: tuple[Action, ...], handoff: _Handoff) -> None:
+        for action in actions:
             match action:
                 case Persist(control=control):
                     await self._persist(control)
@@ -135,18 +164,12 @@ class EdgeSupervisor:
                         handoff.status = self._handover.mirrored_status(self.edge_id)
                 case StartMasterModules():
                     await self._handover.start_modules(self.edge_id, handoff.status)
-                case SendControl(controller=controller):
-                    reply = await self._send_control(action)
+                case SendControl(controller=controller, epoch=epoch):
+                    reply = await self._send("control", {"controller": controller, "epoch": epoch})
                     if controller == "master" and isinstance(reply, dict):
                         handoff.status = reply.get("status") or {}
                 case Reject(reason=reason):
                     raise Conflict(reason)
-
-    async def _send_control(self, action: SendControl) -> Any:
-        if self.captured is not None:
-            self.captured.append(action)
-            return None
-        return await self._send("control", {"controller": action.controller, "epoch": action.epoch})
 
     async def _send(self, op: str, args: JsonObject) -> Any:
         link = self._handover.link(self.edge_id)
@@ -160,19 +183,21 @@ class EdgeSupervisor:
 
     def _arm(self, deadline: datetime) -> None:
         self._disarm()
-        delay = max(0.0, (deadline - self._clock()).total_seconds())
-        self._timer = asyncio.get_running_loop().create_task(self._fire_at(delay))
+        self._timer = asyncio.get_running_loop().create_task(self._fire_at(deadline))
 
     def _disarm(self) -> None:
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
         self._timer = None
 
-    async def _fire_at(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def _fire_at(self, deadline: datetime) -> None:
+        await asyncio.sleep(max(0.0, (deadline - self._clock()).total_seconds()))
         self._timer = None
+        # The sleep runs on the monotonic clock, which may run ahead of the wall clock:
+        # the deadline has come even when the wall clock still reads a little before it.
+        now = max(self._clock(), deadline)
         try:
-            await self.handle(FailoverTimerFired(self._clock()))
+            await self.handle(FailoverTimerFired(now))
         except Exception:
             log.exception("failover of edge %s failed", self.edge_id)
 
@@ -208,6 +233,11 @@ class EdgeSupervisor:
                 "by": event.by,
             },
         )
+
+
+def _needs_link(action: Action) -> bool:
+    """Whether carrying ``action`` out means talking to the edge."""
+    return isinstance(action, SendControl) or action == TransferStatus("edge")
 
 
 async def load_persisted(store: Store, edge_id: str) -> ControlState | None:

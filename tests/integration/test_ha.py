@@ -1,0 +1,393 @@
+"""High availability between real processes (DESIGN §5).
+
+Each edge location drives one simulated device through a ``TcpLine`` module. The
+device records every connection and a :class:`DeviceWatch` names the server that
+opened it, so each scenario checks who controlled the device, when, and that outside
+a partition it never had two controllers at once. Run with ``-s`` to see the timings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.control.windows import RestoreWindow
+from sim.line_device import LineDevice
+from tests.integration.sites import PING_S, RETRY_S, Edge, Site, open_site
+from tests.support.owners import DeviceWatch
+from tests.support.proxy import PausableProxy
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.integration
+
+TCP_LINE = {
+    "name": "TCP line",
+    "file": "generic/tcp_line.py",
+    "class_name": "TcpLine",
+    "role": "device",
+}
+#: The failover timeout of the edges that fail over in these tests.
+TIMEOUT_S = 1.5
+
+
+@dataclass
+class Room:
+    """An edge location, the device its module drives, and who connects to it."""
+
+    edge: Edge
+    device: LineDevice
+    watch: DeviceWatch
+
+    @property
+    def name(self) -> str:
+        return self.edge.name
+
+
+class Rooms:
+    """Adds edge locations, each with its own device, to a site."""
+
+    def __init__(self, site: Site, stack: AsyncExitStack) -> None:
+        self.site = site
+        self._stack = stack
+
+    async def add(self, name: str, **fields: Any) -> Room:
+        """An edge location whose display is a new device; ``fields`` as for ``add_edge``."""
+        device = LineDevice(name=f"{name} display")
+        await device.start()
+        self._stack.push_async_callback(device.stop)
+        watch = await self._stack.enter_async_context(DeviceWatch(device, self.site.pids))
+        module = {"name": "Display", "ip": "127.0.0.1", "port": device.port}
+        edge = await self.site.add_edge(name, driver=TCP_LINE, module=module, **fields)
+        return Room(edge, device, watch)
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with open_site(tmp_path) as site:
+        yield site
+
+
+@pytest.fixture
+async def rooms(site: Site) -> AsyncIterator[Rooms]:
+    async with AsyncExitStack() as stack:
+        yield Rooms(site, stack)
+
+
+async def send(site: Site, room: Room, text: str) -> httpx.Response:
+    """``send(text)`` on the room's display, asked of the master."""
+    return await site.http.post(
+        f"/api/systems/{room.edge.system_id}/exec",
+        json={"module": "Display", "method": "send", "args": [text]},
+    )
+
+
+async def last_reply(site: Site, room: Room, *, at_edge: bool = False) -> Any:
+    """The display's ``last_reply`` as the master (or the edge itself) reports it."""
+    server = room.edge.process if at_edge else site.master
+    return (await site.module_state(server, room.edge.module_id)).get("last_reply")
+
+
+async def decisions(site: Site, room: Room) -> list[str]:
+    """The kinds of the edge's control decisions, oldest first; each one gives its reason."""
+    events = await site.events(room.edge)
+    assert all(event["reason"] for event in events), events
+    return [event["kind"] for event in events]
+
+
+async def online(site: Site, room: Room) -> bool:
+    return bool((await site.control(room.edge))["online"])
+
+
+async def offline(site: Site, room: Room) -> bool:
+    return not await online(site, room)
+
+
+async def readiness(site: Site) -> list[int]:
+    """Poll the master's ``/api/ready`` until 200; the statuses it gave, repeats folded."""
+    statuses: list[int] = []
+
+    async def ready() -> bool:
+        site.master.check_alive()
+        try:
+            response = await site.http.get("/api/ready")
+        except httpx.HTTPError:
+            return False
+        if response.status_code == 503:
+            assert int(response.headers["retry-after"]) >= 1
+        if not statuses or statuses[-1] != response.status_code:
+            statuses.append(response.status_code)
+        return response.status_code == 200
+
+    await wait_until(ready, timeout=15, message="the master to be ready")
+    return statuses
+
+
+def report(what: str, seconds: float) -> None:
+    print(f"\n[ha] {what}: {seconds:.2f} s")
+
+
+async def test_a_killed_edge_fails_over_only_when_failover_is_set(site: Site, rooms: Rooms) -> None:
+    on = await rooms.add("failover-on", timeout=TIMEOUT_S)
+    off = await rooms.add("failover-off", timeout=TIMEOUT_S, failover=False)
+    for room in (on, off):
+        await room.watch.wait_held_by(room.name, timeout=10)
+    assert (await send(site, on, "before the failure")).json() == {"result": "before the failure"}
+
+    async def mirrored() -> bool:
+        return await last_reply(site, on) == "before the failure"
+
+    await wait_until(mirrored, message="the edge's status to reach the master's mirror")
+
+    killed = time.monotonic()
+    on.edge.process.kill()
+    off.edge.process.kill()
+
+    taken = await on.watch.wait_held_by("master", timeout=TIMEOUT_S + 1)
+    report("SIGKILL to the master's device connection (timeout 1.5 s)", taken - killed)
+    assert await last_reply(site, on) == "before the failure", "the edge's last status carries on"
+    assert await decisions(site, on) == ["connected", "disconnected", "failover"]
+    assert await site.probe(site.master, on.edge) == 200
+
+    await off.watch.keeps([], seconds=killed + TIMEOUT_S + 1 - time.monotonic())
+    control = await site.control(off.edge)
+    assert (control["controller"], control["online"]) == ("edge", False)
+    assert "failover is off" in control["reason"], control["reason"]
+    assert await site.probe(site.master, off.edge) == 503
+    refused = await send(site, off, "anyone?")
+    assert refused.status_code == 503, refused.text
+    assert control["reason"] in refused.json()["detail"]
+
+    # Turning failover on applies at once: the timeout has long run out, so the master acts.
+    await site.patch_edge(off.edge, {"failover": True})
+    await off.watch.wait_held_by("master", timeout=2)
+    assert await decisions(site, off) == ["connected", "disconnected", "failover"]
+
+    assert on.watch.owners() == ["failover-on", "master"]
+    assert off.watch.owners() == ["failover-off", "master"]
+    assert on.device.max_concurrent == off.device.max_concurrent == 1
+
+
+async def test_an_edge_back_before_its_timeout_keeps_control(site: Site, rooms: Rooms) -> None:
+    timeout = 4.0
+    room = await rooms.add("quick", timeout=timeout)
+    await room.watch.wait_held_by("quick", timeout=10)
+    epoch = (await site.control(room.edge))["epoch"]
+
+    killed = time.monotonic()
+    room.edge.process.kill()
+    await room.watch.wait_released(timeout=1)
+    room.edge.process.start()
+    back = await room.watch.wait_held_by("quick", timeout=timeout)
+    report("edge SIGKILL and restart to its device connection again", back - killed)
+    await room.watch.keeps(["quick"], seconds=killed + timeout + 1 - time.monotonic())
+
+    control = await site.control(room.edge)
+    assert (control["controller"], control["epoch"], control["online"]) == ("edge", epoch, True)
+    assert not control["failover_active"]
+    assert await site.probe(site.master, room.edge) == 503
+    assert await site.probe(room.edge.process, room.edge) == 200
+    assert await decisions(site, room) == ["connected", "disconnected", "connected"]
+    assert room.watch.owners() == ["quick", "quick"]
+    assert room.device.max_concurrent == 1
+
+
+async def test_after_a_failover_the_master_keeps_control_until_restored(
+    site: Site, rooms: Rooms
+) -> None:
+    room = await rooms.add("restored", timeout=60)
+    await room.watch.wait_held_by("restored", timeout=10)
+
+    killed = time.monotonic()
+    room.edge.process.kill()
+    await wait_until(lambda: offline(site, room), timeout=2, message="the master to see it go")
+    # A shorter timeout applies at once, counted from when the edge went.
+    await site.patch_edge(room.edge, {"timeout": TIMEOUT_S})
+    taken = await room.watch.wait_held_by("master", timeout=TIMEOUT_S + 1)
+    report("SIGKILL to the master's device connection (timeout cut to 1.5 s)", taken - killed)
+    assert (await send(site, room, "from the master")).status_code == 200
+
+    room.edge.process.start()
+    await wait_until(lambda: online(site, room), timeout=10, message="the edge to reconnect")
+    await room.watch.keeps(["master"], seconds=1.0)
+    control = await site.control(room.edge)
+    assert (control["controller"], control["failover_active"]) == ("master", True)
+    assert "already controls" in control["reason"], control["reason"]
+    assert await site.probe(site.master, room.edge) == 200
+    assert await site.probe(room.edge.process, room.edge) == 503
+
+    restored = await site.post(f"/api/edges/{room.edge.id}/restore", {})
+    assert restored["controller"] == "edge"
+    await room.watch.wait_held_by("restored", timeout=5)
+
+    first, by_master, by_edge = room.watch.connections
+    assert (first.owner, by_master.owner, by_edge.owner) == ("restored", "master", "restored")
+    assert by_master.closed is not None and by_master.closed <= by_edge.opened
+    report("master's close to the edge's open on restore", by_edge.opened - by_master.closed)
+    assert await last_reply(site, room, at_edge=True) == "from the master"
+    assert await decisions(site, room) == [
+        "connected",
+        "disconnected",
+        "config",
+        "failover",
+        "connected",
+        "restore",
+    ]
+    assert (await site.events(room.edge))[-1]["by"] is not None
+    assert room.device.max_concurrent == 1
+
+
+async def test_restore_windows_hand_control_back_to_the_edge(site: Site, rooms: Rooms) -> None:
+    window_s = 20.0
+    room = await rooms.add(
+        "windowed", timeout=TIMEOUT_S, window_start="* * * * *", window_length=window_s
+    )
+    await room.watch.wait_held_by("windowed", timeout=10)
+    assert (await send(site, room, "before maintenance")).status_code == 200
+
+    # Planned maintenance: the master takes a connected edge's devices, and their status.
+    await site.post(f"/api/edges/{room.edge.id}/takeover", {})
+    await room.watch.wait_held_by("master", timeout=5)
+    assert await last_reply(site, room) == "before maintenance"
+    assert (await send(site, room, "during maintenance")).status_code == 200
+
+    # The next window opens at the next minute and hands control back.
+    opens = RestoreWindow("* * * * *", window_s).next_start(datetime.now(UTC))
+    assert opens is not None
+    wait_s = (opens - datetime.now(UTC)).total_seconds()
+    opened = time.monotonic() + wait_s
+    back = await room.watch.wait_held_by("windowed", timeout=wait_s + 3)
+    report(f"window opening (after a {wait_s:.1f} s wait) to the edge's connection", back - opened)
+    assert await last_reply(site, room, at_edge=True) == "during maintenance"
+
+    # Still inside the window: an edge that reconnects wins even from a failover.
+    room.edge.process.kill()
+    await room.watch.wait_held_by("master", timeout=TIMEOUT_S + 1)
+    assert (await send(site, room, "during the failover")).status_code == 200
+    room.edge.process.start()
+    await room.watch.wait_held_by("windowed", timeout=10)
+    assert datetime.now(UTC) < opens + timedelta(seconds=window_s), "the window closed too early"
+    assert await last_reply(site, room, at_edge=True) == "during the failover"
+
+    kinds = await decisions(site, room)
+    assert kinds == ["connected", "takeover", "restore", "disconnected", "failover", "connected"]
+    events = await site.events(room.edge)
+    assert "restore window opened" in events[2]["reason"]
+    assert "inside its restore window" in events[5]["reason"]
+    owners = room.watch.owners()
+    assert owners == ["windowed", "master", "windowed", "master", "windowed"], owners
+    assert room.device.max_concurrent == 1
+
+
+async def test_a_master_restart_leaves_running_edges_alone_and_resumes_held_ones(
+    site: Site, rooms: Rooms
+) -> None:
+    steady = [await rooms.add(f"steady-{n}", timeout=TIMEOUT_S) for n in (1, 2)]
+    for room in steady:
+        await room.watch.wait_held_by(room.name, timeout=10)
+
+    # The edges run their devices: the restarted master waits only until both connected.
+    boot_wait_s = 5.0
+    site.master.env["ENGINE_BOOT_WAIT_S"] = str(boot_wait_s)
+    site.master.kill()
+    started = time.monotonic()
+    site.master.start()
+    await readiness(site)
+    ready_s = time.monotonic() - started
+    report(f"master restart to ready, both edges connected (boot wait {boot_wait_s:g} s)", ready_s)
+    assert ready_s < boot_wait_s
+    summary = (await site.http.get("/api/ready")).json()
+    assert summary["edges_connected"] == 2
+    for room in steady:
+        await room.watch.keeps([room.name], seconds=TIMEOUT_S / 2)
+        control = await site.control(room.edge)
+        assert (control["controller"], control["online"]) == ("edge", True)
+
+    # The master holds an edge's devices when it dies: back up, it takes them again at boot.
+    held = steady[0]
+    held.edge.process.kill()
+    await held.watch.wait_held_by("master", timeout=TIMEOUT_S + 1)
+    site.master.env["ENGINE_BOOT_WAIT_S"] = "1"
+    site.master.kill()
+    await held.watch.wait_released(timeout=1)
+    site.master.start()
+    statuses = await readiness(site)
+    assert statuses[0] == 503, "the API answers 503 while the master waits for its edges"
+    assert (await decisions(site, held))[-2:] == ["failover", "resume"], "decided during boot"
+    await held.watch.wait_held_by("master", timeout=1)
+    assert held.watch.owners() == ["steady-1", "master", "master"]
+    assert steady[1].watch.owners() == ["steady-2"]
+    for room in steady:
+        assert room.device.max_concurrent == 1
+
+
+async def test_edges_run_their_devices_while_the_master_is_down(site: Site, rooms: Rooms) -> None:
+    held = await rooms.add("held", timeout=TIMEOUT_S)
+    cold = await rooms.add("cold", failover=False)
+    for room in (held, cold):
+        await room.watch.wait_held_by(room.name, timeout=10)
+    await site.post(f"/api/edges/{held.edge.id}/takeover", {})
+    await held.watch.wait_held_by("master", timeout=5)
+    cold.edge.process.stop()
+    await cold.watch.wait_released(timeout=1)
+    limit = 2 * RETRY_S + 1
+
+    # A connected edge whose devices the master held: it takes them when the master dies.
+    killed = time.monotonic()
+    site.master.kill()
+    taken = await held.watch.wait_held_by("held", timeout=limit)
+    report("master SIGKILL to the connected edge's device connection", taken - killed)
+
+    # An edge that boots while the master is down runs from its replica.
+    started = time.monotonic()
+    cold.edge.process.start()
+    await cold.edge.process.wait_ready()
+    ready = time.monotonic()
+    taken = await cold.watch.wait_held_by("cold", timeout=limit)
+    report("edge start (master down) to ready", ready - started)
+    report("edge ready (master down) to its device connection", taken - ready)
+
+    for room in (held, cold):
+        assert await site.probe(room.edge.process, room.edge) == 200
+        assert room.device.max_concurrent == 1
+    assert held.watch.owners() == ["held", "master", "held"]
+    assert cold.watch.owners() == ["cold", "cold"]
+
+
+async def test_a_partition_heals_to_one_controller_within_one_negotiation(
+    site: Site, rooms: Rooms
+) -> None:
+    async with PausableProxy(site.master.port) as proxy:
+        room = await rooms.add(
+            "partitioned", timeout=TIMEOUT_S, master_url=f"https://127.0.0.1:{proxy.port}"
+        )
+        await room.watch.wait_held_by("partitioned", timeout=10)
+
+        proxy.pause()
+        paused = time.monotonic()
+        await wait_until(
+            lambda: sorted(room.watch.open_owners()) == ["master", "partitioned"],
+            timeout=4 * PING_S + TIMEOUT_S + 2,
+            message="the master to fail over while the edge still runs",
+        )
+        report("partition to the master's takeover (both control now)", time.monotonic() - paused)
+        assert (await site.control(room.edge))["failover_active"]
+
+        proxy.resume()
+        healed = time.monotonic()
+        alone = await room.watch.wait_held_by("partitioned", timeout=RETRY_S + 2)
+        report("heal to one controller", alone - healed)
+        report("both connected to the device", room.watch.overlap_s())
+
+        control = await site.control(room.edge)
+        assert (control["controller"], control["online"]) == ("edge", True)
+        assert "already runs its devices" in control["reason"]
+        assert await decisions(site, room) == ["connected", "disconnected", "failover", "connected"]
+        assert room.watch.owners() == ["partitioned", "master"]
