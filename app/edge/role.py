@@ -17,7 +17,7 @@ from typing import Any
 
 from app.control.clock import now_utc
 from app.control.edge import EdgeControlState, EdgeTransition, StartLocalModules
-from app.edge.replica import Replicator
+from app.edge.replica import replica_for
 from app.edge.uplink import HelloFacts, Uplink
 from app.errors import ControlledElsewhere, NotFound
 from app.link import Control, Event, LinkClosed, LinkConnection, Welcome
@@ -83,7 +83,7 @@ class EdgeRole:
         assert settings.edge_id is not None
         self.edge_id: str = settings.edge_id
         self.control = EdgeControlState.at_boot(now_utc())
-        self.replica = Replicator(node.store)
+        self.replica = replica_for(node.store)
         self.forwarder = StatusForwarder(self._current_link)
         self.uplink = Uplink(
             settings,
@@ -282,7 +282,7 @@ class EdgeRole:
         async def model_updated(args: dict[str, Any]) -> Any:
             link = self.uplink.link
             if link is not None:
-                await self.replica.catch_up(link)
+                await self.replica.updated(link, dict(args.get("versions", {})))
             await self.node.modules.reconcile()
             return {"replica_seq": self.replica.seq}
 

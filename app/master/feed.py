@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from app.errors import ResyncRequired
-from app.store.base import FeedCompacted, Store
+from app.store.base import MASTER_ONLY_TYPES, FeedCompacted, Store
 
 #: Largest number of changes one answer carries.
 MAX_BATCH = 1000
@@ -45,4 +45,28 @@ async def replica_changes(store: Store, args: dict[str, Any], *, max_bytes: int)
         "last_seq": batch.last_seq,
         "more": batch.more,
         "horizon": batch.horizon,
+    }
+
+
+async def versions_since(store: Store, seq: int) -> tuple[dict[str, str | None], int]:
+    """Every document changed after ``seq``: its new version, or None when deleted.
+
+    With Couchbase, XDCR carries the documents; ``model.updated`` carries these
+    versions so an edge can tell when XDCR has delivered them.
+    """
+    versions: dict[str, str | None] = {}
+    more = True
+    while more:
+        batch = await store.changes_since(seq, limit=MAX_BATCH)
+        for change in batch.changes:
+            versions[change.id] = None if change.deleted else change.version
+        seq, more = batch.last_seq, batch.more
+    return versions, seq
+
+
+async def replica_fetch(store: Store, args: dict[str, Any]) -> dict[str, Any]:
+    """The master's current copy of the documents an edge asks for (never its secrets)."""
+    found = await store.get_many([str(doc_id) for doc_id in args.get("ids", [])])
+    return {
+        "documents": [doc.as_json() for doc in found.values() if doc.type not in MASTER_ONLY_TYPES]
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from app.control.windows import RestoreWindow
 from app.errors import NotFound
 from app.link import Event, Hello, LinkClosed, LinkConnection
 from app.link.connection import Handler
-from app.master.feed import replica_changes
+from app.master.feed import replica_changes, replica_fetch, versions_since
 from app.master.links import Admission, EdgeLinks
 from app.master.remote import DebugRelay, RemoteModule, StatusMirror
 from app.master.supervision import EdgeSupervisor, load_persisted
@@ -39,11 +39,9 @@ from app.runtime.handle import ModuleHandle
 from app.services.catalog import EDGE
 from app.services.control import describe, persisted_state
 from app.store.base import Document, DocumentNotFound
+from app.store.couchbase import CouchbaseStore
 
 log = logging.getLogger(__name__)
-
-#: Largest batch of changes one ``replica.changes`` answer carries.
-MAX_BATCH = 1000
 
 
 def edge_policy(doc: Document) -> EdgePolicy:
@@ -84,6 +82,7 @@ class MasterRole:
         self._remote: dict[str, RemoteModule] = {}
         self._policies: dict[str, EdgePolicy] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._supervising = asyncio.Lock()
         #: The edges the boot waits for (known once step 1 has loaded them).
         self._awaited: set[str] | None = None
@@ -214,7 +213,10 @@ class MasterRole:
             self.mirror.replace(module_id, info.get("state", {}), info.get("funcs", {}))
 
     def _handlers(self, edge_id: str) -> Mapping[str, Handler]:
-        return {"replica.changes": self._replica_changes}
+        return {
+            "replica.changes": self._replica_changes,
+            "replica.fetch": lambda args: replica_fetch(self.node.store, args),
+        }
 
     async def _replica_changes(self, args: dict[str, Any]) -> dict[str, Any]:
         # Half the frame limit leaves room for the envelope and JSON escaping.
@@ -350,17 +352,40 @@ class MasterRole:
 
     async def _watch_changes(self) -> None:
         """Every committed write: tell the edges, reconcile modules and supervisors."""
+        announced = await self.node.store.last_seq()
         async for seq in self.node.store.subscribe():
-            for edge_id in self.links.connected():
-                link = self.links.get(edge_id)
-                if link is not None:
-                    with contextlib.suppress(LinkClosed):
-                        await link.send_event("replica.changed", seq=seq)
+            if self._replicated_by_link:
+                await self._broadcast_event("replica.changed", seq=seq)
+            elif seq > announced:
+                versions, announced = await versions_since(self.node.store, announced)
+                if versions:
+                    self._broadcast_request("model.updated", {"versions": versions})
             try:
                 await self._sync_edges()
                 await self.node.modules.reconcile()
             except Exception:
                 log.exception("applying configuration changes failed")
+
+    @property
+    def _replicated_by_link(self) -> bool:
+        """The embedded store replicates over the links; Couchbase through XDCR."""
+        return not isinstance(self.node.store, CouchbaseStore)
+
+    async def _broadcast_event(self, event: str, **fields: Any) -> None:
+        for edge_id in self.links.connected():
+            link = self.links.get(edge_id)
+            if link is not None:
+                with contextlib.suppress(LinkClosed):
+                    await link.send_event(event, **fields)
+
+    def _broadcast_request(self, op: str, args: dict[str, Any]) -> None:
+        """Ask every connected edge, without waiting: the watcher must keep going."""
+        for edge_id in self.links.connected():
+            link = self.links.get(edge_id)
+            if link is not None:
+                task = asyncio.create_task(_quietly(link.request(op, args), edge_id, op))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def _sync_edges(self) -> None:
         edges = (await self.node.store.find("edge")).items
@@ -379,6 +404,13 @@ class MasterRole:
         for edge_id in [e for e in self.supervisors if e not in known]:
             self.supervisors.pop(edge_id).close()
             self.windows.schedule(edge_id, None)
+
+
+async def _quietly(request: Awaitable[Any], edge_id: str, op: str) -> None:
+    try:
+        await request
+    except Exception as exc:
+        log.info("edge %s did not take %s: %s", edge_id, op, exc)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import ResyncRequired
-from app.master.feed import replica_changes
+from app.master.feed import replica_changes, replica_fetch, versions_since
 from app.store.sqlite import SqliteStore
 
 
@@ -55,3 +55,22 @@ async def test_a_reader_behind_a_purge_must_resync(store: SqliteStore) -> None:
         store, {"since": fresh["last_seq"], "horizon": fresh["horizon"]}, max_bytes=1 << 20
     )
     assert [c["id"] for c in fresh["changes"] + rest["changes"]] == ["b", "c"]
+
+
+async def test_versions_since_names_new_versions_and_deletions(store: SqliteStore) -> None:
+    start = await store.last_seq()
+    a = await store.insert("a", "module", {})
+    await store.insert("b", "module", {})
+    await store.delete("b")
+    await store.upsert("edge_secret::e", "edge_secret", {"secret": "s"})
+    versions, seq = await versions_since(store, start)
+    assert versions == {"a": a.version, "b": None}
+    assert seq == await store.last_seq()
+    assert await versions_since(store, seq) == ({}, seq)
+
+
+async def test_replica_fetch_never_hands_out_secrets(store: SqliteStore) -> None:
+    await store.insert("a", "module", {"name": "Display"})
+    await store.upsert("edge_secret::e", "edge_secret", {"secret": "s"})
+    answer = await replica_fetch(store, {"ids": ["a", "edge_secret::e", "missing"]})
+    assert [doc["id"] for doc in answer["documents"]] == ["a"]
