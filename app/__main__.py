@@ -1,4 +1,4 @@
-"""Command line: ``python -m app serve|openapi|couchbase xdcr``."""
+"""Command line: ``python -m app serve|demo|openapi|couchbase xdcr``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from app import demo
 from app.store import xdcr
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
+
+    demo.add_cli(commands)
 
     couchbase = commands.add_parser("couchbase", help="Couchbase deployment tools")
     couchbase_commands = couchbase.add_subparsers(dest="couchbase_command", required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -73,6 +74,14 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     )
     app.state.node = node
     problems.install(app)
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = default_openapi()  # cached by FastAPI; the rewrite below is idempotent
+        problems.document_problems(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     for module in (
         edges,
         control,

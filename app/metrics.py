@@ -27,6 +27,16 @@ class Metrics:
         self.modules_running = Gauge(
             "engine_modules_running", "modules running on this server", registry=self.registry
         )
+        self.store_seq = Gauge(
+            "engine_store_seq",
+            "newest change sequence of this server's store",
+            registry=self.registry,
+        )
+        self.replica_seq = Gauge(
+            "engine_replica_seq",
+            "edge: the master sequence its replica has applied",
+            registry=self.registry,
+        )
         self.links = Gauge(
             "engine_links_connected", "control links connected", registry=self.registry
         )

@@ -24,7 +24,6 @@ from app.store import open_store
 from app.store.base import Store
 
 
-
 def bundled_drivers() -> Path:
     """The bundled driver repository a fresh ``ENGINE_DRIVERS_PATH`` is seeded from.
 

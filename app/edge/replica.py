@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from app.errors import ResyncRequired
@@ -77,11 +77,14 @@ class Replica(Protocol):
         """
 
 
-def replica_for(store: Store) -> Replica:
-    """XDCR replicates a Couchbase bucket; the embedded store is copied over the link."""
+def replica_for(store: Store, *, on_progress: Callable[[int], None] | None = None) -> Replica:
+    """XDCR replicates a Couchbase bucket; the embedded store is copied over the link.
+
+    ``on_progress`` hears the master sequence applied after each batch (metrics).
+    """
     if isinstance(store, CouchbaseStore):
         return XdcrReplicator(store)
-    return Replicator(store)
+    return Replicator(store, on_progress=on_progress)
 
 
 def _resync_required(exc: LinkRequestError) -> bool:
@@ -103,14 +106,21 @@ async def fetch_changes(link: Requester, since: int, limit: int, horizon: int = 
 class Replicator:
     """Pulls the master's change feed over the link into the embedded store."""
 
-    def __init__(self, store: Store, *, batch: int = BATCH) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        batch: int = BATCH,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
         self._store = store
         self._batch = batch
         self._lock = asyncio.Lock()
         self.seq = 0
+        self._on_progress = on_progress
 
     async def open(self) -> None:
-        self.seq = await self._store.replica_seq()
+        self._advance(await self._store.replica_seq())
 
     async def catch_up(self, link: Requester) -> int:
         """Apply every change the master has; returns how many changes it received.
@@ -140,10 +150,15 @@ class Replicator:
             batch = await fetch_changes(link, self.seq, self._batch)
             if batch.changes or batch.last_seq != self.seq:
                 await self._store.apply_changes(batch.changes, source_seq=batch.last_seq)
-                self.seq = batch.last_seq
+                self._advance(batch.last_seq)
             received += len(batch.changes)
             if not batch.more:
                 return received
+
+    def _advance(self, seq: int) -> None:
+        self.seq = seq
+        if self._on_progress is not None:
+            self._on_progress(seq)
 
     async def _resync(self, link: Requester) -> int:
         """Replace the copy with the master's whole state, gathered first.
@@ -154,7 +169,7 @@ class Replicator:
         state, last_seq = await self._gather(link)
         await self._store.reset_replica()
         await self._store.apply_changes(state, source_seq=last_seq)
-        self.seq = last_seq
+        self._advance(last_seq)
         log.info("full resync done: %d changes up to sequence %d", len(state), last_seq)
         return len(state)
 

@@ -83,7 +83,7 @@ class EdgeRole:
         assert settings.edge_id is not None
         self.edge_id: str = settings.edge_id
         self.control = EdgeControlState.at_boot(now_utc())
-        self.replica = replica_for(node.store)
+        self.replica = replica_for(node.store, on_progress=node.metrics.replica_seq.set)
         self.forwarder = StatusForwarder(self._current_link)
         self.uplink = Uplink(
             settings,
@@ -214,7 +214,8 @@ class EdgeRole:
 
     async def _watch_changes(self) -> None:
         """The replica changed: bring the running modules in line."""
-        async for _ in self.node.store.subscribe():
+        async for seq in self.node.store.subscribe():
+            self.node.metrics.store_seq.set(seq)
             try:
                 await self.node.modules.reconcile()
                 if self.control.modules_running:

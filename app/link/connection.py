@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from typing import Any, Protocol, TypeVar
 
-from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 from starlette.websockets import WebSocketState as StarletteState
@@ -288,7 +287,9 @@ class LinkConnection:
             return Response.failure(request.id, "unknown_op", f"unknown op {request.op!r}")
         try:
             result = await handler(request.args)
-        except (ValidationError, TypeError) as exc:
+        except KeyError as exc:
+            return Response.failure(request.id, "bad_args", f"missing argument {exc}")
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
             return Response.failure(request.id, "bad_args", str(exc))
         except EngineError as exc:
             return Response.failure(request.id, error_code(exc), exc.detail)

@@ -29,6 +29,7 @@ from app.control.windows import RestoreWindow
 from app.errors import NotFound
 from app.link import Event, Hello, LinkClosed, LinkConnection
 from app.link.connection import Handler
+from app.link.events import BadEvent, DebugLine, ModuleState, StatusChanged, parse_module_event
 from app.master.feed import replica_changes, replica_fetch, versions_since
 from app.master.links import Admission, EdgeLinks
 from app.master.remote import DebugRelay, RemoteModule, StatusMirror
@@ -224,17 +225,29 @@ class MasterRole:
         return await replica_changes(self.node.store, args, max_bytes=max_bytes)
 
     async def _on_event(self, edge_id: str, event: Event) -> None:
-        fields = event.fields
-        if event.event == "status":
-            self.mirror.update(str(fields["module_id"]), str(fields["name"]), fields.get("value"))
-        elif event.event == "module.state":
-            self.mirror.replace(
-                str(fields["module_id"]), fields.get("state", {}), fields.get("funcs", {})
+        try:
+            parsed = parse_module_event(event.event, event.fields)
+        except BadEvent as exc:
+            log.warning("edge %s: %s", edge_id, exc)
+            return
+        if parsed is None:
+            return
+        topology = self.node.modules.cached_topology
+        if topology is None or topology.module_locations.get(parsed.module_id) != edge_id:
+            log.warning(
+                "edge %s sent %s for module %s, which is not in its location: ignored",
+                edge_id,
+                parsed.event,
+                parsed.module_id,
             )
-        elif event.event == "debug":
-            self.debug.deliver(
-                str(fields["module_id"]), str(fields.get("level")), str(fields.get("msg"))
-            )
+            return
+        match parsed:
+            case StatusChanged():
+                self.mirror.update(parsed.module_id, parsed.name, parsed.value)
+            case ModuleState():
+                self.mirror.replace(parsed.module_id, parsed.state, parsed.funcs)
+            case DebugLine():
+                self.debug.deliver(parsed.module_id, parsed.level, parsed.msg)
 
     # --- remote modules -----------------------------------------------------------------
 
@@ -354,6 +367,7 @@ class MasterRole:
         """Every committed write: tell the edges, reconcile modules and supervisors."""
         announced = await self.node.store.last_seq()
         async for seq in self.node.store.subscribe():
+            self.node.metrics.store_seq.set(seq)
             if self._replicated_by_link:
                 await self._broadcast_event("replica.changed", seq=seq)
             elif seq > announced:

@@ -70,3 +70,39 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(Exception, _unexpected)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details; extensions such as field and reason may follow",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+def document_problems(schema: dict[str, Any]) -> None:
+    """Make the OpenAPI document say what every error really is: problem+json.
+
+    FastAPI documents its validation errors as ``application/json``; ours are
+    ``application/problem+json``. Every operation with a body can also be answered 400
+    when the body cannot be parsed at all.
+    """
+    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "422" in responses:
+                responses["422"] = {"description": "a field is not acceptable", "content": content}
+            if "requestBody" in operation:
+                responses.setdefault(
+                    "400", {"description": "the body is not parseable JSON", "content": content}
+                )
+    schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+    schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)

@@ -466,6 +466,11 @@ async def _commit(
 
 async def _prepare(conn: aiosqlite.Connection) -> None:
     await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # One server owns its file. Exclusive locking keeps the WAL index in memory rather
+    # than in a memory-mapped -shm file: writing to a mapping of a file that became
+    # unwritable (read-only remount, full disk) kills the process with SIGBUS, where
+    # this way the write fails with an error the API answers as 503.
+    await conn.execute("PRAGMA locking_mode = EXCLUSIVE")
     await conn.execute("PRAGMA journal_mode = WAL")
     await conn.execute("PRAGMA synchronous = NORMAL")
     [(version,)] = await conn.execute_fetchall("PRAGMA user_version")

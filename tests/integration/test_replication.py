@@ -226,26 +226,26 @@ async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_mast
 
         started = time.monotonic()
         edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
-        target = store_counter(master.workdir, "last_seq")
+        target = await metric(master, "engine_store_seq")
+
+        async def under_way() -> bool:
+            assert edge is not None
+            return 0 < await metric(edge, "engine_replica_seq") < target
+
         await wait_until(
-            lambda: 0 < store_counter(edge.workdir, "replica_seq") < target,
-            timeout=SETTLE_S,
-            interval=0.005,
-            message="the catch-up to be under way",
+            under_way, timeout=SETTLE_S, interval=0.005, message="the catch-up to be under way"
         )
         edge.kill()
         interrupted_at = store_counter(edge.workdir, "replica_seq")
 
         edge.start()
         await edge.wait_ready()
-        await wait_until(
-            lambda: (
-                store_counter(edge.workdir, "replica_seq")
-                >= store_counter(master.workdir, "last_seq")
-            ),
-            timeout=SETTLE_S,
-            message="the restarted edge to catch up",
-        )
+
+        async def caught_up() -> bool:
+            assert edge is not None
+            return await metric(edge, "engine_replica_seq") >= target
+
+        await wait_until(caught_up, timeout=SETTLE_S, message="the restarted edge to catch up")
         caught_up_s = time.monotonic() - started
         master.kill()  # no goodbye writes: the master stays as the edge last saw it
         edge.stop()
@@ -357,8 +357,21 @@ def database_bytes(workdir: Path) -> bytes:
     return b"".join(path.read_bytes() for path in sorted(workdir.glob("engine.db*")))
 
 
+async def metric(process: EngineProcess, name: str) -> int:
+    """A gauge from a running server's ``/metrics`` (0 while it does not answer yet)."""
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            text = (await http.get(f"{process.url}/metrics")).text
+    except httpx.HTTPError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return int(float(line.split()[1]))
+    return 0
+
+
 def store_counter(workdir: Path, key: str) -> int:
-    """``replica_seq`` or ``last_seq`` of a running server's store (0 before it has one)."""
+    """``replica_seq`` or ``last_seq`` of a stopped server's store (0 before it has one)."""
     path = database_path(workdir)
     if not path.exists():
         return 0

@@ -101,7 +101,11 @@ async def raises_not_found(args: dict[str, Any]) -> None:
 
 
 async def raises_a_bug(args: dict[str, Any]) -> None:
-    raise KeyError("oops")
+    raise ZeroDivisionError("oops")
+
+
+async def needs_an_argument(args: dict[str, Any]) -> None:
+    args["module_id"]
 
 
 async def returns_no_json(args: dict[str, Any]) -> object:
@@ -118,7 +122,8 @@ async def passes_on_a_peer_error(args: dict[str, Any]) -> None:
         ("power", "bad_args", "on", 502),
         ("no_args", "bad_args", "unexpected keyword argument", 502),
         ("find", "NotFound", "no module 'Display_9'", 404),
-        ("buggy", "internal", "KeyError: 'oops'", 502),
+        ("buggy", "internal", "ZeroDivisionError: oops", 502),
+        ("needy", "bad_args", "missing argument 'module_id'", 502),
         ("opaque", "bad_result", "not JSON", 502),
         ("relay", "Conflict", "the edge said no", 409),
         ("fly", "unknown_op", "unknown op 'fly'", 502),
@@ -133,6 +138,7 @@ async def test_handler_failures_become_error_responses(
             "no_args": takes_no_args,
             "find": raises_not_found,
             "buggy": raises_a_bug,
+            "needy": needs_an_argument,
             "opaque": returns_no_json,
             "relay": passes_on_a_peer_error,
         }

@@ -1,0 +1,625 @@
+"""``python -m app demo``: a master, an edge and simulated devices on loopback.
+
+One command shows high availability at work. The demo starts a master and an edge as
+``python -m app serve`` processes, each with its own embedded store, serves simulated
+devices from its own event loop, seeds an edge location whose room runs on the edge
+plus a room on the master, and prints copy-paste commands. It then follows who
+controls the edge's devices while the edge is killed, started again (``kill -USR1``
+to the demo) and restored, until SIGINT or SIGTERM stops every process it started.
+
+The simulators live in the repository's ``sim`` package, so the demo runs from a
+checkout (as ``make run`` does), not from an installed wheel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+#: How often the demo asks the master who controls the edge's devices.
+WATCH_INTERVAL_S = 0.5
+#: How long a server may take to answer ``/api/ready`` before the demo gives up.
+READY_TIMEOUT_S = 60.0
+#: How long a server may take to exit after SIGTERM before it is killed.
+STOP_GRACE_S = 10.0
+
+#: The drivers the demo registers, by the key the modules below refer to.
+DRIVERS: Mapping[str, dict[str, Any]] = {
+    "display": {
+        "name": "Display (line protocol)",
+        "file": "generic/tcp_line.py",
+        "class_name": "TcpLine",
+        "role": "device",
+    },
+    "lighting": {
+        "name": "Lighting controller (Modbus TCP)",
+        "file": "modbus/modbus_tcp.py",
+        "class_name": "ModbusTcp",
+        "role": "device",
+    },
+    "all_off": {
+        "name": "Switch every display off",
+        "file": "logic/all_off.py",
+        "class_name": "AllOff",
+        "role": "logic",
+    },
+}
+
+#: The Modbus device's coil 0 is the lights, its holding register 0 their level.
+LIGHTING_POLL = [
+    {"kind": "coil", "address": 0, "count": 1, "name": "lights"},
+    {"kind": "register", "address": 0, "count": 1, "name": "level"},
+]
+
+#: ``AllOff`` sends every display of its room this line.
+ALL_OFF_SETTINGS = {"method": "send", "args": ["POWER OFF"], "watch": "connected"}
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConfig:
+    data_dir: Path
+    master_port: int
+    edge_port: int
+    token: str
+    failover_timeout: float
+
+    @property
+    def master_url(self) -> str:
+        return f"http://{HOST}:{self.master_port}"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{HOST}:{self.edge_port}"
+
+    @property
+    def demo_pid_file(self) -> Path:
+        return self.data_dir / "demo.pid"
+
+    @property
+    def edge_pid_file(self) -> Path:
+        return self.data_dir / "edge.pid"
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePorts:
+    """Where each simulated device listens."""
+
+    edge_displays: tuple[int, int]
+    master_display: int
+    lighting: int
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """The ids the seeding created, for the instructions and the edge's environment."""
+
+    edge_id: str
+    edge_secret: str
+    edge_system_id: str
+    master_system_id: str
+
+
+# --- seeding ------------------------------------------------------------------------
+
+
+def edge_location(edge_url: str, failover_timeout: float) -> dict[str, Any]:
+    """The EdgeControl document: failover on, a nightly restore window, its public URL."""
+    return {
+        "name": "Sydney office",
+        "description": "a remote location that keeps working when the WAN is down",
+        "failover": True,
+        "timeout": failover_timeout,
+        "window_start": "0 3 * * *",
+        "window_length": 3600,
+        "timezone": "UTC",
+        "api_url": edge_url,
+    }
+
+
+class Seeder:
+    """Creates the demo's drivers, edge location, systems and modules through the API."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def seed(self, edge_url: str, failover_timeout: float, ports: DevicePorts) -> Seeded:
+        drivers = {
+            key: (await self._create("drivers", body))["id"] for key, body in DRIVERS.items()
+        }
+        edge = await self._create("edges", edge_location(edge_url, failover_timeout))
+        room = await self._create("systems", {"name": "Boardroom", "edge_control_id": edge["id"]})
+        lobby = await self._create("systems", {"name": "Head office lobby"})
+        for port in ports.edge_displays:
+            await self._module(room["id"], drivers["display"], "Display", port=port)
+        await self._module(
+            room["id"],
+            drivers["lighting"],
+            "Lighting",
+            port=ports.lighting,
+            settings={"poll": LIGHTING_POLL},
+        )
+        await self._module(room["id"], drivers["all_off"], "AllOff", settings=ALL_OFF_SETTINGS)
+        await self._module(lobby["id"], drivers["display"], "Display", port=ports.master_display)
+        return Seeded(edge["id"], edge["secret"], room["id"], lobby["id"])
+
+    async def _module(
+        self,
+        system_id: str,
+        driver_id: str,
+        name: str,
+        *,
+        port: int | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        body: dict[str, Any] = {"driver_id": driver_id, "name": name, "system_id": system_id}
+        if port is not None:
+            body.update(ip=HOST, port=port)
+        if settings:
+            body["settings"] = dict(settings)
+        await self._create("modules", body)
+
+    async def _create(self, collection: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = await self._http.post(f"/api/{collection}", json=body)
+        if response.status_code != 201:
+            raise DemoError(
+                f"creating {collection} failed ({response.status_code}): {response.text}"
+            )
+        created: dict[str, Any] = response.json()
+        return created
+
+
+# --- what the demo prints -----------------------------------------------------------
+
+
+def instructions(config: DemoConfig, seeded: Seeded, *, master_pid: int, edge_pid: int) -> str:
+    """The banner: where everything is, and commands to paste into another shell."""
+    exports = {
+        "T": config.token,
+        "API": f"{config.master_url}/api",
+        "EDGE": seeded.edge_id,
+        "ROOM": seeded.edge_system_id,
+        "LOBBY": seeded.master_system_id,
+        "DEMO": str(config.data_dir.resolve()),
+    }
+    export_line = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
+    call = '{"module":"Display","index":1,"method":"send","args":["POWER ON"]}'
+    timeout = f"{config.failover_timeout:g}"
+    return f"""
+Engine HA demo: a master, an edge and four simulated devices on loopback
+  master  {config.master_url}  (pid {master_pid}, Swagger UI {config.master_url}/docs)
+  edge    {config.edge_url}  (pid {edge_pid}, edge id {seeded.edge_id})
+  admin token  {config.token}
+  data and logs  {config.data_dir.resolve()}
+  the room {seeded.edge_system_id} (Display_1, Display_2, Lighting_1, AllOff_1) runs on the edge;
+  the lobby {seeded.master_system_id} (Display_1) runs on the master.
+
+Paste into another shell (bash or zsh):
+
+{export_line}
+H=(-H "Authorization: Bearer $T" -H 'Content-Type: application/json')
+
+# Call a display of the edge's room at the master: a 307 sends curl on to the edge
+curl -s --location-trusted "${{H[@]}}" $API/systems/$ROOM/exec -d '{call}'
+# ... or let the master proxy the call
+curl -s -H 'Prefer: routing=proxy' "${{H[@]}}" $API/systems/$ROOM/exec -d '{call}'
+# Who controls the edge's devices
+curl -s "${{H[@]}}" $API/edges/$EDGE/control
+# Kill the edge: the master takes its devices over after {timeout} s
+kill -9 $(cat $DEMO/edge.pid)
+# Start the edge again: it connects, and the master keeps control
+kill -USR1 $(cat $DEMO/demo.pid)
+# Hand control back to the edge
+curl -s -X POST "${{H[@]}}" $API/edges/$EDGE/restore
+
+Control changes of edge {seeded.edge_id} are shown below. Ctrl-C stops everything.
+"""
+
+
+def control_line(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str | None:
+    """One line when who controls the edge, or whether it is online, changed; else None."""
+    keys = ("controller", "online", "epoch")
+    if previous is not None and all(previous.get(k) == current.get(k) for k in keys):
+        return None
+    online = "online" if current.get("online") else "offline"
+    line = f"control: {current.get('controller')} (epoch {current.get('epoch')}), edge {online}"
+    if current.get("failover_active"):
+        line += ", failover active"
+    reason = current.get("reason")
+    return f"{line}: {reason}" if reason else line
+
+
+def exit_description(returncode: int) -> str:
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def node_environment(base: Mapping[str, str], node: Mapping[str, str]) -> dict[str, str]:
+    """``base`` without any ``ENGINE_*`` variable, then the node's own settings."""
+    env = {k: v for k, v in base.items() if not k.startswith("ENGINE_")}
+    env.update(node)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the demo dies without stopping us."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class NodeProcess:
+    """One ``python -m app serve`` child, logging to a file in its own directory.
+
+    It runs in a session of its own, so a Ctrl-C in the terminal reaches only the
+    demo, which then stops the servers in order.
+    """
+
+    def __init__(self, name: str, workdir: Path, port: int, settings: Mapping[str, str]) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.log_path = workdir / f"{name}.log"
+        self._settings = {
+            "ENGINE_DATABASE_URL": f"sqlite:///{workdir / 'engine.db'}",
+            "ENGINE_DRIVERS_PATH": str(workdir / "drivers"),
+            "ENGINE_PUBLIC_URL": self.url,
+            **settings,
+        }
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError(f"the {self.name} has not been started")
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "app", "serve", "--port", str(self.port)]
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                *self.command(),
+                cwd=ROOT,
+                env=node_environment(os.environ, self._settings),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+
+    async def wait(self) -> int:
+        if self._process is None:
+            raise RuntimeError(f"the {self.name} has not been started")
+        return await self._process.wait()
+
+    async def wait_ready(self, http: httpx.AsyncClient) -> None:
+        """Return once ``/api/ready`` answers 200; fail if the process exits first."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise DemoError(f"the {self.name} exited during boot:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{self.url}/api/ready")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+        raise DemoError(f"the {self.name} was not ready within {READY_TIMEOUT_S:g} s")
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def stop(self) -> None:
+        """SIGTERM, and SIGKILL if it has not exited within the grace period."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+class Devices:
+    """The simulated devices, served from the demo's own event loop."""
+
+    def __init__(self) -> None:
+        from sim.line_device import LineDevice
+        from sim.modbus_device import ModbusDevice
+
+        self._displays = [LineDevice(HOST, 0, name=f"display-{n}") for n in (1, 2, 3)]
+        self._lighting = ModbusDevice(HOST, 0)
+
+    async def start(self) -> DevicePorts:
+        for display in self._displays:
+            await display.start()
+        await self._lighting.start()
+        first, second, third = (display.port for display in self._displays)
+        return DevicePorts((first, second), third, self._lighting.port)
+
+    async def stop(self) -> None:
+        for display in self._displays:
+            await display.stop()
+        await self._lighting.stop()
+
+
+# --- the demo -------------------------------------------------------------------------
+
+
+class Demo:
+    """Runs everything until a stop signal, then stops what it started, edge first."""
+
+    def __init__(self, config: DemoConfig) -> None:
+        self.config = config
+        self.devices = Devices()
+        self.master = NodeProcess(
+            "master",
+            config.data_dir / "master",
+            config.master_port,
+            {"ENGINE_ADMIN_TOKEN": config.token},
+        )
+        self.edge: NodeProcess | None = None
+        self._stop = asyncio.Event()
+        self._restart = asyncio.Event()
+        self._http = httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {config.token}"}, timeout=10.0
+        )
+
+    async def run(self) -> int:
+        self._install_signal_handlers()
+        try:
+            seeded = await self._start()
+            return await self._supervise(seeded)
+        except DemoError as exc:
+            say(f"error: {exc}")
+            return 1
+        finally:
+            await self._shutdown()
+
+    async def _start(self) -> Seeded:
+        config = self.config
+        claim_data_dir(config)
+        ports = await self.devices.start()
+        await self.master.start()
+        await self.master.wait_ready(self._http)
+        api = httpx.AsyncClient(base_url=self.master.url, headers=self._http.headers, timeout=10.0)
+        async with api:
+            seeded = await Seeder(api).seed(config.edge_url, config.failover_timeout, ports)
+        edge = await self._start_edge(seeded)
+        await self._wait_for_edge_control(seeded.edge_id)
+        print(
+            instructions(config, seeded, master_pid=self.master.pid, edge_pid=edge.pid), flush=True
+        )
+        return seeded
+
+    async def _start_edge(self, seeded: Seeded) -> NodeProcess:
+        edge = NodeProcess(
+            "edge",
+            self.config.data_dir / "edge",
+            self.config.edge_port,
+            {
+                "ENGINE_EDGE_ID": seeded.edge_id,
+                "ENGINE_EDGE_SECRET": seeded.edge_secret,
+                "ENGINE_MASTER_URL": self.master.url,
+            },
+        )
+        await edge.start()
+        self.edge = edge
+        self.config.edge_pid_file.write_text(f"{edge.pid}\n")
+        await edge.wait_ready(self._http)
+        return edge
+
+    async def _wait_for_edge_control(self, edge_id: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            control = await self._control(edge_id)
+            if control and control.get("controller") == "edge" and control.get("online"):
+                return
+            await asyncio.sleep(0.1)
+        raise DemoError("the edge did not take control of its devices")
+
+    async def _control(self, edge_id: str) -> dict[str, Any] | None:
+        try:
+            response = await self._http.get(f"{self.master.url}/api/edges/{edge_id}/control")
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        control: dict[str, Any] = response.json()
+        return control
+
+    async def _supervise(self, seeded: Seeded) -> int:
+        """Follow control changes and the processes until asked to stop."""
+        watcher = asyncio.create_task(self._watch_control(seeded.edge_id))
+        master_exit = asyncio.create_task(self.master.wait())
+        try:
+            while True:
+                stop = asyncio.create_task(self._stop.wait())
+                restart = asyncio.create_task(self._restart.wait())
+                edge = self.edge if self.edge is not None and self.edge.running else None
+                edge_exit = asyncio.create_task(edge.wait()) if edge is not None else None
+                waiters = {stop, restart, master_exit, *([edge_exit] if edge_exit else [])}
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in (stop, restart, edge_exit):
+                    if waiter is not None:
+                        waiter.cancel()
+                if self._stop.is_set():
+                    return 0
+                if master_exit.done():
+                    say(f"the master stopped ({exit_description(master_exit.result())})")
+                    return 1
+                if edge_exit is not None and edge_exit.done() and not edge_exit.cancelled():
+                    self._edge_exited(edge_exit.result())
+                if self._restart.is_set():
+                    self._restart.clear()
+                    await self._restart_edge(seeded)
+        finally:
+            watcher.cancel()
+            master_exit.cancel()
+
+    def _edge_exited(self, returncode: int) -> None:
+        self.config.edge_pid_file.unlink(missing_ok=True)
+        say(
+            f"the edge stopped ({exit_description(returncode)}); "
+            f"`kill -USR1 {os.getpid()}` starts it again"
+        )
+
+    async def _restart_edge(self, seeded: Seeded) -> None:
+        if self.edge is not None and self.edge.running:
+            say(f"the edge is running already (pid {self.edge.pid})")
+            return
+        say("starting the edge again")
+        edge = await self._start_edge(seeded)
+        say(f"the edge is up again (pid {edge.pid})")
+
+    async def _watch_control(self, edge_id: str) -> None:
+        previous: dict[str, Any] | None = None
+        while True:
+            control = await self._control(edge_id)
+            if control is not None:
+                line = control_line(previous, control)
+                if line is not None:
+                    say(line)
+                previous = control
+            await asyncio.sleep(WATCH_INTERVAL_S)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, self._restart.set)
+
+    async def _shutdown(self) -> None:
+        say("stopping the edge, the master and the devices")
+        if self.edge is not None:
+            await self.edge.stop()
+        await self.master.stop()
+        await self.devices.stop()
+        await self._http.aclose()
+        self.config.edge_pid_file.unlink(missing_ok=True)
+        self.config.demo_pid_file.unlink(missing_ok=True)
+        say("demo stopped")
+
+
+def claim_data_dir(config: DemoConfig) -> None:
+    """Start from fresh stores, unless another demo is using the directory."""
+    other = running_pid(config.demo_pid_file)
+    if other is not None and other != os.getpid():
+        raise DemoError(f"a demo (pid {other}) is already using {config.data_dir}")
+    for leftover in (config.data_dir / "master", config.data_dir / "edge"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.demo_pid_file.write_text(f"{os.getpid()}\n")
+
+
+def running_pid(pid_file: Path) -> int | None:
+    """The pid in ``pid_file`` if that process is alive."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def say(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+# --- command line -------------------------------------------------------------------
+
+
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``demo`` to ``python -m app``."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="a master, an edge and simulated devices on loopback, until Ctrl-C",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data/demo"),
+        help="stores, logs and pid files; its master/ and edge/ start fresh (data/demo)",
+    )
+    parser.add_argument("--master-port", type=int, default=8000, help="0: any free port (8000)")
+    parser.add_argument("--edge-port", type=int, default=8001, help="0: any free port (8001)")
+    parser.add_argument(
+        "--token", help="the admin token (default: ENGINE_ADMIN_TOKEN, else a random one)"
+    )
+    parser.add_argument(
+        "--failover-timeout",
+        type=float,
+        default=10.0,
+        help="seconds the master waits before taking over a failed edge (10)",
+    )
+    parser.set_defaults(func=run_cli)
+
+
+def config_from(args: argparse.Namespace) -> DemoConfig:
+    if args.failover_timeout <= 0:
+        raise DemoError("--failover-timeout must be above 0")
+    return DemoConfig(
+        data_dir=args.data_dir,
+        master_port=args.master_port or free_port(),
+        edge_port=args.edge_port or free_port(),
+        token=args.token or os.environ.get("ENGINE_ADMIN_TOKEN") or secrets.token_urlsafe(18),
+        failover_timeout=args.failover_timeout,
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    try:
+        config = config_from(args)
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # The demo polls the master, and the device simulators log every connection.
+    for noisy in ("httpx", "pymodbus"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return asyncio.run(Demo(config).run())

@@ -1,0 +1,1 @@
+"""Fuzzing: generated and malformed input against the API and the websockets."""
