@@ -17,6 +17,7 @@ import trustme
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from app.link import Challenge, EdgeHandshake, encode
 from tests.support.engine import EngineProcess
 from tests.support.wait import wait_until
 
@@ -35,6 +36,7 @@ class Site:
     system_id: str
     module_id: str
     ca_path: Path
+    secret: str
 
 
 @pytest.fixture
@@ -112,7 +114,16 @@ async def site(tmp_path: Path, ca: tuple[Any, Path, Path, Path]) -> AsyncIterato
                 },
             ).start()
             await edge.wait_ready()
-            yield Site(master, edge, http, created["id"], system["id"], module["id"], ca_path)
+            yield Site(
+                master,
+                edge,
+                http,
+                created["id"],
+                system["id"],
+                module["id"],
+                ca_path,
+                created["secret"],
+            )
         finally:
             if edge is not None:
                 edge.stop()
@@ -205,6 +216,26 @@ async def test_bad_handshakes_leave_the_real_link_alone(site: Site) -> None:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
         assert closed.value.rcvd.reason == ""
         assert challenge["type"] == "challenge"
+
+    # A replayed handshake: a hello that was valid for one challenge, sent again.
+    async with connect(url, ssl=tls) as websocket:
+        challenge = Challenge.model_validate_json(await websocket.recv())
+        handshake = EdgeHandshake(
+            site.edge_id,
+            site.secret,
+            boot_time=0.0,
+            devices_loaded=False,
+            replica_seq=0,
+            commit=None,
+        )
+        recorded = encode(handshake.receive_challenge(challenge))
+        # Walk away before the welcome: the hello was never used to open a link.
+    async with connect(url, ssl=tls) as websocket:
+        await websocket.recv()  # a fresh challenge the recorded hello does not answer
+        await websocket.send(recorded)
+        with pytest.raises(ConnectionClosed) as replayed:
+            await websocket.recv()
+        assert replayed.value.rcvd is not None and replayed.value.rcvd.code == 4401
 
     # Garbage instead of a hello.
     async with connect(url, ssl=tls) as websocket:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.support.engine import EngineProcess, free_port
 from tests.support.wait import wait_until
@@ -182,3 +186,74 @@ async def test_after_takeover_the_edge_sends_clients_to_the_master(pair: Pair) -
         assert followed.status_code == 200, followed.text
         assert followed.headers["x-engine-node"] == "master"
         assert followed.headers["via"] == f"1.1 edge:{pair.edge_id}"
+
+
+async def test_after_failover_the_returning_edge_sends_clients_to_the_master(pair: Pair) -> None:
+    async with httpx.AsyncClient(base_url=pair.master.url, headers=AUTH, timeout=10) as http:
+        patched = await http.patch(f"/api/edges/{pair.edge_id}", json={"timeout": 1})
+        assert patched.status_code == 200
+        pair.edge.kill()
+
+        async def master_controls() -> bool:
+            control = (await http.get(f"/api/edges/{pair.edge_id}/control")).json()
+            return bool(control["controller"] == "master" and control["failover_active"])
+
+        await wait_until(master_controls, timeout=15, message="the master to fail over")
+        pair.edge.start()
+        await pair.edge.wait_ready()
+
+        async def edge_back_online() -> bool:
+            return bool((await http.get(f"/api/edges/{pair.edge_id}/control")).json()["online"])
+
+        await wait_until(edge_back_online, timeout=15, message="the edge to reconnect")
+
+    path, body = echo(pair.edge_system, "after failover")
+    async with httpx.AsyncClient(base_url=pair.edge.url, headers=AUTH, timeout=10) as http:
+        response = await http.post(path, json=body)
+        assert response.status_code == 307, response.text
+        assert response.headers["location"] == f"{pair.master.url}{path}"
+    async with httpx.AsyncClient(
+        base_url=pair.edge.url, params={"access_token": TOKEN}, timeout=10, follow_redirects=True
+    ) as http:
+        followed = await http.post(path, json=body)
+        assert followed.json() == {"result": "after failover"}
+        assert followed.headers["x-engine-node"] == "master"
+
+
+async def test_a_bound_client_follows_a_handover(pair: Pair) -> None:
+    url = pair.master.url.replace("http://", "ws://") + f"/api/ws?token={TOKEN}"
+    async with connect(url) as websocket:
+
+        async def receive(kind: str) -> dict[str, Any]:
+            async with asyncio.timeout(10):
+                while True:
+                    message = json.loads(await websocket.recv())
+                    if message.get("type") == kind:
+                        return dict(message)
+
+        await websocket.send(
+            json.dumps(
+                {
+                    "id": 1,
+                    "cmd": "bind",
+                    "sys": pair.edge_system,
+                    "mod": "Echo",
+                    "index": 1,
+                    "name": "power",
+                }
+            )
+        )
+        assert (await receive("success"))["id"] == 1
+        async with httpx.AsyncClient(base_url=pair.master.url, headers=AUTH, timeout=10) as http:
+            taken = await http.post(f"/api/edges/{pair.edge_id}/takeover")
+            assert taken.json()["controller"] == "master"
+            redirect = await receive("redirect")
+            assert redirect["url"] == pair.master.url.replace("http://", "ws://") + "/api/ws"
+            assert redirect["meta"] == {"sys": pair.edge_system}
+            # The binding now follows the master's own copy of the module.
+            await http.post(
+                f"/api/systems/{pair.edge_system}/exec",
+                json={"module": "Echo", "method": "set", "args": ["power", "on"]},
+            )
+            while (await receive("notify"))["value"] != "on":
+                pass
