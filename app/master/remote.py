@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.link import LinkClosed, LinkConnection
-from app.runtime.status import DebugCallback, StatusCallback, Unsubscribe
+from app.runtime.status import DebugCallback, StatusCallback, Subscribers, Unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class StatusMirror:
     def __init__(self) -> None:
         self._state: dict[str, dict[str, Any]] = {}
         self._funcs: dict[str, dict[str, dict[str, Any]]] = {}
-        self._subscribers: dict[str, list[StatusCallback]] = defaultdict(list)
+        self._subscribers: dict[str, Subscribers[[str, Any]]] = {}
 
     def state(self, module_id: str) -> dict[str, Any]:
         return dict(self._state.get(module_id, {}))
@@ -55,21 +54,13 @@ class StatusMirror:
         self._notify(module_id, name, value)
 
     def subscribe(self, module_id: str, callback: StatusCallback) -> Unsubscribe:
-        self._subscribers[module_id].append(callback)
-
-        def unsubscribe() -> None:
-            callbacks = self._subscribers.get(module_id, [])
-            if callback in callbacks:
-                callbacks.remove(callback)
-
-        return unsubscribe
+        subscribers = self._subscribers.setdefault(module_id, Subscribers(module_id))
+        return subscribers.add(callback)
 
     def _notify(self, module_id: str, name: str, value: Any) -> None:
-        for callback in list(self._subscribers.get(module_id, ())):
-            try:
-                callback(name, value)
-            except Exception:
-                log.exception("a status subscriber of %s failed", module_id)
+        subscribers = self._subscribers.get(module_id)
+        if subscribers:
+            subscribers.notify(name, value)
 
 
 _MISSING = object()
@@ -79,37 +70,39 @@ class DebugRelay:
     """Edge modules' log lines for the master's subscribers; subscribes the edge on demand."""
 
     def __init__(self) -> None:
-        self._subscribers: dict[str, list[DebugCallback]] = defaultdict(list)
+        self._subscribers: dict[str, Subscribers[[str, str]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def subscribe(
         self, module_id: str, link: Callable[[], LinkConnection | None], callback: DebugCallback
     ) -> Unsubscribe:
-        callbacks = self._subscribers[module_id]
-        callbacks.append(callback)
-        if len(callbacks) == 1:
+        subscribers = self._subscribers.setdefault(module_id, Subscribers(module_id))
+        if not subscribers:
             self._send(link, "debug.subscribe", module_id)
+        remove = subscribers.add(callback)
+        active = True
 
         def unsubscribe() -> None:
-            if callback in callbacks:
-                callbacks.remove(callback)
-                if not callbacks:
-                    self._send(link, "debug.unsubscribe", module_id)
+            nonlocal active
+            if not active:
+                return
+            active = False
+            remove()
+            if not subscribers:
+                self._send(link, "debug.unsubscribe", module_id)
 
         return unsubscribe
 
     def resubscribe(self, link: LinkConnection) -> None:
         """A new link: ask again for every module someone listens to."""
-        for module_id, callbacks in self._subscribers.items():
-            if callbacks:
+        for module_id, subscribers in self._subscribers.items():
+            if subscribers:
                 self._send(lambda: link, "debug.subscribe", module_id)
 
     def deliver(self, module_id: str, level: str, message: str) -> None:
-        for callback in list(self._subscribers.get(module_id, ())):
-            try:
-                callback(level, message)
-            except Exception:
-                log.exception("a debug subscriber of %s failed", module_id)
+        subscribers = self._subscribers.get(module_id)
+        if subscribers:
+            subscribers.notify(level, message)
 
     def _send(self, link: Callable[[], LinkConnection | None], op: str, module_id: str) -> None:
         connection = link()
