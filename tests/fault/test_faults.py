@@ -220,6 +220,7 @@ async def test_the_edge_serves_its_location_while_the_master_is_down_and_restart
 
 # --- the database file becomes unwritable ---------------------------------------------
 
+
 def chattr(flag: str, paths: list[Path]) -> None:
     done = subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True, text=True)
     if done.returncode != 0 and flag == "+i":

@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.link import Challenge, EdgeHandshake, encode
+from tests.support.client_ws import bind, next_message
 from tests.support.engine import EngineProcess
 from tests.support.wait import wait_until
 
@@ -255,25 +256,9 @@ async def test_bindings_and_debug_lines_reach_the_masters_clients(site: Site) ->
     async with connect(url, ssl=tls) as websocket:
 
         async def receive(kind: str) -> dict[str, Any]:
-            async with asyncio.timeout(10):
-                while True:
-                    message = json.loads(await websocket.recv())
-                    if message.get("type") == kind:
-                        return dict(message)
+            return await next_message(websocket, kind)
 
-        await websocket.send(
-            json.dumps(
-                {
-                    "id": 1,
-                    "cmd": "bind",
-                    "sys": site.system_id,
-                    "mod": "Echo",
-                    "index": 1,
-                    "name": "power",
-                }
-            )
-        )
-        assert (await receive("success"))["id"] == 1
+        await bind(websocket, 1, site.system_id, "Echo", "power")
         assert (await receive("notify"))["value"] is None
         await site.http.post(
             f"/api/systems/{site.system_id}/exec",

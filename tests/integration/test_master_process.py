@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
 from tests.support.engine import EngineProcess
 
 pytestmark = pytest.mark.integration
-
-TOKEN = "integration-admin"
-
-
-@pytest.fixture
-def master(tmp_path: Path) -> Iterator[EngineProcess]:
-    process = EngineProcess("master", tmp_path / "master", env={"ENGINE_ADMIN_TOKEN": TOKEN})
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture
-async def client(master: EngineProcess) -> AsyncIterator[httpx.AsyncClient]:
-    await master.wait_ready()
-    async with httpx.AsyncClient(
-        base_url=master.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
-    ) as http:
-        yield http
 
 
 async def test_master_serves_configuration(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.support.client_ws import bind, next_message
 from tests.support.engine import EngineProcess, free_port
 from tests.support.wait import wait_until
 
@@ -225,25 +224,9 @@ async def test_a_bound_client_follows_a_handover(pair: Pair) -> None:
     async with connect(url) as websocket:
 
         async def receive(kind: str) -> dict[str, Any]:
-            async with asyncio.timeout(10):
-                while True:
-                    message = json.loads(await websocket.recv())
-                    if message.get("type") == kind:
-                        return dict(message)
+            return await next_message(websocket, kind)
 
-        await websocket.send(
-            json.dumps(
-                {
-                    "id": 1,
-                    "cmd": "bind",
-                    "sys": pair.edge_system,
-                    "mod": "Echo",
-                    "index": 1,
-                    "name": "power",
-                }
-            )
-        )
-        assert (await receive("success"))["id"] == 1
+        await bind(websocket, 1, pair.edge_system, "Echo", "power")
         async with httpx.AsyncClient(base_url=pair.master.url, headers=AUTH, timeout=10) as http:
             taken = await http.post(f"/api/edges/{pair.edge_id}/takeover")
             assert taken.json()["controller"] == "master"

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,27 +13,6 @@ from tests.support.engine import EngineProcess
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
-
-TOKEN = "integration-admin"
-
-
-@pytest.fixture
-def master(tmp_path: Path) -> Iterator[EngineProcess]:
-    process = EngineProcess("master", tmp_path / "master", env={"ENGINE_ADMIN_TOKEN": TOKEN})
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture
-async def client(master: EngineProcess) -> AsyncIterator[httpx.AsyncClient]:
-    await master.wait_ready()
-    async with httpx.AsyncClient(
-        base_url=master.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
-    ) as http:
-        yield http
 
 
 @pytest.fixture

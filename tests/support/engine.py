@@ -15,6 +15,8 @@ import httpx
 from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The admin token integration tests give the masters they start.
+ADMIN_TOKEN = "integration-admin"
 
 
 def free_port() -> int:

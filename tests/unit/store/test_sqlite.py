@@ -291,7 +291,7 @@ async def test_an_unwritable_file_fails_writes_cleanly_and_recovers(db_path: Pat
         with unwritable(db_path):
             # The file is held with an exclusive lock (no memory-mapped -shm, see
             # _prepare), which an unwritable file cannot give: opening fails, clearly.
-            with pytest.raises(StoreUnavailable, match="I/O error|readonly"):
+            with pytest.raises(StoreUnavailable, match=r"I/O error|readonly"):
                 await store.open()
         await store.open()
         assert await store.get("a") == doc

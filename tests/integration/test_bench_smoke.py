@@ -1,0 +1,70 @@
+"""``python -m bench --smoke``: every scenario runs and writes believable results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.engine import ROOT
+
+pytestmark = pytest.mark.integration
+
+SCENARIOS = ("link", "rest", "failover", "boot")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--profile", "--results", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    for name in SCENARIOS:
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
+    summary = load(tmp_path / "summary.json")
+    assert summary["smoke"] is True
+    assert summary["machine"]["nproc"] >= 1
+    assert set(summary["targets"]) == set(SCENARIOS)
+    assert "| figure | measured | target | met |" in (tmp_path / "summary.md").read_text()
+
+    link = load(tmp_path / "link.json")
+    assert set(link["latency_ms"]) == {"bare websocket", "link protocol", "full exec"}
+    assert all(summary["n"] == 50 for summary in link["latency_ms"].values())
+    full_exec = link["throughput"]["full exec"]
+    assert [rate["concurrency"] for rate in full_exec] == [1, 10]
+    assert all(rate["per_second"] > 0 for rate in full_exec)
+
+    rest = load(tmp_path / "rest.json")
+    assert set(rest["latency_ms"]) == {"direct", "proxy", "redirect", "over the link"}
+
+    failover = load(tmp_path / "failover.json")
+    [killed] = failover["runs"]
+    assert killed["failover_s"] >= killed["timeout_s"], "the master may not act before timeout"
+    assert killed["handover_s"] > 0
+    [frozen] = failover["frozen"]
+    assert frozen["failover_s"] > killed["failover_s"], "a frozen edge is noticed by pings"
+
+    boot = load(tmp_path / "boot.json")
+    assert [run["modules"] for run in boot["runs"]] == [0, 100, 300, 600]
+    assert all(run["modules_running"] == run["modules"] for run in boot["runs"])
+
+    for profile in ("link_master", "link_edge", "rest_proxy_master", "boot"):
+        assert "Ordered by: internal time" in (tmp_path / f"profile_{profile}.txt").read_text()
