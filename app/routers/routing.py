@@ -16,14 +16,20 @@ import httpx
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.errors import (
+    BadGateway,
+    ControlledElsewhere,
+    EngineError,
+    GatewayTimeout,
+    Unavailable,
+)
 from app.node import Node
-from app.routers.problems import problem
+from app.routers.problems import error_response
 from app.services.routing import (
     Local,
     Placement,
     Proxy,
     Redirect,
-    Refuse,
     decide,
     preference_from,
 )
@@ -73,31 +79,21 @@ class ControllerRouting:
             await self.app(scope, receive, send)
             return
         applied = {"Preference-Applied": f"routing={preference}"} if asked else {}
-        if isinstance(route, Redirect):
-            location = route.base_url + scope["path"]
-            if scope.get("query_string"):
-                location += "?" + scope["query_string"].decode("latin-1")
-            response = problem(
-                307,
-                "Temporary Redirect",
-                f"{target.name} controls this: follow Location",
-                headers={"Location": location, **applied},
-            )
-        elif isinstance(route, Refuse):
-            retry = (
-                {"Retry-After": str(max(1, round(route.retry_after)))} if route.retry_after else {}
-            )
-            response = problem(
-                503,
-                "Service Unavailable",
-                route.detail,
-                headers={**retry, **applied},
-                controller=target.name,
-            )
-        else:
-            await self._proxy(scope, receive, send, route, applied)
-            return
-        await response(scope, receive, send)
+        try:
+            if isinstance(route, Proxy):
+                await self._proxy(scope, receive, send, route, applied)
+                return
+            if isinstance(route, Redirect):
+                location = route.base_url + scope["path"]
+                if scope.get("query_string"):
+                    location += "?" + scope["query_string"].decode("latin-1")
+                raise ControlledElsewhere(
+                    f"{target.name} controls this: follow Location", location=location
+                )
+            raise Unavailable(route.detail, retry_after=route.retry_after, controller=target.name)
+        except EngineError as error:
+            error.headers.update(applied)
+            await error_response(error)(scope, receive, send)
 
     async def _placement(self, path: str, method: str) -> Placement | None:
         """Where the request's target is controlled; None when this server answers anyway."""
@@ -130,36 +126,18 @@ class ControllerRouting:
         try:
             upstream = await client.send(request, stream=True)
         except httpx.TimeoutException:
-            response = problem(
-                504,
-                "Gateway Timeout",
-                f"{route.name} did not answer in time",
-                headers=applied,
-                controller=route.name,
-            )
-            await response(scope, receive, send)
-            return
+            raise GatewayTimeout(
+                f"{route.name} did not answer in time", controller=route.name
+            ) from None
         except httpx.HTTPError as exc:
-            response = problem(
-                503,
-                "Service Unavailable",
-                f"{route.name} cannot be reached: {type(exc).__name__}",
-                headers=applied,
-                controller=route.name,
-            )
-            await response(scope, receive, send)
-            return
+            raise Unavailable(
+                f"{route.name} cannot be reached: {type(exc).__name__}", controller=route.name
+            ) from None
         try:
             if upstream.status_code >= 500 and "x-engine-node" not in upstream.headers:
-                response = problem(
-                    502,
-                    "Bad Gateway",
-                    f"{route.name} failed with {upstream.status_code}",
-                    headers=applied,
-                    controller=route.name,
+                raise BadGateway(
+                    f"{route.name} failed with {upstream.status_code}", controller=route.name
                 )
-                await response(scope, receive, send)
-                return
             headers = [
                 (k.encode("latin-1"), v.encode("latin-1"))
                 for k, v in upstream.headers.multi_items()
