@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SOURCES := app tests sim drivers bench
 
-.PHONY: install run serve test lint typecheck openapi bench clean
+.PHONY: install run test lint typecheck openapi bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run the engine (a master on the embedded store).
+## Run the demo: a master, an edge and simulated devices on loopback, until Ctrl-C.
 run: $(STAMP)
-	$(PY) -m app serve
+	$(PY) -m app demo
 
 ## Every check and test: lint, format, types, OpenAPI drift, the test suite.
 test: lint typecheck
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+## The benchmarks: JSON results, PNG plots and a table in bench/results (a few minutes).
+bench: $(STAMP)
+	$(PY) -m bench
 
 ## Regenerate openapi/openapi.json from the app.
 openapi: $(STAMP)

@@ -1,0 +1,121 @@
+"""PNG figures of the results, drawn from the same dictionaries the JSON files hold."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, chosen before pyplot loads
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+
+PERCENTILES = ("p50", "p90", "p99")
+
+
+def _percentile_bars(axes: Axes, latency: Mapping[str, Mapping[str, float]], title: str) -> None:
+    names = list(latency)
+    width = 0.8 / len(PERCENTILES)
+    for offset, key in enumerate(PERCENTILES):
+        positions = [i + (offset - 1) * width for i in range(len(names))]
+        bars = axes.bar(positions, [latency[n][key] for n in names], width, label=key)
+        axes.bar_label(bars, fmt="%.2f", fontsize=7)
+    axes.set_xticks(range(len(names)), names)
+    axes.set_ylabel("round trip (ms)")
+    axes.set_title(title)
+    axes.legend()
+
+
+def _save(figure: Any, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def link(result: Mapping[str, Any], path: Path) -> None:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    _percentile_bars(left, result["latency_ms"], "One call at a time")
+    rates: Mapping[str, Sequence[Mapping[str, Any]]] = result["throughput"]
+    names = list(rates)
+    concurrencies = [r["concurrency"] for r in rates[names[0]]]
+    width = 0.8 / len(names)
+    for offset, name in enumerate(names):
+        positions = [i + (offset - (len(names) - 1) / 2) * width for i in range(len(concurrencies))]
+        bars = right.bar(positions, [r["per_second"] for r in rates[name]], width, label=name)
+        right.bar_label(bars, fmt="%.0f", fontsize=7)
+    right.axhline(5000, color="grey", linestyle="--", linewidth=1, label="target (full exec)")
+    right.set_xticks(range(len(concurrencies)), [f"{c} concurrent" for c in concurrencies])
+    right.set_ylabel("calls per second")
+    right.set_title("Throughput over one connection")
+    right.legend()
+    figure.suptitle("Control link: exec master → edge Echo module vs websocket baselines")
+    _save(figure, path)
+
+
+def rest(result: Mapping[str, Any], path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    _percentile_bars(axes, result["latency_ms"], "REST exec of an edge module (httpx client)")
+    _save(figure, path)
+
+
+def failover(result: Mapping[str, Any], path: Path) -> None:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    runs, frozen = result["runs"], result["frozen"]
+    timeouts = sorted({r["timeout_s"] for r in runs})
+    left.plot(timeouts, timeouts, color="grey", linestyle="--", linewidth=1, label="timeout")
+    left.scatter(
+        [r["timeout_s"] for r in runs], [r["failover_s"] for r in runs], label="edge killed"
+    )
+    left.scatter(
+        [r["timeout_s"] for r in frozen],
+        [r["failover_s"] for r in frozen],
+        marker="x",
+        label="edge frozen (SIGSTOP)",
+    )
+    left.set_xlabel("configured timeout (s)")
+    left.set_ylabel("until the master holds the device (s)")
+    left.set_title("Failover")
+    left.legend()
+    labels = [f"{r['timeout_s']:g} s #{i}" for i, r in enumerate(runs, start=1)]
+    right.bar(labels, [r["handover_s"] * 1000 for r in runs], label="restore → edge holds device")
+    right.bar(
+        labels, [r["no_controller_s"] * 1000 for r in runs], label="device without controller"
+    )
+    right.set_ylabel("ms")
+    right.set_title("Handover on POST /restore")
+    right.tick_params(axis="x", labelrotation=45, labelsize=7)
+    right.legend()
+    _save(figure, path)
+
+
+def boot(result: Mapping[str, Any], path: Path) -> None:
+    runs = [r for r in result["runs"] if not r.get("timed_out")]
+    sizes = [r["modules"] for r in runs]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axes, key, label in (
+        (left, "ready_s", "process start → /api/ready 200 (s)"),
+        (right, "rss_mib", "RSS when ready (MiB)"),
+    ):
+        fit = result["fits"][key]
+        axes.plot(sizes, [r[key] for r in runs], "o-", label="measured")
+        axes.plot(
+            sizes,
+            [fit["fixed"] + fit["per_module"] * n for n in sizes],
+            "--",
+            color="grey",
+            label=f"linear fit (R² {fit['r2']:.3f})",
+        )
+        axes.set_xlabel("modules")
+        axes.set_ylabel(label)
+    left.plot([10_000], [5.0], "v", color="red", label="target: 10,000 ready in ≤ 5 s")
+    left.legend()
+    right.legend()
+    left.set_title("Master boot time")
+    right.set_title("Master memory")
+    _save(figure, path)
+
+
+PLOTS = {"link": link, "rest": rest, "failover": failover, "boot": boot}
