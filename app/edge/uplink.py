@@ -129,6 +129,8 @@ class Uplink:
             max_size=self._settings.link_max_frame,
             open_timeout=HANDSHAKE_TIMEOUT,
             close_timeout=1,
+            # Link frames are small JSON: deflating them costs more than it saves.
+            compression=None,
         ) as websocket:
             transport = WebsocketsTransport(websocket)
             welcome, control = await self._handshake(transport)

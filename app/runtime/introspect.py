@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from app.runtime.driver import Driver
 
@@ -59,7 +60,21 @@ class Command:
         return () if self.static else (driver,)
 
 
+#: Introspection is per class, and a server may run thousands of modules of one driver.
+#: Weak keys let a reloaded driver's old class go.
+_COMMANDS: WeakKeyDictionary[type[Driver], dict[str, Command]] = WeakKeyDictionary()
+_DESCRIPTIONS: WeakKeyDictionary[type[Driver], dict[str, dict[str, Any]]] = WeakKeyDictionary()
+
+
 def commands(driver_class: type[Driver]) -> dict[str, Command]:
+    """The commands of ``driver_class`` by name (computed once per class)."""
+    found = _COMMANDS.get(driver_class)
+    if found is None:
+        found = _COMMANDS[driver_class] = _find_commands(driver_class)
+    return found
+
+
+def _find_commands(driver_class: type[Driver]) -> dict[str, Command]:
     """The commands of ``driver_class`` by name, base classes' first.
 
     A command is a public function (or static method) defined by the integrator's
@@ -86,8 +101,16 @@ def commands(driver_class: type[Driver]) -> dict[str, Command]:
 
 
 def describe(driver_class: type[Driver]) -> dict[str, dict[str, Any]]:
-    """``{name: {"params": [...], "doc": ...}}`` for every command of ``driver_class``."""
-    return {name: command.describe() for name, command in commands(driver_class).items()}
+    """``{name: {"params": [...], "doc": ...}}`` for every command of ``driver_class``.
+
+    Computed once per class and shared: treat it as read-only.
+    """
+    found = _DESCRIPTIONS.get(driver_class)
+    if found is None:
+        found = _DESCRIPTIONS[driver_class] = {
+            name: command.describe() for name, command in commands(driver_class).items()
+        }
+    return found
 
 
 def _is_engine_base(klass: type) -> bool:

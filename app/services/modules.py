@@ -40,9 +40,16 @@ class Topology:
         return system.body.get("edge_control_id") if system else None
 
     def systems_of(self, module_id: str) -> list[str]:
-        return [
-            system.id for system in self.systems.values() if module_id in system.body["modules"]
-        ]
+        return self._holders.get(module_id, [])
+
+    @cached_property
+    def _holders(self) -> dict[str, list[str]]:
+        """Each module's systems, built once: a lookup per module must not scan them all."""
+        holders: dict[str, list[str]] = {}
+        for system in self.systems.values():
+            for module_id in system.body["modules"]:
+                holders.setdefault(module_id, []).append(system.id)
+        return holders
 
     @cached_property
     def module_locations(self) -> dict[str, str | None]:
