@@ -10,7 +10,7 @@ uvicorn and Starlette's websocket → the edge's ``exec`` handler → the module
 Two baselines run between this process and a ``bench.echo_peer`` process, which
 connects out as an edge does, over the ``websockets`` library on both ends and the
 same kind of event loop, with the libraries' defaults (permessage-deflate included,
-as on the link):
+which the link itself no longer negotiates, so the ratios slightly favour the link):
 
 - **bare websocket**: the very frame a full exec puts on the link, echoed back;
   calls in flight are matched to replies in order, the least a multiplexed channel
