@@ -71,14 +71,14 @@ class Node:
         self.metrics = Metrics()
         self.boot = BootState()
         self.catalog = Catalog(self.store)
-        self.auth = Authenticator(self.store)
+        self.auth = Authenticator(self.store, self.catalog)
         self.secrets = EdgeSecrets(self.store)
         self.repository = DriverRepository(settings.drivers_path, bundled_drivers())
         self.modules = ModuleService(
             self.store,
             ModuleManager(self.repository, exec_timeout=settings.request_timeout_s),
         )
-        self.operations = Operations(self.store, self.modules, self.repository)
+        self.operations = Operations(self.catalog, self.modules, self.repository)
         self.role: Role | None = None
         #: Set by the role: how this server answers control questions.
         self.control: ControlService | None = None

@@ -8,9 +8,10 @@ produces a new snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from app.control.clock import as_utc
 from app.control.windows import RestoreWindow
@@ -68,6 +69,42 @@ class ControlState:
             since=as_utc(now),
             reason="the master has not yet seen this edge",
         )
+
+
+def control_document(control: ControlState) -> dict[str, object]:
+    """The persisted and reported fields of a ControlState (instants as ISO 8601 UTC)."""
+    return {
+        "controller": control.controller,
+        "epoch": control.epoch,
+        "online": control.online,
+        "failover_active": control.failover_active,
+        "failover_time": _iso(control.failover_time),
+        "since": _iso(control.since),
+        "reason": control.reason,
+    }
+
+
+def control_from_document(body: Mapping[str, Any], now: datetime) -> ControlState:
+    """A ControlState read back; links and timers are not persisted, so none is pending."""
+    return ControlState(
+        controller=body.get("controller", "none"),
+        epoch=int(body.get("epoch", 0)),
+        online=bool(body.get("online", False)),
+        failover_active=bool(body.get("failover_active", False)),
+        failover_time=_parse(body.get("failover_time")),
+        failover_deadline=None,
+        offline_since=None,
+        since=_parse(body.get("since")) or as_utc(now),
+        reason=str(body.get("reason", "")),
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return as_utc(moment).isoformat() if moment else None
+
+
+def _parse(text: object) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) else None
 
 
 @dataclass(frozen=True)

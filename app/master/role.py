@@ -10,11 +10,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Mapping
-from datetime import datetime
 from typing import Any
 
 from app.control.clock import now_utc
-from app.control.state import ControlState, EdgePolicy, SupervisorState
+from app.control.state import ControlState, EdgePolicy, SupervisorState, control_document
 from app.control.supervisor import (
     BootWaitOver,
     ConfigChanged,
@@ -318,15 +317,7 @@ class MasterRole:
         control, now = supervisor.state.control, now_utc()
         return describe(
             edge,
-            {
-                "controller": control.controller,
-                "epoch": control.epoch,
-                "online": control.online,
-                "failover_active": control.failover_active,
-                "failover_time": _iso(control.failover_time),
-                "since": _iso(control.since),
-                "reason": control.reason,
-            },
+            control_document(control),
             master_url=self.node.settings.base_url,
             retry_after=retry_after(supervisor.state, now),
         )
@@ -425,7 +416,3 @@ async def _quietly(request: Awaitable[Any], edge_id: str, op: str) -> None:
         await request
     except Exception as exc:
         log.info("edge %s did not take %s: %s", edge_id, op, exc)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None

@@ -15,7 +15,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.control.clock import now_utc
-from app.control.state import ControlState, SupervisorState
+from app.control.state import (
+    ControlState,
+    SupervisorState,
+    control_document,
+    control_from_document,
+)
 from app.control.supervisor import (
     Action,
     CancelFailoverTimer,
@@ -35,13 +40,10 @@ from app.control.supervisor import (
 )
 from app.errors import Conflict
 from app.link import Control, LinkConnection
+from app.services.control import control_id
 from app.store.base import DocumentNotFound, JsonObject, Store
 
 log = logging.getLogger(__name__)
-
-
-def control_id(edge_id: str) -> str:
-    return f"control::{edge_id}"
 
 
 class Handover(Protocol):
@@ -205,16 +207,7 @@ class EdgeSupervisor:
         await self._store.upsert(
             control_id(self.edge_id),
             "control_state",
-            {
-                "edge_id": self.edge_id,
-                "controller": control.controller,
-                "epoch": control.epoch,
-                "online": control.online,
-                "failover_active": control.failover_active,
-                "failover_time": _iso(control.failover_time),
-                "since": _iso(control.since),
-                "reason": control.reason,
-            },
+            {"edge_id": self.edge_id, **control_document(control)},
         )
 
     async def _record(self, event: RecordEvent) -> None:
@@ -246,23 +239,4 @@ async def load_persisted(store: Store, edge_id: str) -> ControlState | None:
         doc = await store.get(control_id(edge_id))
     except DocumentNotFound:
         return None
-    body = doc.body
-    return ControlState(
-        controller=body.get("controller", "none"),
-        epoch=int(body.get("epoch", 0)),
-        online=bool(body.get("online", False)),
-        failover_active=bool(body.get("failover_active", False)),
-        failover_time=_parse(body.get("failover_time")),
-        failover_deadline=None,
-        offline_since=None,
-        since=_parse(body.get("since")) or now_utc(),
-        reason=str(body.get("reason", "")),
-    )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment else None
-
-
-def _parse(text: object) -> datetime | None:
-    return datetime.fromisoformat(text) if isinstance(text, str) else None
+    return control_from_document(doc.body, now_utc())

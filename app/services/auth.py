@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.models import IssuedToken, TokenInfo
+from app.services.catalog import USER, Catalog
 from app.store.base import Document, DocumentNotFound, Store
 
 BOOTSTRAP_USER_ID = "user-admin"
@@ -38,8 +39,9 @@ def token_hash(token: str) -> str:
 class Authenticator:
     """Resolves bearer tokens to principals and manages users' tokens."""
 
-    def __init__(self, store: Store, *, cache_ttl: float = 5.0) -> None:
+    def __init__(self, store: Store, catalog: Catalog, *, cache_ttl: float = 5.0) -> None:
         self._store = store
+        self._catalog = catalog
         self._cache_ttl = cache_ttl
         self._cache: dict[str, tuple[float, Principal]] = {}
 
@@ -111,13 +113,7 @@ class Authenticator:
         self._cache.clear()
 
     async def _user(self, user_id: str) -> Document:
-        try:
-            doc = await self._store.get(user_id)
-        except DocumentNotFound:
-            doc = None
-        if doc is None or doc.type != "user":
-            raise NotFound(f"user {user_id!r} does not exist")
-        return doc
+        return await self._catalog.get(USER, user_id)
 
 
 def require_admin(principal: Principal) -> None:

@@ -30,6 +30,7 @@ from app.models import (
     User,
     UserFields,
 )
+from app.services.control import control_id
 from app.services.validation import parse
 from app.store.base import Document, DocumentNotFound, JsonObject, Page, Store, VersionConflict
 
@@ -232,7 +233,7 @@ class Catalog:
                     lambda body: {**body, "modules": [m for m in body["modules"] if m != doc_id]},
                 )
         elif kind is EDGE:
-            for owned in (secret_id(doc_id), f"control::{doc_id}"):
+            for owned in (secret_id(doc_id), control_id(doc_id)):
                 with suppress(DocumentNotFound):
                     await self._store.delete(owned)
         elif kind is USER:

@@ -41,6 +41,11 @@ class PlacementSource(Protocol):
     async def placement(self, location: str | None) -> Placement: ...
 
 
+def control_id(edge_id: str) -> str:
+    """The id of the ControlState document the master keeps for an edge."""
+    return f"control::{edge_id}"
+
+
 def next_window(edge: Document, now: datetime) -> dict[str, str] | None:
     """The restore window open now, else the next one; None without a window."""
     body = edge.body
@@ -83,7 +88,7 @@ def describe(
 async def persisted_state(store: Store, edge_id: str) -> dict[str, Any]:
     """The ControlState document the master last wrote for the edge ({} when none)."""
     try:
-        return dict((await store.get(f"control::{edge_id}")).body)
+        return dict((await store.get(control_id(edge_id))).body)
     except DocumentNotFound:
         return {}
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from app.errors import InvalidField, NotFound
+from app.errors import InvalidField
 from app.runtime.manager import ModuleManager
 from app.runtime.repository import DriverRepository
+from app.services.catalog import DRIVER, SYSTEM, Catalog
 from app.services.modules import ModuleService
-from app.store.base import DocumentNotFound, Store
 
 
 class ReloadFanout(Protocol):
@@ -34,8 +34,8 @@ class Forwarder(Protocol):
 class Operations:
     """Start, stop, inspect and reload what runs here; drive the driver repository."""
 
-    def __init__(self, store: Store, modules: ModuleService, repository: DriverRepository):
-        self._store = store
+    def __init__(self, catalog: Catalog, modules: ModuleService, repository: DriverRepository):
+        self._catalog = catalog
         self._modules = modules
         self._repository = repository
         #: The master reloads a driver on its edges too; an edge only reloads itself.
@@ -122,12 +122,7 @@ class Operations:
         self, driver_id: str, files: dict[str, str] | None = None
     ) -> dict[str, Any]:
         """Load a driver's code afresh (after writing inline edits) and restart its modules."""
-        try:
-            driver = await self._store.get(driver_id)
-        except DocumentNotFound:
-            driver = None
-        if driver is None or driver.type != "driver":
-            raise NotFound(f"driver {driver_id!r} does not exist")
+        driver = await self._catalog.get(DRIVER, driver_id)
         head = await self.manager.reload_driver(
             driver_id, str(driver.body["file"]), str(driver.body["class_name"]), files
         )
@@ -148,10 +143,5 @@ class Operations:
         return sorted(in_use)
 
     async def _local_modules(self, system_id: str) -> list[str]:
-        try:
-            system = await self._store.get(system_id)
-        except DocumentNotFound:
-            system = None
-        if system is None or system.type != "system":
-            raise NotFound(f"system {system_id!r} does not exist")
+        system = await self._catalog.get(SYSTEM, system_id)
         return [m for m in system.body["modules"] if self.manager.is_loaded(m)]
