@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SOURCES := app tests sim drivers bench
 
-.PHONY: install run test lint typecheck openapi bench clean
+.PHONY: install run test test-deps lint typecheck openapi bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,13 @@ run: $(STAMP)
 	$(PY) -m app demo
 
 ## Every check and test: lint, format, types, OpenAPI drift, the test suite.
-test: lint typecheck
+test: lint typecheck test-deps
 	$(PY) -m app openapi --check
 	$(PY) -m pytest
+
+## What the tests drive beyond Python: Debian packages (a browser, promtool), node packages.
+test-deps: $(STAMP)
+	tests/setup/system-packages.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SOURCES)
