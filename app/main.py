@@ -13,6 +13,7 @@ from app.node import Node, Role
 from app.routers import (
     client_ws,
     control,
+    docs,
     driver_ops,
     drivers,
     edges,
@@ -21,6 +22,7 @@ from app.routers import (
     module_ops,
     modules,
     problems,
+    status,
     system_ops,
     systems,
     users,
@@ -71,6 +73,9 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         version=API_VERSION,
         summary="Building-automation control engine with master/edge high availability",
         lifespan=lifespan,
+        # Served by app.routers.docs from local bundles: a site network has no CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.node = node
     problems.install(app)
@@ -96,6 +101,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     ):
         app.include_router(module.router, prefix="/api")
     app.include_router(health.router)
+    status.install(app, node)
+    docs.install(app)
     app.include_router(link_ws.router)
     # Added innermost first: routing, then CORS around it (so redirects carry CORS
     # headers a browser needs to follow them), then the node header around all.
