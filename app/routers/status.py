@@ -55,7 +55,14 @@ BoardDep = Annotated[StatusBoard, Depends(get_board)]
 
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
-    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(
+        STATIC_DIR / "index.html",
+        # Nothing but this server: no inline code, no other origin, no framing.
+        headers={
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+        },
+    )
 
 
 @router.get(
