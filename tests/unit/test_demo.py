@@ -93,7 +93,10 @@ def test_the_instructions_export_everything_the_commands_use(tmp_path: Path) -> 
         "ROOM": "sys-room",
         "LOBBY": "sys-lobby",
         "DEMO": str(config.data_dir.resolve()),
+        "ENGINE_URL": "http://127.0.0.1:8100",
+        "ENGINE_TOKEN": "t0ken",
     }
+    assert "status page  http://127.0.0.1:8100/" in text
     assert "http://127.0.0.1:8101" in text
     assert "pid 11" in text
     assert "pid 12" in text
@@ -101,8 +104,8 @@ def test_the_instructions_export_everything_the_commands_use(tmp_path: Path) -> 
     assert "curl -s --location-trusted" in text
     assert "kill -9 $(cat $DEMO/edge.pid)" in text
     assert "kill -USR1 $(cat $DEMO/demo.pid)" in text
-    assert "$API/edges/$EDGE/restore" in text
-    assert "after 10 s" in text
+    assert "ctl restore $EDGE" in text
+    assert "waits 10 s" in text
 
 
 def test_a_control_line_is_printed_only_when_control_changes() -> None:
