@@ -33,6 +33,20 @@ TOKEN = "status-page-admin"
 FAILOVER_S = 4.0
 #: How long the page may lag behind a change of controller.
 LIVE_S = 1.0
+#: Run in the page: stop the stream, then render the last snapshot with every optional
+#: field of the control document set.
+UNUSUAL_CONTROL = """
+stream.abort(); stream = null;
+const snapshot = structuredClone(latest);
+const control = snapshot.locations[0].control;
+const now = new Date().toISOString();
+control.link_error = "bad proof";
+control.link_error_at = now;
+control.witness = {checked_at: now, result: "unreachable", detail: "timed out",
+                   last_alive_at: now};
+control.pending = {decision: "takeover", reason: "store unwritable", since: now};
+onSnapshot(snapshot);
+"""
 REDOC_VENDOR_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
@@ -131,6 +145,15 @@ async def test_an_operator_watches_a_failover_and_restores_the_edge(demo: Runnin
             lambda: _controller_is(control, "edge"), timeout=10, message="the API to agree"
         )
         assert resources_outside(driver, master) == []
+
+        # What the control document may also say: a refused link, the witness's view,
+        # a decision waiting for the store (the live stream is stopped first).
+        driver.execute_script(UNUSUAL_CONTROL)
+        wait_for(driver, "the link error", lambda: "bad proof" in text_of(driver, card))
+        shown = text_of(driver, card)
+        assert "Link refused" in shown
+        assert "the other side cannot be reached" in shown
+        assert "Waiting for the store to record “takeover”: store unwritable" in shown
 
         # The API docs render their operations with nothing but loopback reachable.
         driver.get(f"{master}/docs")
