@@ -17,12 +17,13 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 
 from app.errors import EngineError
 from app.node import Node
 from app.routers.crud import problems
-from app.routers.deps import CurrentUser, bearer
+from app.routers.deps import CurrentUser, NodeDep, access_token, bearer
 from app.services.auth import Principal
 from app.services.status import StatusBoard
 
@@ -88,10 +89,14 @@ async def status(board: BoardDep, user: CurrentUser) -> dict[str, Any]:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, **problems(401)},
 )
-async def stream(request: Request, board: BoardDep, user: CurrentUser) -> StreamingResponse:
-    node = cast(Node, request.app.state.node)
-    credentials = await bearer(request)
-    token = credentials.credentials if credentials else request.query_params.get("access_token")
+async def stream(
+    board: BoardDep,
+    node: NodeDep,
+    _user: CurrentUser,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    query_token: Annotated[str | None, Depends(access_token)],
+) -> StreamingResponse:
+    token = credentials.credentials if credentials else query_token
 
     async def current_user() -> Principal:
         return await node.auth.authenticate(token)
@@ -107,7 +112,6 @@ async def stream(request: Request, board: BoardDep, user: CurrentUser) -> Stream
             error = {"status": exc.status, "title": exc.title, "detail": exc.detail}
             yield f"event: error\ndata: {json.dumps(error)}\n\n"
 
-    del user  # authenticated once above; re-checked before every look
     return StreamingResponse(
         events(),
         media_type="text/event-stream",

@@ -293,7 +293,7 @@ function operations(location, control, snapshot) {
     {
       type: "button",
       class: "restore",
-      disabled: controller(control) === "edge" || !control.online,
+      disabled: controllerOf(control) === "edge" || !control.online,
       title: control.online ? "hand control back to the edge now" : "the edge is not connected",
       onclick: () =>
         confirmThen(
@@ -309,7 +309,7 @@ function operations(location, control, snapshot) {
     {
       type: "button",
       class: "takeover danger",
-      disabled: controller(control) === "master",
+      disabled: controllerOf(control) === "master",
       onclick: () =>
         confirmThen(
           `Take over ${location.name}?`,
@@ -322,7 +322,7 @@ function operations(location, control, snapshot) {
   return h("div", { class: "actions" }, restore, takeover);
 }
 
-function controller(control) {
+function controllerOf(control) {
   return control.controller || "none";
 }
 
