@@ -598,34 +598,6 @@ def say(line: str) -> None:
 # --- command line -------------------------------------------------------------------
 
 
-def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``demo`` to ``python -m app``."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="a master, an edge and simulated devices on loopback, until Ctrl-C",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("data/demo"),
-        help="stores, logs and pid files; its master/ and edge/ start fresh (data/demo)",
-    )
-    parser.add_argument("--master-port", type=int, default=8000, help="0: any free port (8000)")
-    parser.add_argument("--edge-port", type=int, default=8001, help="0: any free port (8001)")
-    parser.add_argument(
-        "--token", help="the admin token (default: ENGINE_ADMIN_TOKEN, else a random one)"
-    )
-    parser.add_argument(
-        "--failover-timeout",
-        type=float,
-        default=10.0,
-        help="seconds the master waits before taking over a failed edge (10)",
-    )
-    parser.set_defaults(func=run_cli)
-
-
 def config_from(args: argparse.Namespace) -> DemoConfig:
     if args.failover_timeout <= 0:
         raise DemoError("--failover-timeout must be above 0")
