@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.control.clock import now_utc
-from app.services.auth import Principal
+from app.errors import Forbidden
+from app.services.auth import Principal, require_edge_admin
 from app.services.catalog import EDGE, SYSTEM, Catalog
 from app.services.control import ControlService, history
 from app.store.base import Document, Store
@@ -77,7 +78,7 @@ class StatusBoard:
                     "timeout": edge.body.get("timeout"),
                     "window_start": edge.body.get("window_start"),
                     "systems": list(configuration.systems.get(edge.id, ())),
-                    "can_operate": user.admin or user.user_id in edge.body.get("admins", []),
+                    "can_operate": _may_operate(user, edge),
                     "control": described,
                     "events": list(configuration.events.get(edge.id, ())),
                 }
@@ -142,6 +143,15 @@ class StatusBoard:
             edge.id: tuple(await history(self._store, edge.id, RECENT_EVENTS)) for edge in edges
         }
         return _Configuration(seq, edges, {k: tuple(v) for k, v in systems.items()}, events)
+
+
+def _may_operate(user: Principal, edge: Document) -> bool:
+    """Whether ``user`` may restore or take over ``edge`` (the API's own rule)."""
+    try:
+        require_edge_admin(user, edge)
+    except Forbidden:
+        return False
+    return True
 
 
 def _comparable(snapshot: Mapping[str, Any]) -> Any:
