@@ -117,6 +117,8 @@ async def test_an_operator_watches_a_failover_and_restores_the_edge(demo: Runnin
         os.kill(int((Path(names["DEMO"]) / "edge.pid").read_text()), signal.SIGKILL)
         countdown = f"{card} [data-countdown]"
         wait_for(driver, "the countdown", lambda: "Failover in" in text_of(driver, countdown))
+        assert "1 failover pending" in text_of(driver, "#summary")
+        assert driver.title.startswith("⚠ ")
         wait_for(driver, "master in control", lambda: text_of(driver, controller) == "master", 30)
         shown_at = time.time()
         taken_over = await control()

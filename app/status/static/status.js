@@ -72,6 +72,8 @@ function signOut(message) {
   stream = null;
   latest = null;
   $("locations").replaceChildren();
+  $("summary").textContent = "";
+  document.title = "Engine HA · status";
   $("master").hidden = true;
   $("empty").hidden = true;
   $("sign-out").hidden = true;
@@ -191,9 +193,27 @@ function render(snapshot) {
         : "Runs no room of its own; takes over an edge's rooms when it fails."
     )
   );
+  summarize(snapshot.locations);
   $("locations").replaceChildren(...snapshot.locations.map((l) => card(l, snapshot)));
   $("empty").hidden = snapshot.locations.length > 0;
   tick();
+}
+
+// One line for the whole site, also in the tab's title so a background tab shows trouble.
+function summarize(locations) {
+  const count = (test) => locations.filter((l) => l.control && test(l.control)).length;
+  const offline = count((c) => !c.online);
+  const pending = count((c) => c.retry_after !== null && c.retry_after !== undefined);
+  const takenOver = count((c) => c.controller === "master");
+  const parts = [`${locations.length} location${locations.length === 1 ? "" : "s"}`];
+  if (pending) parts.push(`${pending} failover pending`);
+  if (takenOver) parts.push(`${takenOver} run by the master`);
+  if (offline) parts.push(`${offline} edge${offline === 1 ? "" : "s"} offline`);
+  const trouble = pending + offline > 0;
+  const summary = $("summary");
+  summary.textContent = parts.join(" · ");
+  summary.className = `summary ${trouble ? "trouble" : "fine"}`;
+  document.title = `${trouble ? "⚠ " : ""}${parts.join(" · ")} · Engine HA`;
 }
 
 function card(location, snapshot) {
