@@ -30,6 +30,7 @@ class Site:
     url: str
     token: str
     edge: str
+    edge_url: str
 
     async def ctl(self, *args: str, token: str | None = None, script: bool = False) -> Ran:
         """Run ``ctl`` with ENGINE_URL/ENGINE_TOKEN set, as a module or as ``engine``."""
@@ -54,8 +55,9 @@ class Site:
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     async with running_demo(tmp_path / "demo", "--failover-timeout", "30") as demo:
+        edge_url = (await demo.read_until(r"^\s+edge\s+(http\S+)")).group(1)
         names = await demo.exports()
-        yield Site(names["ENGINE_URL"], names["ENGINE_TOKEN"], names["EDGE"])
+        yield Site(names["ENGINE_URL"], names["ENGINE_TOKEN"], names["EDGE"], edge_url)
 
 
 def location_line(output: str, edge: str) -> list[str]:
@@ -77,7 +79,8 @@ async def test_status_takeover_and_restore(site: Site) -> None:
     assert takeover.out.startswith(f"{site.edge}: controller master, epoch 2, edge online")
     assert location_line((await site.ctl("status")).out, site.edge)[3:6] == ["master", "yes", "2"]
 
-    restore = await site.ctl("restore", site.edge, "--json")
+    # Asked of the edge, which sends control decisions to the master: ctl follows.
+    restore = await site.ctl("restore", site.edge, "--json", "--url", site.edge_url)
     assert restore.code == 0, restore.err
     assert json.loads(restore.out)["controller"] == "edge"
 
