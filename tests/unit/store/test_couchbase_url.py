@@ -21,7 +21,6 @@ from app.store.couchbase import (
     FindQuery,
     ReplicatedByXdcr,
     StoredRow,
-    _load_sdk,
     changes_batch,
     changes_parameters,
     changes_statement,
@@ -30,6 +29,7 @@ from app.store.couchbase import (
     index_statements,
     quote_identifier,
 )
+from app.store.couchbase.sdk import load_sdk
 
 URL = "couchbase://engine:s3cret@cb1.example/engine"
 KEYSPACE = "`engine`.`_default`.`_default`"
@@ -240,10 +240,10 @@ def test_full_batch_continues_after_its_last_change() -> None:
 
 @pytest.fixture
 def sdk_missing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    _load_sdk.cache_clear()
+    load_sdk.cache_clear()
     monkeypatch.setitem(sys.modules, "acouchbase.cluster", None)
     yield
-    _load_sdk.cache_clear()
+    load_sdk.cache_clear()
 
 
 async def test_opening_without_the_sdk_says_how_to_install_it(sdk_missing: None) -> None:
