@@ -16,6 +16,7 @@ from app.store import (
     Document,
     DocumentExists,
     DocumentNotFound,
+    FeedCompacted,
     JsonObject,
     Store,
     VersionConflict,
@@ -166,6 +167,9 @@ async def test_insert_many_writes_nothing_when_one_id_exists(store: Store, ns: s
     with pytest.raises(DocumentExists):
         await store.insert_many([(f"{ns}x", "driver", {}), (f"{ns}x", "driver", {})])
     assert await store.get_many([f"{ns}x"]) == {}
+    last_seq = await store.last_seq()
+    assert await store.insert_many([]) == []
+    assert await store.last_seq() == last_seq, "an empty batch is no write"
 
 
 # --- lookups --------------------------------------------------------------------------
@@ -295,6 +299,12 @@ async def test_master_only_types_stay_out_of_the_feed(store: Store, ns: str) -> 
     rest = await store.changes_since(first.last_seq, limit=1)
     assert ([c.id for c in rest.changes], rest.more) == ([f"{ns}b"], False)
     assert rest.last_seq == await store.last_seq(), "the reader moves past the secret"
+
+
+async def test_a_reader_ahead_of_the_feed_is_told_to_resync(store: Store, ns: str) -> None:
+    await store.insert(f"{ns}a", "driver", {})
+    with pytest.raises(FeedCompacted):
+        await store.changes_since(await store.last_seq() + 1000)
 
 
 # --- subscriptions --------------------------------------------------------------------

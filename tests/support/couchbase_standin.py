@@ -104,9 +104,10 @@ class StandInCluster:
         self.indexes: dict[Keyspace, set[str]] = {keyspace: set() for keyspace in self.data}
         self.queries: list[tuple[str, dict[str, Any]]] = []
         self.down = False
+        self.refused = 0
         self.connections = 0
         self._indexed: dict[Keyspace, dict[str, _Item]] = {ks: {} for ks in self.data}
-        self._faults: dict[str, list[_Fault]] = {}
+        self._faults: dict[str, list[_Fault | None]] = {}
         self._clock = 0
         self._transcoder = JSONTranscoder()
 
@@ -129,16 +130,18 @@ class StandInCluster:
         error: sdk_errors.CouchbaseException,
         *,
         times: int = 1,
+        skip: int = 0,
         after_write: bool = False,
     ) -> None:
-        """The next ``times`` calls of ``operation`` raise ``error`` (after writing, if asked).
+        """After ``skip`` calls that succeed, ``times`` calls of ``operation`` raise ``error``.
 
+        With ``after_write`` the write happens before the error (an ambiguous timeout).
         Operations: connect, on_connect, wait_until_ready, get, insert, replace, upsert,
         increment, query, close.
         """
-        self._faults.setdefault(operation, []).extend(
-            _Fault(error, after_write) for _ in range(times)
-        )
+        pending = self._faults.setdefault(operation, [])
+        pending.extend([None] * skip)
+        pending.extend(_Fault(error, after_write) for _ in range(times))
 
     def value(self, key: str, keyspace: Keyspace | None = None) -> Any:
         """A stored value, decoded (None when missing): what a test inspects."""
@@ -151,6 +154,7 @@ class StandInCluster:
         """One round trip: raise an outage or a fault due before; return one due after."""
         await asyncio.sleep(0)
         if self.down:
+            self.refused += 1
             raise sdk_errors.UnAmbiguousTimeoutException(
                 message=f"{operation}: the cluster does not answer"
             )
@@ -158,9 +162,9 @@ class StandInCluster:
         if not pending:
             return None
         fault = pending.pop(0)
-        if not fault.after_write:
-            raise fault.error
-        return fault
+        if fault is None or fault.after_write:
+            return fault
+        raise fault.error
 
     def next_cas(self) -> int:
         """A new CAS for every write: nanoseconds since the epoch, never repeated."""

@@ -29,6 +29,7 @@ from app.store.couchbase import (
     index_statements,
     quote_identifier,
 )
+from app.store.couchbase.codec import count_of
 from app.store.couchbase.sdk import load_sdk
 
 URL = "couchbase://engine:s3cret@cb1.example/engine"
@@ -209,6 +210,12 @@ def test_query_rows_are_read_with_their_cas() -> None:
 def test_malformed_query_rows_are_store_errors(row: object) -> None:
     with pytest.raises(StoreError, match="unexpected query row"):
         StoredRow.from_query(row)
+
+
+@pytest.mark.parametrize("rows", [[], [1, 2], ["3"]])
+def test_a_malformed_count_is_a_store_error(rows: list[object]) -> None:
+    with pytest.raises(StoreError, match="unexpected count"):
+        count_of(rows)
 
 
 def _rows(*seqs: int) -> list[StoredRow]:
