@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.store import Store, open_store
+from app.store import Store, StoreError, open_store
 from app.store.couchbase import CouchbaseConfig, CouchbaseStore
 from tests.support.couchbase_standin import StandInCluster
 
@@ -31,7 +32,13 @@ WRITTEN_TYPES = ("driver", "module", "system", "edge_secret")
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite", "couchbase-standin", "couchbase"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "couchbase-standin",
+        pytest.param("couchbase", marks=pytest.mark.couchbase_cluster),
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     if name == "couchbase" and not os.environ.get(COUCHBASE_URL_VARIABLE):
@@ -42,11 +49,28 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def couchbase_url() -> str:
+    """The real cluster's URL, once it has been reached: else every test fails at once."""
+    url = os.environ[COUCHBASE_URL_VARIABLE]
+
+    async def probe() -> None:
+        store = open_store(url)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(probe())
+    except StoreError as exc:
+        pytest.fail(f"cannot open {COUCHBASE_URL_VARIABLE}: {exc}", pytrace=False)
+    return url
+
+
 @pytest.fixture
-def reopen(backend: str, tmp_path: Path) -> StoreFactory:
+def reopen(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
     """How to open the backend under test (again)."""
     if backend == "couchbase":
-        url = os.environ[COUCHBASE_URL_VARIABLE]
+        url: str = request.getfixturevalue("couchbase_url")
         return lambda: open_store(url)
     if backend == "couchbase-standin":
         cluster = StandInCluster()

@@ -373,9 +373,10 @@ async def test_concurrent_inserts_of_one_id_have_exactly_one_winner(store: Store
 
 
 @pytest.fixture
-def replica(backend: str, store: Store) -> Store:
+def replica(backend: str, request: pytest.FixtureRequest) -> Store:
     if backend.startswith("couchbase"):
         pytest.skip("XDCR replicates Couchbase: apply_changes and the replica sequence are off")
+    store: Store = request.getfixturevalue("store")
     return store
 
 
