@@ -26,7 +26,7 @@ import pytest
 
 from app.store.base import DocumentNotFound
 from app.store.couchbase import CouchbaseConfig, CouchbaseStore
-from app.store.xdcr import ClusterAccess, provision_xdcr, replication_filter
+from app.store.xdcr import ClusterAccess, XdcrReport, provision_xdcr, replication_filter
 
 pytestmark = pytest.mark.couchbase_cluster
 
@@ -86,21 +86,19 @@ async def test_xdcr_copies_documents_with_their_versions_and_keeps_secrets_home(
     master_config, edge_config = configs
     master_rest = _rest_access(master_config, os.environ.get("ENGINE_TEST_COUCHBASE_REST_URL"))
     edge_rest = _rest_access(edge_config, os.environ.get("ENGINE_TEST_COUCHBASE_EDGE_REST_URL"))
-    report = await provision_xdcr(
-        master_rest,
-        edge_rest,
-        name="engine-test-edge",
-        from_bucket=master_config.bucket,
-        to_bucket=edge_config.bucket,
-    )
+
+    def provision() -> Awaitable[XdcrReport]:
+        return provision_xdcr(
+            master_rest,
+            edge_rest,
+            name="engine-test-edge",
+            from_bucket=master_config.bucket,
+            to_bucket=edge_config.bucket,
+        )
+
+    report = await provision()
     assert report.filter_expression == replication_filter()
-    again = await provision_xdcr(
-        master_rest,
-        edge_rest,
-        name="engine-test-edge",
-        from_bucket=master_config.bucket,
-        to_bucket=edge_config.bucket,
-    )
+    again = await provision()
     assert (again.reference_action, again.replication_action) == ("found", "found")
 
     master, edge = stores

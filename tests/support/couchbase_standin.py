@@ -143,9 +143,9 @@ class StandInCluster:
         pending.extend([None] * skip)
         pending.extend(_Fault(error, after_write) for _ in range(times))
 
-    def value(self, key: str, keyspace: Keyspace | None = None) -> Any:
-        """A stored value, decoded (None when missing): what a test inspects."""
-        item = self.data[keyspace or next(iter(self.data))].get(key)
+    def value(self, key: str) -> Any:
+        """A stored value in the first keyspace, decoded (None when missing)."""
+        item = self.data[next(iter(self.data))].get(key)
         return None if item is None else self._decode(item)
 
     # --- the server ---------------------------------------------------------------

@@ -313,18 +313,22 @@ async def test_values_reach_sql_as_named_parameters(
 # --- other writers ---------------------------------------------------------------------
 
 
+async def _written_by_another_client(cluster: StandInCluster, doc_id: str) -> None:
+    other = store_on(cluster)
+    await other.open()
+    try:
+        await other.insert(doc_id, "driver", {})
+    finally:
+        await other.close()
+
+
 async def test_writes_by_another_client_of_the_bucket_are_noticed_by_polling(
     store: CouchbaseStore, cluster: StandInCluster
 ) -> None:
     updates = store.subscribe()
     assert await anext(updates) == 0
-    other = store_on(cluster)
-    await other.open()
-    try:
-        await other.insert("a", "driver", {})
-        assert await asyncio.wait_for(anext(updates), 10) == 1
-    finally:
-        await other.close()
+    await _written_by_another_client(cluster, "a")
+    assert await asyncio.wait_for(anext(updates), 10) == 1
 
 
 async def test_polling_through_an_outage_goes_on_afterwards(
@@ -335,10 +339,5 @@ async def test_polling_through_an_outage_goes_on_afterwards(
     cluster.down = True
     await wait_until(lambda: cluster.refused >= 3, message="polls to fail")
     cluster.down = False
-    other = store_on(cluster)
-    await other.open()
-    try:
-        await other.insert("a", "driver", {})
-        assert await asyncio.wait_for(anext(updates), 10) == 1
-    finally:
-        await other.close()
+    await _written_by_another_client(cluster, "a")
+    assert await asyncio.wait_for(anext(updates), 10) == 1
