@@ -25,6 +25,7 @@ from app.routers import (
     systems,
     users,
 )
+from app.routers.limits import RequestLimits
 from app.routers.middleware import BootGate, EngineHeaders
 from app.routers.routing import ControllerRouting
 from app.settings import Settings, load_settings
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     # headers a browser needs to follow them), then the node header around all.
     app.add_middleware(ControllerRouting, node=node)
     app.add_middleware(BootGate, boot=node.boot)
+    app.add_middleware(RequestLimits, max_body=settings.max_document_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -70,8 +70,9 @@ class Node:
         self.store = store or open_store(settings.database_url)
         self.metrics = Metrics()
         self.boot = BootState()
-        self.catalog = Catalog(self.store)
+        self.catalog = Catalog(self.store, max_document_bytes=settings.max_document_bytes)
         self.auth = Authenticator(self.store, self.catalog)
+        self.catalog.on_change = self.auth.changed
         self.secrets = EdgeSecrets(self.store)
         self.repository = DriverRepository(settings.drivers_path, bundled_drivers())
         self.modules = ModuleService(
