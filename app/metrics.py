@@ -37,6 +37,11 @@ class Metrics:
             "edge: the master sequence its replica has applied",
             registry=self.registry,
         )
+        self.replication_skipped = Counter(
+            "engine_replication_skipped_documents",
+            "changes left out of link replication because no link frame can carry them",
+            registry=self.registry,
+        )
         self.links = Gauge(
             "engine_links_connected", "control links connected", registry=self.registry
         )

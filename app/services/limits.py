@@ -10,12 +10,16 @@ or a NUL character (which no driver, path or device protocol expects in a value)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.errors import ContentTooLarge, InvalidField
 
 #: Deepest nesting of objects and arrays a document may have.
 MAX_DEPTH = 32
+#: Deepest nesting a link frame can carry in a document: the link's JSON parser stops
+#: near 200 levels, and a change sits a few levels inside its response frame.
+LINK_MAX_DEPTH = 180
 
 
 def encoded_size(value: Any) -> int:
@@ -54,3 +58,38 @@ def _check_values(value: Any, path: str, depth: int) -> None:
         if "\x00" in key:
             raise InvalidField(path or "body", "a key must not contain a NUL character")
         _check_values(item, f"{path}.{key}" if path else key, depth + 1)
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in ``value`` (0 for a scalar), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def unshippable(change: dict[str, Any], size: int, *, max_bytes: int) -> str | None:
+    """Why a change (as JSON, ``size`` bytes) cannot travel in a link frame, or None."""
+    if size > max_bytes:
+        return f"{size} bytes, over the {max_bytes} bytes one link frame can carry"
+    depth = nesting_depth(change)
+    if depth > LINK_MAX_DEPTH:
+        return f"nested {depth} levels deep, deeper than a link frame can carry"
+    return None
+
+
+def describe_skipped(skipped: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming the changes replication had to leave out, and why."""
+    return "; ".join(
+        f"{item.get('type')} {item.get('id')!r} (seq {item.get('seq')}): {item.get('reason')}"
+        for item in skipped
+    )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from app.errors import NotFound
+from app.errors import ContentTooLarge, NotFound
 from app.link.codec import FrameError, encode
 from app.link.connection import Handler, LinkConnection, TransportClosed, receive_frame
 from app.link.messages import Challenge, Event, Hello, Request
@@ -324,3 +324,39 @@ async def test_receive_frame_refuses_an_unexpected_frame() -> None:
         await receive_frame(second, Hello)
 
     assert caught.value.code == "unexpected_frame"
+
+
+async def test_a_request_too_large_for_a_frame_is_refused_before_sending() -> None:
+    master, edge = connect({"echo": lambda args: asyncio.sleep(0, args)}, max_size=256)
+    async with serving(master, edge):
+        with pytest.raises(ContentTooLarge, match="256-byte limit") as caught:
+            await master.request("echo", {"pad": "x" * 300})
+        assert caught.value.extensions["limit"] == 256
+        assert await master.request("echo", {"small": 1}) == {"small": 1}
+        assert not master.closed and not edge.closed
+
+
+async def test_an_answer_too_large_for_a_frame_is_an_error_and_the_link_stays() -> None:
+    async def big(args: dict[str, Any]) -> str:
+        return "x" * 1000
+
+    master, edge = connect({"big": big}, max_size=256)
+    async with serving(master, edge):
+        with pytest.raises(LinkRequestError, match="too large") as caught:
+            await master.request("big")
+        assert caught.value.code == "too_large"
+        assert not master.closed and not edge.closed
+
+
+async def test_an_event_too_large_for_a_frame_is_dropped_and_the_link_stays(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events: list[Event] = []
+    master, edge = connect(on_event=events.append, max_size=256)
+    async with serving(master, edge):
+        await edge.send_event("debug", msg="x" * 1000)
+        await edge.send_event("debug", msg="small")
+        await wait_until(lambda: len(events) == 1)
+        assert events[0].fields["msg"] == "small"
+        assert not master.closed
+    assert "not sent" in caplog.text
