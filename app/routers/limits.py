@@ -1,8 +1,11 @@
 """ASGI middleware: refuse oversized bodies and unreadable URLs before anything reads them.
 
-A body larger than ``ENGINE_MAX_DOCUMENT_BYTES`` is answered 413 at once when its
+A body larger than ``ENGINE_MAX_DOCUMENT_BYTES`` is answered 413 when its
 ``Content-Length`` says so, and otherwise as soon as the bytes streamed in pass the
-limit, so the server never holds more than the limit of any request. A path or query
+limit, so the server never holds more than the limit of any request. The rest of the
+body is read and dropped first (up to :data:`DRAIN_LIMIT`), because most HTTP clients
+only read the answer once they have sent everything; a client that asked
+``Expect: 100-continue`` gets the 413 before it sends anything. A path or query
 that is not UTF-8 once percent-decoded, or that carries a NUL byte, is answered 400:
 no route could mean it, and a NUL must never reach a file name or the database.
 """
@@ -16,6 +19,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.routers.problems import problem
+
+#: Bytes of a refused body read and dropped so the client can read the 413; beyond
+#: this the connection is closed under the client instead.
+DRAIN_LIMIT = 64 * 1024 * 1024
 
 
 class BodyTooLarge(HTTPException):
@@ -53,8 +60,11 @@ class RequestLimits:
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            if headers.get("expect", "").lower() != "100-continue":
+                await _drain(receive)
             await self._refuse(scope, receive, send)
             return
         started = False
@@ -80,6 +90,7 @@ class RequestLimits:
         except BodyTooLarge:
             if started:
                 raise
+            await _drain(receive)
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,6 +102,16 @@ class RequestLimits:
             limit=self.max_body,
         )
         await response(scope, receive, send)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop what is left of the request body, up to `DRAIN_LIMIT` bytes."""
+    drained = 0
+    while drained <= DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+        drained += len(message.get("body", b""))
 
 
 def unreadable_url(scope: Scope) -> tuple[str, str] | None:
