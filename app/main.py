@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.logging_filters import install_redaction
 from app.node import Node, Role
 from app.routers import (
     client_ws,
@@ -56,6 +57,7 @@ def build_role(node: Node) -> Role:
 def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
     """Build the application; settings come from the environment unless given."""
     settings = settings or load_settings()
+    install_redaction([settings.edge_secret, settings.admin_token])
     node = node or Node(settings)
     node.role = node.role or build_role(node)
 
