@@ -15,6 +15,7 @@ from app.runtime.manager import ModuleManager
 from app.runtime.repository import DriverRepository
 from app.services.auth import Authenticator
 from app.services.catalog import Catalog
+from app.services.housekeeping import Housekeeping, Retention
 from app.services.control import ControlService, PlacementSource
 from app.services.modules import ModuleService
 from app.services.operations import Operations
@@ -80,6 +81,19 @@ class Node:
             ModuleManager(self.repository, exec_timeout=settings.request_timeout_s),
         )
         self.operations = Operations(self.catalog, self.modules, self.repository)
+        self.housekeeping = Housekeeping(
+            self.store,
+            Retention(
+                tombstones_s=settings.tombstone_retention_s,
+                events_max=settings.control_events_max,
+                events_max_age_s=settings.control_events_max_age_s,
+            ),
+            interval_s=settings.housekeeping_interval_s,
+            # The master writes the control history; edges hold a replica of it.
+            trim_events=not settings.is_edge,
+            on_purged=self.metrics.tombstones_purged.inc,
+            on_pruned=self.metrics.control_events_pruned.inc,
+        )
         self.role: Role | None = None
         #: Set by the role: how this server answers control questions.
         self.control: ControlService | None = None
@@ -105,9 +119,11 @@ class Node:
         await self.repository.ensure()
         if self.role is not None:
             await self.role.start()
+        self.housekeeping.start()
 
     async def stop(self) -> None:
         try:
+            await self.housekeeping.stop()
             if self.role is not None:
                 await self.role.stop()
             await self.modules.manager.stop_all()
