@@ -81,6 +81,7 @@ class Node:
             ModuleManager(self.repository, exec_timeout=settings.request_timeout_s),
         )
         self.operations = Operations(self.catalog, self.modules, self.repository)
+        self.metrics.modules_running.set_function(self.modules_running)
         self.housekeeping = Housekeeping(
             self.store,
             Retention(
@@ -100,6 +101,18 @@ class Node:
         #: Set by the role: where requests about a location go.
         self.placement: PlacementSource | None = None
         self._proxy_client: httpx.AsyncClient | None = None
+
+    def modules_running(self) -> int:
+        """Modules running on this server now."""
+        return len(self.modules.manager.running_ids())
+
+    def live_counts(self) -> dict[str, Any]:
+        """What ``/api/ready`` reports as it is now, not as it was at boot."""
+        counts: dict[str, Any] = {"modules_running": self.modules_running()}
+        role_counts = getattr(self.role, "live_counts", None)
+        if callable(role_counts):
+            counts.update(role_counts())
+        return counts
 
     def proxy_client(self) -> httpx.AsyncClient:
         """The one pooled client used to reverse-proxy requests to other servers."""

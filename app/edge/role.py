@@ -145,6 +145,10 @@ class EdgeRole:
         )
         self.node.metrics.ready.set(1)
 
+    def live_counts(self) -> dict[str, Any]:
+        """The edge's part of ``/api/ready``: its link and replica now."""
+        return {"master_connected": self.uplink.connected, "replica_seq": self.replica.seq}
+
     async def stop(self) -> None:
         self.node.metrics.ready.set(0)
         for task in self._tasks:

@@ -176,6 +176,10 @@ class MasterRole:
         if self._awaited is not None and self._awaited <= set(self.links.connected()):
             self._all_connected.set()
 
+    def live_counts(self) -> dict[str, Any]:
+        """The master's part of ``/api/ready``: edges known and connected now."""
+        return {"edges": len(self.supervisors), "edges_connected": len(self.links.connected())}
+
     # --- links (LinkListener) ---------------------------------------------------------
 
     async def admit(self, hello: Hello) -> Admission:

@@ -93,6 +93,10 @@ async def test_an_oversized_settings_is_413_and_replication_carries_on(
         warm = await http.post("/api/systems", json={"name": "Warm-up"})
         await wait_until(lambda: edge_has(pair, warm.json()["id"]), timeout=10)
         edge_log_before = len(pair.edge.log())
+        # Readiness counts what is true now, not what was true at boot.
+        assert (await http.get("/api/ready")).json()["edges_connected"] == 1
+        async with pair.edge_client() as edge:
+            assert (await edge.get("/api/ready")).json()["master_connected"] is True
 
         huge = {"name": "Huge", "settings": {"blob": "x" * (2 * 1024 * 1024)}}
         refused = await http.post("/api/systems", json=huge)
