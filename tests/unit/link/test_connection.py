@@ -360,3 +360,29 @@ async def test_an_event_too_large_for_a_frame_is_dropped_and_the_link_stays(
         assert events[0].fields["msg"] == "small"
         assert not master.closed
     assert "not sent" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(b'{"type":"event","event":"x","v":"\xc3\x28"}', id="not UTF-8"),
+        pytest.param("{\x00}", id="raw NUL byte"),
+        pytest.param('{"type":"event","event":"x\\u0000","v":"\\u0000"}', id="escaped NUL"),
+        pytest.param('{"type":"event","event":"x","v":' + "[" * 5000 + "]" * 5000 + "}", id="deep"),
+        pytest.param('{"type":"request","id":9,"op":"' + "o" * 100_000 + '","args":{}}', id="long"),
+        pytest.param(b"\xff\xfe\x00\x01", id="binary garbage"),
+    ],
+)
+async def test_hostile_frames_never_break_the_link(frame: str | bytes) -> None:
+    async def echo(args: dict[str, Any]) -> dict[str, Any]:
+        return args
+
+    link_end, raw = memory_pair()
+    link = LinkConnection(link_end, handlers={"echo": echo}, name=EDGE)
+    async with serving(link):
+        await raw.send(frame)  # type: ignore[arg-type]
+        await raw.send(encode(Request(id=8, op="echo", args={"x": 1})))
+        while (answer := await _next_frame(raw)).get("id") != 8:
+            assert answer["type"] in ("event", "response"), answer
+        assert answer == {"type": "response", "id": 8, "ok": True, "result": {"x": 1}}
+        assert not link.closed
