@@ -15,8 +15,8 @@ from app.runtime.manager import ModuleManager
 from app.runtime.repository import DriverRepository
 from app.services.auth import Authenticator
 from app.services.catalog import Catalog
-from app.services.housekeeping import Housekeeping, Retention
 from app.services.control import ControlService, PlacementSource
+from app.services.housekeeping import Housekeeping, Retention
 from app.services.modules import ModuleService
 from app.services.operations import Operations
 from app.services.secrets import EdgeSecrets

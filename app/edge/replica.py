@@ -171,7 +171,7 @@ class Replicator:
         if not batch.skipped:
             return
         log.error(
-            "the master left %d change(s) out of this replica, too large for a link frame: %s",
+            "the master left %d change(s) out of this replica, which no link frame can carry: %s",
             len(batch.skipped),
             describe_skipped(batch.skipped),
         )

@@ -33,19 +33,16 @@ async def replica_changes(store: Store, args: dict[str, Any], *, max_bytes: int)
     size, last_seq = 0, since
     for change in batch.changes:
         encoded = change.as_json()
-        change_size = encoded_size(encoded) + 1
-        problem = unshippable(encoded, change_size, max_bytes=max_bytes)
+        item_size = encoded_size(encoded) + 1
+        problem = unshippable(encoded, item_size, max_bytes=max_bytes)
         if problem is not None:
-            skipped.append(
-                {"id": change.id, "type": change.type, "seq": change.seq, "reason": problem}
-            )
-            last_seq = change.seq
-            continue
-        if changes and size + change_size > max_bytes:
+            encoded = {"id": change.id, "type": change.type, "seq": change.seq, "reason": problem}
+            item_size = encoded_size(encoded) + 1
+        if (changes or skipped) and size + item_size > max_bytes:
             # Cut short: continue after the last change that fits.
             return _answer(changes, skipped, last_seq, more=True, horizon=batch.horizon)
-        size += change_size
-        changes.append(encoded)
+        (changes if problem is None else skipped).append(encoded)
+        size += item_size
         last_seq = change.seq
     return _answer(changes, skipped, batch.last_seq, more=batch.more, horizon=batch.horizon)
 

@@ -233,8 +233,8 @@ class MasterRole:
         if skipped:
             text = describe_skipped(skipped)
             log.error(
-                "edge %s: %d change(s) left out of its replica, too large for a link frame "
-                "(ENGINE_LINK_MAX_FRAME %d): %s",
+                "edge %s: %d change(s) left out of its replica, which no link frame can "
+                "carry (ENGINE_LINK_MAX_FRAME %d): %s",
                 edge_id,
                 len(skipped),
                 self.node.settings.link_max_frame,
