@@ -182,8 +182,13 @@ class EdgeRole:
         except LinkClosed:
             return
         except Exception as exc:
-            log.error("replica catch-up failed: %s; retried on the next change", exc)
+            log.error("replica catch-up failed: %s; retried now in the background", exc)
             self._replica_changed.set()
+            return
+        await self._synced()
+
+    async def _synced(self) -> None:
+        """A catch-up succeeded: a boot waiting for its first sync is complete."""
         if not self.node.boot.ready:
             topology = await self.node.modules.topology(fresh=True)
             self._complete(len(topology.modules_in([self.edge_id])))
@@ -261,6 +266,8 @@ class EdgeRole:
                 await self.replica.catch_up(link)
             except Exception as exc:
                 log.warning("replica catch-up failed: %s", exc)
+                continue
+            await self._synced()
 
     # --- what the master asks (DESIGN §6) ----------------------------------------------
 
