@@ -235,9 +235,14 @@ class EdgeRole:
             )
 
     async def _watch_changes(self) -> None:
-        """The replica changed: bring the running modules in line."""
+        """The replica changed: bring the running modules in line.
+
+        Cached tokens are dropped too, so a user or token deleted on the master stops
+        working here as soon as its deletion has replicated.
+        """
         async for seq in self.node.store.subscribe():
             self.node.metrics.store_seq.set(seq)
+            self.node.auth.forget()
             try:
                 await self.node.modules.reconcile()
                 if self.control.modules_running:

@@ -172,3 +172,32 @@ async def skipped_metric(process: EngineProcess) -> float:
         if line.startswith("engine_replication_skipped_documents_total ")
     ]
     return values[0] if values else 0.0
+
+
+async def test_a_deleted_user_is_refused_at_once_on_the_master_and_soon_on_the_edge(
+    tmp_path: Path, master: EngineProcess
+) -> None:
+    await master.wait_ready()
+    async with (
+        httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http,
+        edge_of(tmp_path, master, http) as pair,
+    ):
+        user = (await http.post("/api/users", json={"name": "Leaver"})).json()
+        token = (await http.post(f"/api/users/{user['id']}/tokens", json={})).json()["token"]
+        as_user = {"Authorization": f"Bearer {token}"}
+        async with pair.edge_client() as edge:
+
+            async def edge_accepts() -> bool:
+                return (await edge.get("/api/systems", headers=as_user)).status_code == 200
+
+            await wait_until(edge_accepts, timeout=10, message="the user to reach the edge")
+            assert (await http.get("/api/systems", headers=as_user)).status_code == 200
+
+            assert (await http.delete(f"/api/users/{user['id']}")).status_code == 204
+            assert (await http.get("/api/systems", headers=as_user)).status_code == 401
+
+            async def edge_refuses() -> bool:
+                return (await edge.get("/api/systems", headers=as_user)).status_code == 401
+
+            took = await wait_until(edge_refuses, timeout=5, message="the edge to refuse it")
+        assert took < 2.0, f"the edge accepted a deleted user's token for {took:.1f}s"
