@@ -30,7 +30,6 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, too_large_detail(limit))
-        self.limit = limit
 
 
 def too_large_detail(limit: int) -> str:
@@ -76,6 +75,8 @@ class RequestLimits:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    if message.get("more_body"):
+                        await _drain(receive)
                     raise BodyTooLarge(self.max_body)
             return message
 
@@ -90,7 +91,6 @@ class RequestLimits:
         except BodyTooLarge:
             if started:
                 raise
-            await _drain(receive)
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -104,6 +104,17 @@ async def test_an_oversized_settings_is_413_and_replication_carries_on(
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert "262144" in refused.json()["detail"]
 
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"name": "Chunked", "settings": {"blob": "'
+            for _ in range(32):
+                yield b"x" * 65536
+            yield b'"}}'
+
+        chunked = await http.post(
+            "/api/systems", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert chunked.status_code == 413, chunked.text
+
         started = time.monotonic()
         small = await http.post("/api/systems", json={"name": "Small"})
         assert small.status_code == 201, small.text

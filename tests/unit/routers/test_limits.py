@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.routers import limits
 from app.settings import Settings
 from tests.unit.routers.test_crud import assert_problem, create
 
@@ -23,7 +24,12 @@ async def test_a_body_over_the_limit_is_413_naming_it(api: httpx.AsyncClient) ->
     assert (await api.get("/api/systems")).json()["total"] == 0
 
 
-async def test_a_streamed_body_is_cut_off_at_the_limit(api: httpx.AsyncClient) -> None:
+async def test_a_streamed_body_is_cut_off_at_the_limit(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the limit the rest is read and dropped, so the client hears the 413 — but
+    only up to the drain limit: a body larger still is never read to its end."""
+    monkeypatch.setattr(limits, "DRAIN_LIMIT", 512 * 1024)
     sent = 0
 
     async def chunks() -> AsyncIterator[bytes]:
