@@ -58,6 +58,13 @@ class Conflict(EngineError):
     title = "Conflict"
 
 
+class ContentTooLarge(EngineError):
+    """A body or the document it would produce exceeds the configured limit."""
+
+    status = 413
+    title = "Content Too Large"
+
+
 class PreconditionFailed(EngineError):
     status = 412
     title = "Precondition Failed"

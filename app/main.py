@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.logging_filters import install_redaction
 from app.node import Node, Role
 from app.routers import (
     client_ws,
@@ -27,6 +28,7 @@ from app.routers import (
     systems,
     users,
 )
+from app.routers.limits import RequestLimits
 from app.routers.middleware import BootGate, EngineHeaders
 from app.routers.routing import ControllerRouting
 from app.settings import Settings, load_settings
@@ -57,6 +59,7 @@ def build_role(node: Node) -> Role:
 def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
     """Build the application; settings come from the environment unless given."""
     settings = settings or load_settings()
+    install_redaction([settings.edge_secret, settings.admin_token])
     node = node or Node(settings)
     node.role = node.role or build_role(node)
 
@@ -108,6 +111,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     # headers a browser needs to follow them), then the node header around all.
     app.add_middleware(ControllerRouting, node=node)
     app.add_middleware(BootGate, boot=node.boot)
+    app.add_middleware(RequestLimits, max_body=settings.max_document_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

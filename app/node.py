@@ -16,6 +16,7 @@ from app.runtime.repository import DriverRepository
 from app.services.auth import Authenticator
 from app.services.catalog import Catalog
 from app.services.control import ControlService, PlacementSource
+from app.services.housekeeping import Housekeeping, Retention
 from app.services.modules import ModuleService
 from app.services.operations import Operations
 from app.services.secrets import EdgeSecrets
@@ -70,8 +71,9 @@ class Node:
         self.store = store or open_store(settings.database_url)
         self.metrics = Metrics()
         self.boot = BootState()
-        self.catalog = Catalog(self.store)
+        self.catalog = Catalog(self.store, max_document_bytes=settings.max_document_bytes)
         self.auth = Authenticator(self.store, self.catalog)
+        self.catalog.on_change = self.auth.changed
         self.secrets = EdgeSecrets(self.store)
         self.repository = DriverRepository(settings.drivers_path, bundled_drivers())
         self.modules = ModuleService(
@@ -79,12 +81,38 @@ class Node:
             ModuleManager(self.repository, exec_timeout=settings.request_timeout_s),
         )
         self.operations = Operations(self.catalog, self.modules, self.repository)
+        self.metrics.modules_running.set_function(self.modules_running)
+        self.housekeeping = Housekeeping(
+            self.store,
+            Retention(
+                tombstones_s=settings.tombstone_retention_s,
+                events_max=settings.control_events_max,
+                events_max_age_s=settings.control_events_max_age_s,
+            ),
+            interval_s=settings.housekeeping_interval_s,
+            # The master writes the control history; edges hold a replica of it.
+            trim_events=not settings.is_edge,
+            on_purged=self.metrics.tombstones_purged.inc,
+            on_pruned=self.metrics.control_events_pruned.inc,
+        )
         self.role: Role | None = None
         #: Set by the role: how this server answers control questions.
         self.control: ControlService | None = None
         #: Set by the role: where requests about a location go.
         self.placement: PlacementSource | None = None
         self._proxy_client: httpx.AsyncClient | None = None
+
+    def modules_running(self) -> int:
+        """Modules running on this server now."""
+        return len(self.modules.manager.running_ids())
+
+    def live_counts(self) -> dict[str, Any]:
+        """What ``/api/ready`` reports as it is now, not as it was at boot."""
+        counts: dict[str, Any] = {"modules_running": self.modules_running()}
+        role_counts = getattr(self.role, "live_counts", None)
+        if callable(role_counts):
+            counts.update(role_counts())
+        return counts
 
     def proxy_client(self) -> httpx.AsyncClient:
         """The one pooled client used to reverse-proxy requests to other servers."""
@@ -104,9 +132,11 @@ class Node:
         await self.repository.ensure()
         if self.role is not None:
             await self.role.start()
+        self.housekeeping.start()
 
     async def stop(self) -> None:
         try:
+            await self.housekeeping.stop()
             if self.role is not None:
                 await self.role.stop()
             await self.modules.manager.stop_all()
