@@ -92,10 +92,10 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         drivers,
         driver_ops,
         users,
-        client_ws,
     ):
         app.include_router(module.router, prefix="/api")
     app.include_router(health.router)
+    app.include_router(client_ws.router)
     app.include_router(link_ws.router)
     # Added innermost first: routing, then CORS around it (so redirects carry CORS
     # headers a browser needs to follow them), then the node header around all.
