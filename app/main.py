@@ -21,12 +21,13 @@ from app.routers import (
     module_ops,
     modules,
     problems,
+    routing,
     system_ops,
     systems,
     users,
 )
 from app.routers.middleware import BootGate, EngineHeaders
-from app.routers.routing import ControllerRouting
+from app.routers.routing import EDGE_CONFIGURATION_WRITES
 from app.settings import Settings, load_settings
 
 API_VERSION = "1.0.0"
@@ -71,9 +72,11 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         version=API_VERSION,
         summary="Building-automation control engine with master/edge high availability",
         lifespan=lifespan,
+        dependencies=[EDGE_CONFIGURATION_WRITES],
     )
     app.state.node = node
     problems.install(app)
+    routing.install(app)
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -97,9 +100,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     app.include_router(health.router)
     app.include_router(client_ws.router)
     app.include_router(link_ws.router)
-    # Added innermost first: routing, then CORS around it (so redirects carry CORS
+    # Added innermost first: the boot gate, then CORS around it (so redirects carry CORS
     # headers a browser needs to follow them), then the node header around all.
-    app.add_middleware(ControllerRouting, node=node)
     app.add_middleware(BootGate, boot=node.boot)
     if settings.cors_origins:
         app.add_middleware(
