@@ -20,6 +20,7 @@ from app.routers import (
     link_ws,
     module_ops,
     modules,
+    placeos,
     problems,
     routing,
     system_ops,
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         app.include_router(module.router, prefix="/api")
     app.include_router(health.router)
     app.include_router(client_ws.router)
+    app.include_router(placeos.authority_router)
+    app.include_router(placeos.router)
     app.include_router(link_ws.router)
     # Added innermost first: the boot gate, then CORS around it (so redirects carry CORS
     # headers a browser needs to follow them), then the node header around all.
