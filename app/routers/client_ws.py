@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from app.errors import EngineError, Unauthorized, UnknownModule
+from app.errors import EngineError, Unauthorized, Unavailable, UnknownModule
 from app.node import Node
 from app.routers import client_protocol as protocol
 from app.routers.client_protocol import (
@@ -242,9 +242,21 @@ class ClientSession:
         return [protocol.success(request.id, request.target.meta())]
 
     async def _bind(self, request: Bind) -> list[Message]:
-        """Subscribe (once per key); the current value follows the success at once."""
+        """Subscribe (once per key); the current value follows the success at once.
+
+        A module that exists but does not run where this server can reach it now (its
+        location is changing hands) is bound all the same, as PlaceOS binds to a stopped
+        module: its value follows once control of the location comes here.
+        """
         key = request.key
-        handle = await self._targets.system_module(key.sys, key.mod, key.index)
+        try:
+            handle = await self._targets.system_module(key.sys, key.mod, key.index)
+        except Unavailable as exc:
+            log.info("binding %s waits for its module: %s", key, exc.detail)
+            self._bindings.setdefault(key, _waiting)
+            return [protocol.success(request.id, key.meta())]
+        if self._bindings.get(key) is _waiting:
+            del self._bindings[key]
         if key not in self._bindings:
             self._bindings[key] = handle.subscribe_status(self._status_listener(key))
         return [
@@ -331,6 +343,10 @@ class ClientSession:
             _drop(self._bindings, key)
             try:
                 handle = await self._targets.system_module(key.sys, key.mod, key.index)
+            except Unavailable as exc:
+                log.info("binding %s waits for its module after a handover: %s", key, exc.detail)
+                self._bindings[key] = _waiting
+                continue
             except EngineError as exc:
                 log.info("binding %s not followed after a handover: %s", key, exc.detail)
                 continue
@@ -345,6 +361,10 @@ class ClientSession:
             unsubscribe()
         self._bindings.clear()
         self._watches.clear()
+
+
+def _waiting() -> None:
+    """The subscription of a binding whose module does not run within reach yet."""
 
 
 def _drop(subscriptions: dict[_Key, Unsubscribe], key: _Key) -> None:

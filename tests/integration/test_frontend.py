@@ -61,11 +61,20 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
         return response.status_code == 200
 
     await wait_until(power_off, timeout=20, message="the edge's module to answer")
-    async with front_end(site.tls.ca) as panel:
+    async with front_end(site.tls.ca) as panel, front_end() as kiosk:
+        # A PlaceOS panel at the master with a user token; an ACA Engine kiosk at the
+        # edge with an API key (a fixed device: /control/websocket?fixed_device=true).
         authority = await panel.call(
             "setup", host=urlsplit(site.master.url).netloc, secure=True, token=TOKEN
         )
         assert authority["version"].startswith("2.")
+        await kiosk.call(
+            "setup",
+            host=urlsplit(edge.process.url).netloc,
+            secure=False,
+            api_key=TOKEN,
+            version="ACA Engine",
+        )
 
         # Bind: the current value, then a change made through the library.
         power = await panel.call("bind", **target(edge, "power"))
@@ -114,6 +123,9 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
 
         # The edge dies: the master takes over and the bound client keeps hearing values.
         volume = await panel.call("bind", **target(edge, "volume"))
+        assert await kiosk.call("bind", **target(edge, "volume")) == volume
+        await kiosk.wait_for(lambda e: e.get("event") == "connected" and e["connected"])
+        kiosk.events.clear()
         edge.process.kill()
         await wait_until(
             lambda: controller_is(site, edge, "master"),
@@ -141,6 +153,12 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
         await panel.wait_for(lambda e: e.get("key") == volume and e["value"] == 3)
         state = await site.module_state(edge.process, edge.module_id)
         assert state["volume"] == 3, "the edge runs the module again"
+
+        # The kiosk lost its edge, reconnected on its own and bound again.
+        await kiosk.wait_for(lambda e: e.get("event") == "connected" and not e["connected"])
+        await kiosk.wait_for(lambda e: e.get("key") == volume and e["value"] == 3, timeout=40)
+        await execute(panel, edge, "set", "volume", 4)
+        await kiosk.wait_for(lambda e: e.get("key") == volume and e["value"] == 4)
 
 
 async def check_rest_functions(panel: FrontEnd, edge: Edge) -> None:
