@@ -275,16 +275,25 @@ def without_traceback(text: str) -> str:
     if _TRACEBACK not in text:
         return text
     kept: list[str] = []
-    skipping = False
+    in_traceback = skipping = False
     for line in text.splitlines():
         if line == _TRACEBACK:
-            skipping = True
-        elif line in _CHAINING or (skipping and (not line or line[0] in " \t")):
+            in_traceback = skipping = True
+        elif _is_traceback_detail(line, in_traceback=in_traceback, skipping=skipping):
             continue
         else:
             skipping = False
             kept.append(line)
     return "\n".join(kept)
+
+
+def _is_traceback_detail(line: str, *, in_traceback: bool, skipping: bool) -> bool:
+    """A frame, a blank line or a chaining sentence of a traceback (not its last line)."""
+    if line in _CHAINING:
+        return True
+    if in_traceback and not line.strip():
+        return True
+    return skipping and line[0] in " \t"
 
 
 def encode(message: Message) -> str:
