@@ -93,7 +93,9 @@ function variable({ sys, mod, index, name }) {
 }
 
 const operations = {
+    // With ``api_key``, the page is opened as a kiosk is: ``…/#x-api-key=KEY``.
     async setup({ host, secure, token, api_key, version }) {
+        if (api_key) location.hash = `#x-api-key=${encodeURIComponent(api_key)}`;
         place.status().subscribe((connected) => emit({ event: 'connected', connected }));
         place.debug_events.subscribe((line) => emit({ event: 'debug', ...line }));
         await place.setup({
@@ -107,8 +109,7 @@ const operations = {
             token_uri: '/auth/token',
             scope: 'public',
         });
-        if (api_key) place.setAPI_Key(api_key);
-        else place.setToken(token);
+        if (!api_key) place.setToken(token);
         return place.authority();
     },
     async bind(target) {
