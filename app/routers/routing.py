@@ -16,14 +16,13 @@ configuration API (the edge's replica serves the reads).
 
 from __future__ import annotations
 
-import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Literal
 
 import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
-from starlette.background import BackgroundTask
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import Response, StreamingResponse
@@ -48,12 +47,9 @@ from app.services.routing import (
     preference_from,
 )
 
-log = logging.getLogger(__name__)
-
 CONFIG_PATH = re.compile(r"^/api/(edges|systems|modules|drivers|users)(/.*)?$")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Headers that belong to one hop, or that the server sending the answer sets itself
-#: (a proxied answer carrying the controller's ``date`` and ``server`` would repeat them).
+#: Headers that belong to one hop.
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -68,6 +64,7 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+#: Headers the server sending the answer sets itself: relayed, they would be repeated.
 SET_BY_THIS_SERVER = frozenset({"date", "server"})
 
 
@@ -116,7 +113,12 @@ BY_SYSTEM = Depends(RoutedBy("system", "system_id"))
 
 
 async def route(node: Node, request: Request, target: Placement, default: Preference) -> None:
-    """Return when this server answers; otherwise raise the redirect, refusal or answer."""
+    """Return when this server answers the request.
+
+    Otherwise raises ``ControlledElsewhere`` (307), ``Unavailable`` (503),
+    ``GatewayTimeout`` or ``BadGateway`` (the proxied controller failed), or
+    ``Answered`` with the controller's proxied response.
+    """
     preference, asked = preference_from(request.headers.get("prefer"), default)
     decision = decide(target, preference)
     if isinstance(decision, Local):
@@ -160,11 +162,7 @@ async def _proxy(node: Node, request: Request, route: Proxy, applied: dict[str, 
     if upstream.status_code >= 500 and "x-engine-node" not in upstream.headers:
         await upstream.aclose()
         raise BadGateway(f"{route.name} failed with {upstream.status_code}", controller=route.name)
-    response = StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        background=BackgroundTask(upstream.aclose),
-    )
+    response = StreamingResponse(_relay(upstream), status_code=upstream.status_code)
     # The body is relayed as it came (still encoded), so its length still holds.
     response.raw_headers = [
         (k.encode("latin-1"), v.encode("latin-1"))
@@ -175,6 +173,15 @@ async def _proxy(node: Node, request: Request, route: Proxy, applied: dict[str, 
     response.raw_headers.append((b"via", f"1.1 {node.settings.node_name}".encode()))
     response.raw_headers += [(k.lower().encode(), v.encode()) for k, v in applied.items()]
     return response
+
+
+async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
+    """The upstream body as it comes; the upstream connection is released however it ends."""
+    try:
+        async for chunk in upstream.aiter_raw():
+            yield chunk
+    finally:
+        await upstream.aclose()
 
 
 def _forward_headers(node: Node, scope: Scope) -> list[tuple[str, str]]:
