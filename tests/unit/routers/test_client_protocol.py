@@ -10,6 +10,7 @@ import pytest
 from app.errors import (
     Conflict,
     DriverFailed,
+    EngineError,
     Forbidden,
     GatewayTimeout,
     InvalidField,
@@ -24,7 +25,7 @@ from app.runtime.status import DebugStream, ModuleLogger
 
 def test_the_codes_are_placeos_error_codes() -> None:
     assert [code.value for code in ErrorCode] == list(range(8))
-    assert ErrorCode.SYSTEM_NOT_FOUND == 5 and ErrorCode.MODULE_NOT_FOUND == 6
+    assert (ErrorCode.SYSTEM_NOT_FOUND.value, ErrorCode.MODULE_NOT_FOUND.value) == (5, 6)
 
 
 @pytest.mark.parametrize(
@@ -40,8 +41,8 @@ def test_the_codes_are_placeos_error_codes() -> None:
         (GatewayTimeout("no answer"), ErrorCode.REQUEST_FAILED),
     ],
 )
-def test_engine_errors_map_to_codes(error: Exception, code: ErrorCode) -> None:
-    assert protocol.code_for(error) == code  # type: ignore[arg-type]
+def test_engine_errors_map_to_codes(error: EngineError, code: ErrorCode) -> None:
+    assert protocol.code_for(error) == code
 
 
 @pytest.mark.parametrize(
