@@ -27,7 +27,9 @@ from app.routers.crud import problems
 from app.routers.deps import CatalogDep, CurrentUser, NodeDep
 from app.routers.module_ops import NOT_MODIFIED, TargetsDep, live_json, runtime_problems
 from app.routers.routing import RoutedBy
+from app.runtime.handle import ModuleHandle
 from app.services.catalog import SYSTEM
+from app.services.resolve import RuntimeTargets
 from app.store.base import Document
 
 #: The PlaceOS API version this engine speaks (the library wants 2.x for its v2 paths).
@@ -204,8 +206,7 @@ async def module_count(
 async def function_list(
     request: Request, system_id: str, module_key: str, targets: TargetsDep
 ) -> Response:
-    name, index = module_position(module_key)
-    handle = await targets.system_module(system_id, name, index)
+    handle = await module_at(targets, system_id, module_key)
     return live_json(request, placeos_functions(handle.funcs()))
 
 
@@ -220,8 +221,7 @@ async def function_list(
 async def module_state(
     request: Request, system_id: str, module_key: str, targets: TargetsDep
 ) -> Response:
-    name, index = module_position(module_key)
-    handle = await targets.system_module(system_id, name, index)
+    handle = await module_at(targets, system_id, module_key)
     return live_json(request, handle.state())
 
 
@@ -236,8 +236,7 @@ async def module_state(
 async def lookup_module_state(
     request: Request, system_id: str, module_key: str, status: str, targets: TargetsDep
 ) -> Response:
-    name, index = module_position(module_key)
-    state = (await targets.system_module(system_id, name, index)).state()
+    state = (await module_at(targets, system_id, module_key)).state()
     if status not in state:
         raise NotFound(f"{module_key} of system {system_id} has no status {status!r}")
     return live_json(request, state[status])
@@ -258,9 +257,14 @@ async def execute(
     targets: TargetsDep,
     args: Annotated[list[Any] | None, Body(description="the method's arguments")] = None,
 ) -> JSONResponse:
-    name, index = module_position(module_key)
-    handle = await targets.system_module(system_id, name, index)
+    handle = await module_at(targets, system_id, module_key)
     return JSONResponse(await handle.exec(method, args or []))
+
+
+async def module_at(targets: RuntimeTargets, system_id: str, module_key: str) -> ModuleHandle:
+    """Module ``Display_1`` of the system."""
+    name, index = module_position(module_key)
+    return await targets.system_module(system_id, name, index)
 
 
 def module_position(key: str) -> tuple[str, int]:
