@@ -305,13 +305,12 @@ class ClientSession:
         """Where a module watched by id sits (``{sys, mod, index}``), for its debug lines."""
         for system_id in (await self._node.modules.topology()).systems_of(module_id):
             try:
-                positions = self._targets.systems.index(system_id).keys()
+                positions = self._targets.systems.index(system_id).positions
             except EngineError:
                 continue
-            for position, found in positions.items():
+            for (name, index), found in positions.items():
                 if found == module_id:
-                    name, _, index = position.rpartition("_")
-                    return {"sys": system_id, "mod": name, "index": int(index)}
+                    return {"sys": system_id, "mod": name, "index": index}
         return {"sys": None, "mod": module_id, "index": 1}
 
     def _debug_listener(self, module_id: str, klass: str, meta: dict[str, Any]) -> DebugCallback:

@@ -188,9 +188,7 @@ async def module_count(
 ) -> dict[str, int]:
     await targets.ensure_known_system(system_id)
     counts: dict[str, int] = {}
-    positions = targets.systems.index(system_id).keys()  # {"Display_1": module_id, ...}
-    for position in positions:
-        name, _ = module_position(position)
+    for name, _ in targets.systems.index(system_id).positions:
         counts[name] = counts.get(name, 0) + 1
     return {"count": counts.get(module, 0)} if module is not None else counts
 
