@@ -16,6 +16,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from app.errors import Unavailable
 from app.main import create_app
 from app.node import Node
 from app.routers import client_ws
@@ -428,3 +429,39 @@ async def test_calls_past_the_limit_wait_and_are_all_answered(
         replies = [await panel.receive() for _ in range(200)]
     assert sorted(reply["id"] for reply in replies) == list(range(200))
     assert {reply["type"] for reply in replies} == {"success"}, replies
+
+
+async def test_a_binding_waits_for_a_module_that_runs_nowhere_yet(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edge's module while nobody runs it (an edge during a failover): bound all the same,
+    heard once control of its location comes here."""
+    http = server.http
+    echo = await add_driver(http, "generic/echo.py", "Echo", "service")
+    edge = await create(http, "/api/edges", {"name": "Away", "failover": False})
+    system = await create(http, "/api/systems", {"name": "Far", "edge_control_id": edge["id"]})
+    module_id = await add_module(http, echo, "Echo", system_id=system["id"])
+    resolve = RuntimeTargets.system_module
+
+    async def not_running_yet(targets: RuntimeTargets, *args: Any) -> ModuleHandle:
+        if not server.node.modules.runs(edge["id"]):
+            raise Unavailable(f"module {module_id} is not loaded")
+        return await resolve(targets, *args)
+
+    monkeypatch.setattr(RuntimeTargets, "system_module", not_running_yet)
+    binding = {"sys": system["id"], "mod": "Echo", "index": 1, "name": "power"}
+    async with client(server) as panel:
+        reply = await panel.request({"id": 1, "cmd": "bind", **binding})
+        assert reply == {"id": 1, "type": "success", "meta": binding}
+        await panel.send("ping")
+        assert await panel.websocket.recv() == "pong", "no value yet: the module runs nowhere"
+
+        await server.node.modules.take(edge["id"])  # the master takes the location over
+        await wait_running(server.node, module_id)
+        assert await panel.until(lambda m: m.get("type") == "notify") == {
+            "type": "notify",
+            "value": None,
+            "meta": binding,
+        }
+        await server.node.modules.manager.handle(module_id).exec("set", ["power", "on"])
+        assert await panel.until(is_notify("power", "on"))
