@@ -146,6 +146,10 @@ const operations = {
         if (!REST.includes(fn)) throw new Error(`not a REST function under test: ${fn}`);
         return lastValueFrom(place[fn](...args));
     },
+    // The headers of the library's last response from ``path`` (its responseHeaders).
+    async headers({ path }) {
+        return place.responseHeaders(`${place.apiEndpoint()}${path}`);
+    },
     // What moduleTypes / moduleCount send (4.7.7 does not export them): the library's
     // own authenticated GET under its API endpoint.
     async get({ path }) {

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.sites import Edge, Site, open_site
+from tests.integration.sites import TOKEN, Edge, Site, open_site
 from tests.support.frontend import FrontEnd, FrontEndError, front_end
 from tests.support.wait import wait_until
 
@@ -175,6 +175,8 @@ async def check_rest_functions(panel: FrontEnd, edge: Edge) -> None:
         [edge.module_id],
     )
     assert await rest("executeOnSystem", edge.system_id, "echo", "Echo", 1, ["rest"]) == "rest"
+    answered = await panel.call("headers", path=f"/systems/{edge.system_id}/Echo_1/echo")
+    assert (answered["via"], answered["x-engine-node"]) == ("1.1 master", f"edge:{edge.id}")
     assert (await rest("systemModuleState", edge.system_id, "Echo", 1))["power"] == "on"
     assert await rest("lookupSystemModuleState", edge.system_id, "Echo", 1, "power") == "on"
     functions = await rest("functionList", edge.system_id, "Echo", 1)
@@ -195,6 +197,3 @@ async def _set(panel: FrontEnd, edge: Edge, name: str, value: Any) -> bool:
 
 async def _online(site: Site, edge: Edge) -> bool:
     return bool((await site.control(edge))["online"])
-
-
-TOKEN = "site-admin"
