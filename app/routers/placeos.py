@@ -28,7 +28,7 @@ from app.routers.deps import CatalogDep, CurrentUser, NodeDep
 from app.routers.module_ops import NOT_MODIFIED, TargetsDep, live_json, runtime_problems
 from app.routers.routing import RoutedBy
 from app.runtime.handle import ModuleHandle
-from app.services.catalog import SYSTEM
+from app.services.catalog import MODULE, SYSTEM
 from app.services.resolve import RuntimeTargets
 from app.store.base import Document
 
@@ -79,7 +79,7 @@ async def authority(request: Request, node: NodeDep) -> Authority:
     )
 
 
-def placeos_system(doc: Document, *, complete: bool = False) -> dict[str, Any]:
+def placeos_system(doc: Document) -> dict[str, Any]:
     """A ControlSystem in PlaceOS's ``PlaceSystem`` shape (our fields kept alongside)."""
     body = doc.body
     system: dict[str, Any] = {
@@ -112,9 +112,24 @@ def placeos_system(doc: Document, *, complete: bool = False) -> dict[str, Any]:
             None,
         ],
     }
-    if complete:
-        system["module_data"] = []
     return system
+
+
+def placeos_module(doc: Document, system_id: str) -> dict[str, Any]:
+    """A Module in PlaceOS's ``PlaceModule`` shape: ``custom_name`` is what systems call it."""
+    body = doc.body
+    return {
+        "id": doc.id,
+        "name": body.get("name", ""),
+        "custom_name": body.get("name", ""),
+        "driver_id": body.get("driver_id", ""),
+        "control_system_id": system_id,
+        "ip": body.get("ip") or "",
+        "port": body.get("port") or 0,
+        "uri": body.get("uri") or "",
+        "running": bool(body.get("running", True)),
+        "version": int(doc.version) if doc.version.isdigit() else 0,
+    }
 
 
 def _settings_string(settings: dict[str, Any]) -> str:
@@ -167,10 +182,14 @@ async def show_system(
     system_id: str,
     catalog: CatalogDep,
     _user: CurrentUser,
-    complete: bool = False,
+    complete: Annotated[bool, Query(description="with module_data: the system's modules")] = False,
 ) -> Response:
     doc = await catalog.get(SYSTEM, system_id)
-    return cached_json(request, placeos_system(doc, complete=complete))
+    system = placeos_system(doc)
+    if complete:
+        modules = [await catalog.get(MODULE, module_id) for module_id in system["modules"]]
+        system["module_data"] = [placeos_module(module, system_id) for module in modules]
+    return cached_json(request, system)
 
 
 @router.get(

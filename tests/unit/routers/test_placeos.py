@@ -58,6 +58,9 @@ async def test_systems_in_placeos_shape(api: httpx.AsyncClient, room: Room) -> N
     assert shown["name"] == shown["display_name"] == "Huddle"
     assert shown["modules"] == [room.first, room.second]
     assert len(shown["settings"]) == 4
+    complete = (await api.get(f"{V2}/{room.system_id}", params={"complete": "true"})).json()
+    assert [m["id"] for m in complete["module_data"]] == [room.first, room.second]
+    assert complete["module_data"][0]["custom_name"] == "Echo"
     assert (await api.get(f"{V2}/sys-nope")).status_code == 404
 
 
