@@ -40,6 +40,8 @@ test-couchbase: $(STAMP)
 ## What the tests drive beyond Python: Debian packages (a browser, promtool), node packages.
 test-deps: $(STAMP)
 	tests/setup/system-packages.sh
+	@if command -v npm >/dev/null; then npm ci --prefix tests/frontend --no-audit --no-fund --loglevel=error; \
+	else echo "npm missing: the PlaceOS front-end library is not installed (its tests skip only without node)"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SOURCES)

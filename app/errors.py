@@ -27,6 +27,14 @@ class NotFound(EngineError):
     title = "Not Found"
 
 
+class UnknownSystem(NotFound):
+    """No such control system (or none the runtime knows)."""
+
+
+class UnknownModule(NotFound):
+    """No such module, or no module of that name and index in the system."""
+
+
 class InvalidField(EngineError):
     """A request field has a value we cannot accept; names the field and the reason."""
 

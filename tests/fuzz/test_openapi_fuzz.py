@@ -197,13 +197,19 @@ class Master:
         self.app = app
         self.ids = ids
 
-    def path_ids(self, path: str, names: list[str]) -> dict[str, str]:
-        """An existing document of the right kind for each id parameter of ``path``."""
+    def path_ids(self, path: str, generated: dict[str, Any]) -> dict[str, Any]:
+        """An existing document of the right kind for each id parameter of ``path``, the
+        seeded module's position for ``module_key``; other parameters as generated."""
         collection = path.split("/")[2]
-        return {
-            name: self.ids[COLLECTION_IDS[collection] if name == "doc_id" else name]
-            for name in names
-        }
+        chosen = {**generated}
+        for name in generated:
+            if name == "doc_id":
+                chosen[name] = self.ids[COLLECTION_IDS[collection]]
+            elif name in self.ids:
+                chosen[name] = self.ids[name]
+            elif name == "module_key":
+                chosen[name] = "Echo_1"
+        return chosen
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +245,7 @@ def test_generated_requests_answer_as_documented(case: Case, master: Master) -> 
 
 @operations_on_documents.parametrize()
 def test_requests_about_existing_documents_answer_as_documented(case: Case, master: Master) -> None:
-    case.path_parameters = master.path_ids(case.path, list(case.path_parameters))
+    case.path_parameters = master.path_ids(case.path, dict(case.path_parameters or {}))
     case.call_and_validate(app=master.app)
 
 
@@ -258,7 +264,7 @@ def undeclared(operation: dict[str, Any], response: requests.Response) -> str | 
 def test_unparseable_and_invalid_input_is_documented(gap: Gap, master: Master) -> None:
     operation = DOCUMENT["paths"][gap.path][gap.method.lower()]
     names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
-    url = gap.path.format(**master.path_ids(gap.path, names))
+    url = gap.path.format(**master.path_ids(gap.path, dict.fromkeys(names, "x")))
     with in_process(master.app) as client:
         response = client.request(gap.method, f"{url}?{gap.query}", **gap.request)
     assert response.status_code < 500, response.text
