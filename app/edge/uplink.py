@@ -53,7 +53,7 @@ class UplinkListener(Protocol):
 
     async def connected(self, link: LinkConnection, welcome: Welcome, control: Control) -> None: ...
 
-    async def disconnected(self) -> None: ...
+    async def disconnected(self, reason: str) -> None: ...
 
     async def attempt_failed(self, reason: str) -> None: ...
 
@@ -94,7 +94,7 @@ class Uplink:
         self._settings = settings
         self._edge_id: str = settings.edge_id
         self._secret: str = settings.edge_secret
-        self._url = link_url(settings.master_url)
+        self._url = link_url(settings.link_url or settings.master_url)
         self._tls = client_tls(settings)
         self._handlers = handlers
         self._on_event = on_event
@@ -150,7 +150,10 @@ class Uplink:
             finally:
                 runner.cancel()
                 self.link = None
-                await self._listener.disconnected()
+                code = websocket.close_code
+                await self._listener.disconnected(
+                    f"the link dropped (close code {code})" if code else "the link dropped"
+                )
 
     async def _handshake(self, transport: WebsocketsTransport) -> tuple[Welcome, Control]:
         facts = self._listener.hello_facts()
@@ -176,7 +179,10 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, AuthFailed):
         return f"the master failed authentication ({exc})"
     if isinstance(exc, TransportClosed):
-        return "the master closed the connection during the handshake (wrong secret?)"
+        return (
+            "the master refused this edge's proof: its ENGINE_EDGE_SECRET is wrong or was "
+            "revoked (or the connection closed during the handshake)"
+        )
     if isinstance(exc, FrameError):
         return f"bad handshake frame: {exc}"
     if isinstance(exc, TimeoutError):

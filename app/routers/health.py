@@ -23,6 +23,9 @@ async def health(node: NodeDep) -> dict[str, Any]:
     "/api/ready",
     operation_id="getReady",
     summary="503 with Retry-After until boot is complete, then the boot summary",
+    description="Once ready, the body also says whether the store takes control decisions' "
+    "writes (master: `store`, `decisions_unrecorded`) and how the link fares (edge: `link` "
+    "with the last `error` when it is refused or failing, `controls`).",
     responses=problems(503),
 )
 async def ready(node: NodeDep) -> Response:
@@ -35,8 +38,15 @@ async def ready(node: NodeDep) -> Response:
             headers={"Retry-After": str(max(1, round(boot.expected_wait_s)))},
             phase=boot.phase,
         )
+    control = node.control.health() if node.control is not None else {}
     return JSONResponse(
-        {"status": "ready", "node": node.settings.node_name, "phase": boot.phase, **boot.summary}
+        {
+            "status": "ready",
+            "node": node.settings.node_name,
+            "phase": boot.phase,
+            **boot.summary,
+            **control,
+        }
     )
 
 

@@ -71,8 +71,14 @@ class UnknownOps(Mapping[str, Handler]):
         return 0
 
 
-async def lookup_secret(edge_id: str) -> str | None:
-    return SECRET if edge_id == EDGE else None
+class Secrets:
+    """One edge and its secret."""
+
+    async def valid(self, edge_id: str) -> list[str]:
+        return [SECRET] if edge_id == EDGE else []
+
+    async def end_grace(self, edge_id: str) -> None:
+        pass
 
 
 async def no_event(edge_id: str, event: Any) -> None:
@@ -87,7 +93,7 @@ def listener() -> Listener:
 @pytest.fixture
 async def url(listener: Listener) -> AsyncIterator[str]:
     links = EdgeLinks(
-        lookup_secret=lookup_secret,
+        secrets=Secrets(),
         handlers=lambda edge_id: {},
         on_event=no_event,
         max_frame=1 << 20,
