@@ -16,6 +16,7 @@ pair cost no log line and no store read (secrets are cached).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -199,11 +200,12 @@ class EdgeLinks:
             tasks.append(asyncio.create_task(self.listener.link_up(edge_id, link, hello)))
         try:
             await asyncio.wait([runner, heartbeat], return_when=asyncio.FIRST_COMPLETED)
-            if not runner.done():
+            if heartbeat.done() and heartbeat.result():
                 log.warning("edge %s stopped answering: dropping its link", edge_id)
                 silent = MISSED_PINGS * self._ping_interval
                 self._failed(edge_id, f"no answer to pings for {silent:g} s")
-                await link.close(CLOSE_UNRESPONSIVE, "no answer to pings")
+                with contextlib.suppress(TransportClosed, RuntimeError):  # closed meanwhile
+                    await link.close(CLOSE_UNRESPONSIVE, "no answer to pings")
             elif edge_id not in self.link_errors and self._links.get(edge_id) is link:
                 self._failed(edge_id, "the link closed")
             # link_up finishes promptly now: whatever it still waits for failed with the link.
@@ -213,8 +215,9 @@ class EdgeLinks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _heartbeat(self, link: LinkConnection) -> None:
-        """Return once the edge has left ``MISSED_PINGS`` ping intervals without an answer.
+    async def _heartbeat(self, link: LinkConnection) -> bool:
+        """Return True once the edge has left ``MISSED_PINGS`` ping intervals without an
+        answer, False when the link closed first.
 
         The websocket's own pings cannot be relied on here: over TLS the server only
         hears of a dead peer when the TLS shutdown times out, long after the pings did.
@@ -223,8 +226,10 @@ class EdgeLinks:
             await asyncio.sleep(self._ping_interval)
             try:
                 await link.request("ping", {}, timeout=MISSED_PINGS * self._ping_interval)
-            except (LinkTimeout, LinkClosed):
-                return
+            except LinkTimeout:
+                return True
+            except LinkClosed:
+                return False
             except LinkRequestError:
                 pass  # an answer all the same
 

@@ -197,9 +197,9 @@ async def test_a_link_only_fault_leaves_the_edge_in_control(site: Site, rooms: R
             await room.watch.keeps(["linkless"], seconds=0.5)
             assert sampler.samples[-1][1:] == (503, 200)
 
-    control = await site.control(room.edge)
-    assert (control["controller"], control["epoch"]) == ("edge", epoch), "no handover"
-    assert await decisions(site, room) == ["connected", "disconnected", "alive", "connected"]
+        control = await site.control(room.edge)
+        assert (control["controller"], control["epoch"]) == ("edge", epoch), "no handover"
+        assert await decisions(site, room) == ["connected", "disconnected", "alive", "connected"]
     assert_one_truth(sampler)
     assert room.watch.owners() == ["linkless"]
     assert room.device.max_concurrent == 1
