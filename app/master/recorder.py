@@ -57,6 +57,7 @@ class DecisionRecorder:
         store: Store,
         health: StoreHealth,
         *,
+        epoch: int,
         reserved: int,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
@@ -71,11 +72,13 @@ class DecisionRecorder:
         self._unrecorded_since: datetime | None = None
         #: Epochs up to this one are covered by a reservation the store holds.
         self.reserved = reserved
+        #: The newest epoch handed out (a decision that keeps it needs no new one).
+        self._epoch = epoch
 
     @property
     def unrecorded(self) -> Unrecorded | None:
         """The newest decision the store has not taken yet, if any."""
-        if self._unrecorded_since is None:
+        if self._unrecorded_since is None or (self._control is None and not self._events):
             return None
         if self._control is not None:
             control = self._control
@@ -94,14 +97,14 @@ class DecisionRecorder:
         A decision whose epoch lies beyond the recorded reservation is recorded first:
         when that write fails the decision must not be carried out.
         """
-        self._control = control
-        if control.epoch > self.reserved:
-            if not await self._flush():
-                raise StoreRefused(
-                    f"the store refuses writes ({self._health.error}): the decision waits for "
-                    "it (no epoch left in the recorded reservation)"
-                )
-            return
+        previous, self._control = self._control, control
+        if control.epoch > max(self.reserved, self._epoch) and not await self._flush():
+            self._control = previous
+            raise StoreRefused(
+                f"the store refuses writes ({self._health.error}): the decision waits for "
+                "it (no epoch left in the recorded reservation)"
+            )
+        self._epoch = max(self._epoch, control.epoch)
         await self._flush()
 
     async def append(self, event: RecordEvent) -> None:

@@ -90,6 +90,7 @@ class EdgeSupervisor:
             edge_id,
             store,
             health or StoreHealth(),
+            epoch=state.control.epoch,
             reserved=state.control.epoch_floor,
             clock=clock,
         )
@@ -98,6 +99,8 @@ class EdgeSupervisor:
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._awaiting_link: _AwaitingLink | None = None
+        #: A failover that needs the store before it can be carried out.
+        self._waiting: Unrecorded | None = None
 
     async def handle(self, event: Event) -> Transition:
         """Decide on ``event`` and carry the decision out before the next event.
@@ -147,8 +150,8 @@ class EdgeSupervisor:
 
     @property
     def unrecorded(self) -> Unrecorded | None:
-        """The decision carried out that the store has not taken yet, if any."""
-        return self._recorder.unrecorded
+        """A decision the store has not taken yet: carried out, or waiting for it."""
+        return self._waiting or self._recorder.unrecorded
 
     def close(self) -> None:
         if self._timer is not None:
@@ -229,10 +232,14 @@ class EdgeSupervisor:
             await self.handle(FailoverTimerFired(now))
         except StoreRefused as exc:
             log.error("failover of edge %s waits for the store: %s", self.edge_id, exc)
+            if self._waiting is None:
+                self._waiting = Unrecorded("failover: the master takes over", str(exc), now)
             if self._timer is None and self.state.control.failover_deadline is not None:
                 self._arm(self._clock() + timedelta(seconds=MAX_RETRY_S))
+            return
         except Exception:
             log.exception("failover of edge %s failed", self.edge_id)
+        self._waiting = None
 
 
 def _needs_link(action: Action) -> bool:
