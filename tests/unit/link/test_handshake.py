@@ -49,6 +49,15 @@ def test_master_refuses_an_edge_with_the_wrong_secret() -> None:
         master_side.receive(hello, [SECRET])
 
 
+def test_during_a_rotation_either_secret_authenticates_and_the_one_used_is_named() -> None:
+    master_side, edge_side = master(), edge(secret="previous")
+
+    hello = edge_side.receive_challenge(master_side.start())
+
+    assert master_side.receive(hello, [SECRET, "previous"]) == "previous"
+    edge_side.receive_welcome(master_side.welcome(master_booting=False, epoch=1))
+
+
 def test_master_refuses_an_unknown_edge() -> None:
     master_side = master()
     hello = edge(edge_id="nobody").receive_challenge(master_side.start())

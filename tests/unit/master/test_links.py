@@ -195,3 +195,26 @@ async def test_any_answer_keeps_a_link_alive(url: str, listener: Listener) -> No
         await wait_until(lambda: old_edge.asked >= 5, timeout=WAIT, message="five pings")
         assert websocket.close_code is None
         assert listener.events == ["admit", "up"]
+
+
+async def wrong_hello(url: str, edge_id: str = EDGE) -> int | None:
+    """A hello with a wrong proof; returns the close code the master answered with."""
+    async with connect(url) as websocket:
+        transport = WebsocketsTransport(websocket)
+        handshake = EdgeHandshake(
+            edge_id, "guess", boot_time=0.0, devices_loaded=True, replica_seq=0, commit=None
+        )
+        challenge = await receive_frame(transport, Challenge)
+        await transport.send(encode(handshake.receive_challenge(challenge)))
+        await websocket.wait_closed()
+        return websocket.close_code
+
+
+async def test_a_flood_of_wrong_hellos_never_keeps_the_real_edge_out(
+    url: str, listener: Listener
+) -> None:
+    for _ in range(20):  # far past the throttle's limit, from the edge's own address
+        assert await wrong_hello(url) == 4401
+
+    async with edge(url):
+        await wait_until(lambda: "up" in listener.events, timeout=WAIT, message="the link up")
