@@ -107,9 +107,7 @@ def test_the_masters_witness_makes_a_disconnected_edge_yield_and_hold_off() -> N
     assert not yielded.state.modules_running
     assert yielded.state.on_master_controls().actions == (), "nothing more to stop"
     # Once the master's witness no longer says so, the disconnect rule applies again.
-    assert yielded.state.on_reconnect_failed(at(RETRY_S), RETRY_S).actions == (
-        StartLocalModules(),
-    )
+    assert yielded.state.on_reconnect_failed(at(RETRY_S), RETRY_S).actions == (StartLocalModules(),)
 
 
 def test_the_masters_witness_changes_nothing_while_the_link_is_up() -> None:
