@@ -23,7 +23,7 @@ from app.control.clock import now_utc
 from app.control.state import EPOCH_RESERVE, ControlState, persisted_document
 from app.control.supervisor import RecordEvent
 from app.services.control import StoreHealth, control_id
-from app.store.base import DocumentExists, Store, StoreError
+from app.store.base import DocumentExists, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 1.0
 
 
-class StoreRefused(StoreError):
+class StoreRefused(StoreUnavailable):
     """A decision needs a record the store refused; it was not carried out."""
 
 
