@@ -274,13 +274,14 @@ async def _offline(site: Site, room: Room) -> bool:
 
 
 async def test_a_flood_of_wrong_hellos_does_not_keep_the_edge_out(site: Site, rooms: Rooms) -> None:
-    async with PausableProxy(site.master.port) as proxy:
+    async with PausableProxy(site.master.port) as proxy, AsyncExitStack() as stack:
         room = await rooms.add(
             "flooded", timeout=10, env={"ENGINE_LINK_URL": f"https://127.0.0.1:{proxy.port}"}
         )
         await room.watch.wait_held_by("flooded", timeout=10)
         link_url = site.master.url.replace("https://", "wss://") + "/api/edge/link"
         flood = Flood(link_url, room.edge.id, site)
+        sampler = await stack.enter_async_context(ControllerSampler(site, room.edge))
         flooding = asyncio.create_task(flood.run(count=200, seconds=10.0))
         try:
             await wait_until(lambda: flood.sent >= 40, timeout=5, message="the flood to start")
@@ -295,6 +296,7 @@ async def test_a_flood_of_wrong_hellos_does_not_keep_the_edge_out(site: Site, ro
         finally:
             await flooding
         assert flood.sent == 200, f"the flood sent {flood.sent} wrong hellos"
+    assert_one_truth(sampler)
     assert room.watch.owners() == ["flooded"]
 
 
@@ -345,20 +347,22 @@ async def test_a_frozen_edge_resumes_into_at_most_one_second_of_double_control(
     process = room.edge.process.process
     assert process is not None
 
-    process.send_signal(signal.SIGSTOP)
-    try:
-        await wait_until(
-            lambda: sorted(room.watch.open_owners()) == ["frozen", "master"],
-            timeout=3 * PING_S + TIMEOUT_S + 3,
-            message="the master to take over from the frozen edge",
-        )
-    finally:
-        process.send_signal(signal.SIGCONT)
-    resumed = time.monotonic()
-    alone = await room.watch.wait_held_by("master", timeout=5)
-    report("frozen edge resumed to the master alone on the device", alone - resumed)
-    assert alone - resumed <= 1.0
-    await room.watch.keeps(["master"], seconds=0.5)
+    async with ControllerSampler(site, room.edge) as sampler:
+        process.send_signal(signal.SIGSTOP)
+        try:
+            await wait_until(
+                lambda: sorted(room.watch.open_owners()) == ["frozen", "master"],
+                timeout=3 * PING_S + TIMEOUT_S + 3,
+                message="the master to take over from the frozen edge",
+            )
+        finally:
+            process.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        alone = await room.watch.wait_held_by("master", timeout=5)
+        report("frozen edge resumed to the master alone on the device", alone - resumed)
+        assert alone - resumed <= 1.0
+        await room.watch.keeps(["master"], seconds=0.5)
+    assert_one_truth(sampler)
     async with httpx.AsyncClient(timeout=2) as http:
         probe = await http.get(f"{room.edge.process.url}/api/edges/{room.edge.id}/controller")
     assert probe.status_code == 503
