@@ -28,7 +28,7 @@ from app.node import Node
 from app.runtime.status import Unsubscribe
 from app.services.control import describe, persisted_state
 from app.services.witness import Witness, WitnessReport, answer
-from app.store.base import Document, DocumentNotFound
+from app.store.base import Document, DocumentNotFound, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +189,45 @@ class EdgeRole:
         if self.control.modules_running:
             await self._ask_master()
 
-    async def attempt_failed(self, reason: str) -> None:
+    async def attempt_failed(self, reason: str, *, refused: bool) -> None:
         self.link_error = (reason, now_utc())
-        if not await self._ask_master():
-            retry_s = self.node.settings.link_retry_s
-            await self._apply(lambda state: state.on_reconnect_failed(now_utc(), retry_s))
+        if await self._ask_master():
+            return
+        if refused and await self._locked_out():
+            await self._apply(lambda state: state.on_master_controls())
+            return
+        retry_s = self.node.settings.link_retry_s
+        await self._apply(lambda state: state.on_reconnect_failed(now_utc(), retry_s))
+
+    async def _locked_out(self) -> bool:
+        """Whether the master, alive, refuses this edge and is about to take its devices.
+
+        Both the link and the witness refuse the edge's secret (revoked, say): the master
+        answers, so it is no partition, and it will fail over after ``timeout``. The edge
+        yields two retry intervals before that moment, so the devices never have two
+        controllers; with failover off it keeps them.
+        """
+        report = self.witness_report
+        lost = self.control.link_lost_at
+        if report is None or report.result != "refused" or lost is None:
+            return False
+        try:
+            body = (await self.node.store.get(self.edge_id)).body
+        except StoreError:
+            return False
+        if not body.get("failover", True):
+            return False
+        margin = 2 * self.node.settings.link_retry_s
+        waited = (now_utc() - lost).total_seconds()
+        if waited < float(body.get("timeout", 20.0)) - margin:
+            return False
+        if self.control.modules_running:
+            log.warning(
+                "the master refuses this edge's secret and will take over its devices "
+                "(failover after %s s): stopping them",
+                body.get("timeout", 20.0),
+            )
+        return True
 
     async def _ask_master(self) -> bool:
         """Ask the master's witness; True (and the devices left to it) when it runs them."""

@@ -216,7 +216,8 @@ async def _seen_alive(site: Site, room: Room) -> bool:
 async def test_a_rotated_secret_keeps_the_edge_in_until_it_uses_the_new_one(
     site: Site, rooms: Rooms
 ) -> None:
-    room = await rooms.add("rotated", timeout=TIMEOUT_S, api_url=True)
+    timeout = 5.0  # longer than a restart takes: restarts never fail over
+    room = await rooms.add("rotated", timeout=timeout, api_url=True)
     await room.watch.wait_held_by("rotated", timeout=10)
     process = room.edge.process
     old = room.edge.secret
@@ -244,15 +245,27 @@ async def test_a_rotated_secret_keeps_the_edge_in_until_it_uses_the_new_one(
         await _restart(site, room, new)
 
         # Grace 0: the live link, authenticated with the secret now revoked, closes at once.
+        await room.watch.wait_held_by("rotated", timeout=5)
         newest = (await site.post(f"/api/edges/{room.edge.id}/secret", {"grace_s": 0}))["secret"]
+        revoked_at = time.monotonic()
 
         async def revoked() -> bool:
             return "revoked" in ((await site.control(room.edge))["link_error"] or "")
 
         await wait_until(revoked, timeout=2, message="the live link to be closed")
+        # The edge, locked out, yields before the master fails over: never both.
+        taken = await room.watch.wait_held_by("master", timeout=timeout + 3)
+        edge_view = (await site.get(process, f"/api/edges/{room.edge.id}/control")).json()
+        assert edge_view["witness"]["result"] == "refused", edge_view
+        await room.watch.keeps(["master"], seconds=3 * RETRY_S)
+        report(
+            f"revoked to the master alone on the device (timeout {timeout:g} s)", taken - revoked_at
+        )
         await _restart(site, room, newest)
+        await room.watch.keeps(["master"], seconds=0.5)
 
     assert_one_truth(sampler)
+    assert room.watch.owners()[-2:] == ["rotated", "master"]
     assert room.device.max_concurrent == 1
 
 
