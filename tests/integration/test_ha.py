@@ -9,10 +9,7 @@ a partition it never had two controllers at once. Run with ``-s`` to see the tim
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -28,23 +25,11 @@ from tests.integration.rooms import (
     report,
     send,
 )
-from tests.integration.sites import PING_S, RETRY_S, Site, open_site
+from tests.integration.sites import PING_S, RETRY_S, Site
 from tests.support.proxy import PausableProxy
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    async with open_site(tmp_path) as site:
-        yield site
-
-
-@pytest.fixture
-async def rooms(site: Site) -> AsyncIterator[Rooms]:
-    async with AsyncExitStack() as stack:
-        yield Rooms(site, stack)
 
 
 async def test_a_killed_edge_fails_over_only_when_failover_is_set(site: Site, rooms: Rooms) -> None:

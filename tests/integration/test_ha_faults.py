@@ -13,9 +13,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,24 +29,12 @@ from tests.integration.rooms import (
     online,
     report,
 )
-from tests.integration.sites import PING_S, RETRY_S, Site, open_site
+from tests.integration.sites import PING_S, RETRY_S, Site
 from tests.support.proxy import PausableProxy
 from tests.support.unwritable import database_files, immutable
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    async with open_site(tmp_path) as site:
-        yield site
-
-
-@pytest.fixture
-async def rooms(site: Site) -> AsyncIterator[Rooms]:
-    async with AsyncExitStack() as stack:
-        yield Rooms(site, stack)
 
 
 async def ready_body(site: Site, server: Any) -> dict[str, Any]:
