@@ -6,8 +6,9 @@ in with the events; nothing here sleeps, schedules or talks to anything.
 
 Orders that matter, which the action sequences spell out:
 
-* a decision is persisted and recorded before it is acted on, so an epoch that went
-  out in a control message is never handed out again after a restart;
+* a decision is persisted and recorded before it is acted on (when the store refuses
+  the write, the executor carries the decision out and records it later; epochs stay
+  unique through the reservation in the persisted state, see ``next_epoch``);
 * the old controller stops before the new one starts. On a handover to the edge the
   master stops its copies, hands their last status over, then tells the edge to start.
   On a takeover of a connected edge the master first tells the edge (``SendControl``

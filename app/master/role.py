@@ -505,6 +505,8 @@ class MasterRole:
         for edge_id in [e for e in self.supervisors if e not in known]:
             self.supervisors.pop(edge_id).close()
             self.windows.schedule(edge_id, None)
+            self._api_urls.pop(edge_id, None)
+            self.witness_reports.pop(edge_id, None)
 
 
 async def _quietly(request: Awaitable[Any], edge_id: str, op: str) -> None:

@@ -1,7 +1,10 @@
 """Carry out the supervisor's decisions for one edge: timers, handovers, persistence.
 
 The decisions are pure (:func:`app.control.supervisor.step`); this class only feeds it
-events one at a time and executes the actions it returns, in order.
+events one at a time and executes the actions it returns, in order. The state it
+reports becomes the new one once the actions are done; the records go through a
+:class:`~app.master.recorder.DecisionRecorder`, which keeps what the store refuses
+and writes it once the store takes writes again.
 """
 
 from __future__ import annotations
