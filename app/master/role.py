@@ -40,8 +40,7 @@ from app.services.catalog import EDGE
 from app.services.control import describe, persisted_state
 from app.services.limits import describe_skipped
 from app.settings import LINK_ENVELOPE_BYTES
-from app.store.base import Document, DocumentNotFound
-from app.store.couchbase import CouchbaseStore
+from app.store.base import Document, DocumentNotFound, ReplicaStore
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +400,7 @@ class MasterRole:
     @property
     def _replicated_by_link(self) -> bool:
         """The embedded store replicates over the links; Couchbase through XDCR."""
-        return not isinstance(self.node.store, CouchbaseStore)
+        return isinstance(self.node.store, ReplicaStore)
 
     async def _broadcast_event(self, event: str, **fields: Any) -> None:
         for edge_id in self.links.connected():

@@ -275,6 +275,17 @@ class Store(Protocol):
         """
         ...
 
+
+@runtime_checkable
+class ReplicaStore(Store, Protocol):
+    """A store that can hold an edge's copy of the master's database, fed over the link.
+
+    The embedded store is one. Couchbase is not: XDCR copies its buckets, keeping the
+    master's CAS, which no SDK client can choose, so a link-fed replica could not keep
+    the master's versions there. Which of the two a backend is decides how the master
+    and the edge replicate (``isinstance(store, ReplicaStore)``).
+    """
+
     async def apply_changes(self, changes: Sequence[Change], *, source_seq: int) -> None:
         """Apply a master's changes to this replica and record ``source_seq``.
 

@@ -41,7 +41,7 @@ from app.store.couchbase.sql import (
     index_statements,
     quote_identifier,
 )
-from app.store.couchbase.store import CouchbaseStore, ReplicatedByXdcr
+from app.store.couchbase.store import CouchbaseStore
 
 __all__ = [
     "INTERNAL_KEY_PREFIX",
@@ -49,7 +49,6 @@ __all__ = [
     "CouchbaseConfig",
     "CouchbaseStore",
     "FindQuery",
-    "ReplicatedByXdcr",
     "StoredRow",
     "changes_batch",
     "changes_parameters",
