@@ -33,10 +33,10 @@ from typing import Any
 
 import httpx
 
-from app.demo import HOST, NodeProcess
+from app.node_process import HOST, NodeProcess
+from app.sim.line_device import LineDevice
 from bench.support import Api, EdgeRoom, edge_process, master_process, seed_edge_room, started
 from bench.support import wait_until as wait_for
-from sim.line_device import LineDevice
 
 LINE_DRIVER = {"name": "Display", "file": "generic/tcp_line.py", "class_name": "TcpLine"}
 #: Reconnect at once: the benchmark times control decisions, not a device's backoff.

@@ -35,11 +35,11 @@ from typing import Any, Self, cast
 import uvicorn
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from app.demo import HOST, ROOT, NodeProcess, free_port
 from app.link import DEFAULT_MAX_SIZE, LinkConnection, Request, WebsocketsTransport, encode
 from app.main import create_app
 from app.master.role import MasterRole
 from app.node import Node
+from app.node_process import HOST, ROOT, NodeProcess, free_port
 from app.runtime.handle import ModuleHandle
 from app.settings import Settings
 from bench.report import Target

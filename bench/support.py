@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.demo import NodeProcess, free_port
+from app.node_process import NodeProcess, free_port
 
 T = TypeVar("T")
 

@@ -151,7 +151,7 @@ async def test_killing_the_edge_under_load_fails_calls_clearly_and_loses_no_data
         ):
             await calls.wait_for_successes(20, what="calls before the kill")
             killed_at = time.monotonic()
-            edge.process.kill()
+            await edge.process.kill()
             await calls.wait_for_successes(20, after=killed_at, what="calls after the takeover")
             await writes.wait_for_successes(5, after=killed_at, what="writes after the kill")
 
@@ -166,7 +166,7 @@ async def test_killing_the_edge_under_load_fails_calls_clearly_and_loses_no_data
     assert await stored(site.http, "during-") == written
 
     # The edge comes back from its own replica and catches up with what it missed.
-    edge.process.start()
+    await edge.process.start()
     await edge.process.wait_ready()
     async with api_client(edge.process.url) as at_edge:
 
@@ -199,12 +199,12 @@ async def test_the_edge_serves_its_location_while_the_master_is_down_and_restart
             await through.wait_for_successes(10, what="calls through the master")
             await writes.wait_for_successes(3, what="writes")
             killed_at = time.monotonic()
-            master.kill()
+            await master.kill()
             # Long enough for the edge to see the link gone and fail to reconnect a few times.
             await direct.wait_for_successes(
                 20, after=killed_at + 1.5, what="calls at the edge while the master is down"
             )
-            master.start()
+            await master.start()
             await master.wait_ready(verify=site.tls.client())
             restarted_at = time.monotonic()
             await through.wait_for_successes(

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import trustme
 
-from tests.support.engine import EngineProcess, free_port
+from app.node_process import NodeProcess, free_port
 
 TOKEN = "site-admin"
 #: Seconds between an edge's connection attempts, and the link's ping interval.
@@ -62,13 +62,13 @@ class Edge:
     id: str
     system_id: str
     module_id: str
-    process: EngineProcess
+    process: NodeProcess
 
 
 class Site:
     """A running master, an admin client of its API, and the edges added to it."""
 
-    def __init__(self, root: Path, master: EngineProcess, http: httpx.AsyncClient, tls: Tls):
+    def __init__(self, root: Path, master: NodeProcess, http: httpx.AsyncClient, tls: Tls):
         self.root = root
         self.master = master
         self.http = http
@@ -103,11 +103,11 @@ class Site:
             "/api/modules",
             {"driver_id": await self._driver(driver), "system_id": system["id"], **module},
         )
-        process = EngineProcess(
+        process = NodeProcess(
             name,
             self.root / name,
             port=port,
-            env={
+            settings={
                 "ENGINE_EDGE_ID": created["id"],
                 "ENGINE_EDGE_SECRET": created["secret"],
                 "ENGINE_MASTER_URL": master_url or self.master.url,
@@ -117,14 +117,14 @@ class Site:
         )
         edge = Edge(name, created["id"], system["id"], added["id"], process)
         self.edges[name] = edge
-        process.start()
+        await process.start()
         await process.wait_ready()
         return edge
 
     def pids(self) -> dict[str, int]:
         """The process id of every running server, by name ("master" or the edge's name)."""
         processes = [self.master, *(edge.process for edge in self.edges.values())]
-        return {p.name: p.process.pid for p in processes if p.process and p.process.poll() is None}
+        return {p.name: p.pid for p in processes if p.running}
 
     async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         response = await self.http.post(path, json=dict(body))
@@ -149,18 +149,18 @@ class Site:
         assert response.status_code == 200, response.text
         return list(reversed(response.json()))
 
-    async def probe(self, server: EngineProcess, edge: Edge) -> int:
+    async def probe(self, server: NodeProcess, edge: Edge) -> int:
         """The status of the controller probe for ``edge`` on ``server``."""
         return (await self.get(server, f"/api/edges/{edge.id}/controller")).status_code
 
-    async def module_state(self, server: EngineProcess, module_id: str) -> dict[str, Any]:
+    async def module_state(self, server: NodeProcess, module_id: str) -> dict[str, Any]:
         """A module's status variables, as ``server`` answers for them."""
         response = await self.get(server, f"/api/modules/{module_id}/state")
         assert response.status_code == 200, response.text
         state: dict[str, Any] = response.json()
         return state
 
-    async def get(self, server: EngineProcess, path: str) -> httpx.Response:
+    async def get(self, server: NodeProcess, path: str) -> httpx.Response:
         """``GET path`` on any of the site's servers, as the admin."""
         async with httpx.AsyncClient(
             headers={"Authorization": f"Bearer {TOKEN}"}, verify=self.tls.client(), timeout=10
@@ -173,21 +173,21 @@ class Site:
             self._drivers[key] = (await self.post("/api/drivers", spec))["id"]
         return self._drivers[key]
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         for edge in self.edges.values():
-            edge.process.stop()
-        self.master.stop()
+            await edge.process.stop()
+        await self.master.stop()
 
 
 @asynccontextmanager
 async def open_site(root: Path, **master_env: str) -> AsyncIterator[Site]:
     """A master serving TLS under ``root``; every server is stopped on exit."""
     tls = Tls.issue(root / "tls")
-    master = EngineProcess(
+    master = NodeProcess(
         "master",
         root / "master",
         tls=True,
-        env={
+        settings={
             "ENGINE_ADMIN_TOKEN": TOKEN,
             "ENGINE_TLS_CERT": str(tls.cert),
             "ENGINE_TLS_KEY": str(tls.key),
@@ -203,10 +203,10 @@ async def open_site(root: Path, **master_env: str) -> AsyncIterator[Site]:
     )
     site = Site(root, master, http, tls)
     try:
-        master.start()
+        await master.start()
         await master.wait_ready(verify=tls.client())
         yield site
     finally:
         # Idle keep-alive connections first: over TLS they hold up a graceful shutdown.
         await http.aclose()
-        site.stop()
+        await site.stop()

@@ -126,7 +126,7 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
         assert await kiosk.call("bind", **target(edge, "volume")) == volume
         await kiosk.wait_for(lambda e: e.get("event") == "connected" and e["connected"])
         kiosk.events.clear()
-        edge.process.kill()
+        await edge.process.kill()
         await wait_until(
             lambda: controller_is(site, edge, "master"),
             timeout=20,
@@ -140,7 +140,7 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
         await panel.wait_for(lambda e: e.get("key") == volume and e["value"] == 2)
 
         # The edge comes back and is restored: values keep arriving, from the edge.
-        edge.process.start()
+        await edge.process.start()
         await edge.process.wait_ready()
         await wait_until(lambda: _online(site, edge), timeout=20, message="the edge to reconnect")
         restored = await site.http.post(f"/api/edges/{edge.id}/restore")

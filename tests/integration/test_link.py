@@ -18,8 +18,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.link import Challenge, EdgeHandshake, encode
+from app.node import bundled_drivers
+from app.node_process import NodeProcess
 from tests.support.client_ws import bind, next_message
-from tests.support.engine import EngineProcess
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -30,8 +31,8 @@ FAST = {"ENGINE_LINK_RETRY_S": "0.3", "ENGINE_PING_INTERVAL_S": "0.3", "ENGINE_B
 
 @dataclass
 class Site:
-    master: EngineProcess
-    edge: EngineProcess
+    master: NodeProcess
+    edge: NodeProcess
     http: httpx.AsyncClient
     edge_id: str
     system_id: str
@@ -54,11 +55,11 @@ def ca(tmp_path: Path) -> tuple[trustme.CA, Path, Path, Path]:
 @pytest.fixture
 async def site(tmp_path: Path, ca: tuple[Any, Path, Path, Path]) -> AsyncIterator[Site]:
     _, ca_path, cert_path, key_path = ca
-    master = EngineProcess(
+    master = await NodeProcess(
         "master",
         tmp_path / "master",
         tls=True,
-        env={
+        settings={
             "ENGINE_ADMIN_TOKEN": TOKEN,
             "ENGINE_TLS_CERT": str(cert_path),
             "ENGINE_TLS_KEY": str(key_path),
@@ -66,7 +67,7 @@ async def site(tmp_path: Path, ca: tuple[Any, Path, Path, Path]) -> AsyncIterato
         },
     ).start()
     verify = ssl.create_default_context(cafile=str(ca_path))
-    edge: EngineProcess | None = None
+    edge: NodeProcess | None = None
     async with httpx.AsyncClient(
         base_url=master.url, headers={"Authorization": f"Bearer {TOKEN}"}, verify=verify, timeout=10
     ) as http:
@@ -103,10 +104,10 @@ async def site(tmp_path: Path, ca: tuple[Any, Path, Path, Path]) -> AsyncIterato
                     },
                 )
             ).json()
-            edge = EngineProcess(
+            edge = await NodeProcess(
                 "edge",
                 tmp_path / "edge",
-                env={
+                settings={
                     "ENGINE_EDGE_ID": created["id"],
                     "ENGINE_EDGE_SECRET": created["secret"],
                     "ENGINE_MASTER_URL": master.url,
@@ -127,8 +128,8 @@ async def site(tmp_path: Path, ca: tuple[Any, Path, Path, Path]) -> AsyncIterato
             )
         finally:
             if edge is not None:
-                edge.stop()
-            master.stop()
+                await edge.stop()
+            await master.stop()
 
 
 async def exec_echo(http: httpx.AsyncClient, system_id: str, value: Any) -> httpx.Response:
@@ -180,7 +181,7 @@ async def test_killing_the_edge_fails_pending_requests_at_once(site: Site) -> No
     ]
     await asyncio.sleep(0.3)  # let the calls reach the edge before it dies
     killed = time.monotonic()
-    site.edge.kill()
+    await site.edge.kill()
     responses = await asyncio.gather(*slow)
     elapsed = time.monotonic() - killed
     assert elapsed < 1.0 + 0.9, f"pending requests took {elapsed:.2f}s to fail"
@@ -287,7 +288,7 @@ async def test_bindings_and_debug_lines_reach_the_masters_clients(site: Site) ->
 async def test_reload_with_an_inline_edit_reaches_the_edge(site: Site) -> None:
     await wait_for_edge_control(site)
     driver = (await site.http.get("/api/drivers")).json()["items"][0]
-    source = (Path(__file__).resolve().parents[2] / "drivers/generic/echo.py").read_text()
+    source = (bundled_drivers() / "generic/echo.py").read_text()
     edited = source.replace("        return value\n", "        return ['v2', value]\n", 1)
     reloaded = await site.http.post(
         f"/api/drivers/{driver['id']}/reload", json={"files": {"generic/echo.py": edited}}

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.node_process import NodeProcess
 from app.store import JsonObject, SqliteStore
-from tests.support.engine import EngineProcess
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,8 +36,8 @@ Snapshot = dict[str, tuple[str, str, JsonObject]]
 class Site:
     """A master, the edge it configures, and one module in a system at that edge."""
 
-    master: EngineProcess
-    edge: EngineProcess
+    master: NodeProcess
+    edge: NodeProcess
     http: httpx.AsyncClient
     edge_id: str
     secret: str
@@ -57,7 +57,7 @@ class Site:
         return dict(response.json())
 
 
-async def configure(master: EngineProcess, http: httpx.AsyncClient) -> dict[str, Any]:
+async def configure(master: NodeProcess, http: httpx.AsyncClient) -> dict[str, Any]:
     """Driver, edge, system and module on the master; returns their ids and the secret."""
     await master.wait_ready()
     driver = await http.post(
@@ -82,11 +82,11 @@ async def configure(master: EngineProcess, http: httpx.AsyncClient) -> dict[str,
     }
 
 
-def edge_process(tmp_path: Path, master: EngineProcess, edge_id: str, secret: str) -> EngineProcess:
-    return EngineProcess(
+def edge_process(tmp_path: Path, master: NodeProcess, edge_id: str, secret: str) -> NodeProcess:
+    return NodeProcess(
         "edge",
         tmp_path / "edge",
-        env={
+        settings={
             "ENGINE_EDGE_ID": edge_id,
             "ENGINE_EDGE_SECRET": secret,
             "ENGINE_MASTER_URL": master.url,
@@ -95,24 +95,26 @@ def edge_process(tmp_path: Path, master: EngineProcess, edge_id: str, secret: st
     )
 
 
-def master_process(tmp_path: Path) -> EngineProcess:
-    return EngineProcess("master", tmp_path / "master", env={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST})
+def master_process(tmp_path: Path) -> NodeProcess:
+    return NodeProcess(
+        "master", tmp_path / "master", settings={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST}
+    )
 
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    master = master_process(tmp_path).start()
-    edge: EngineProcess | None = None
+    master = await master_process(tmp_path).start()
+    edge: NodeProcess | None = None
     async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
         try:
             ids = await configure(master, http)
-            edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+            edge = await edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
             await edge.wait_ready()
             yield Site(master, edge, http, **ids)
         finally:
             if edge is not None:
-                edge.stop()
-            master.stop()
+                await edge.stop()
+            await master.stop()
 
 
 async def wait_for_edge_copy(site: Site, path: str, *, timeout: float = SETTLE_S) -> httpx.Response:
@@ -145,7 +147,7 @@ async def wait_for_edge_copy(site: Site, path: str, *, timeout: float = SETTLE_S
 
 async def test_changes_made_while_the_edge_is_down_reach_it_when_it_returns(site: Site) -> None:
     await wait_for_edge_copy(site, f"/api/modules/{site.module_id}")
-    site.edge.stop()
+    await site.edge.stop()
 
     created = await site.create_module("Panel")
     changed = await site.http.patch(
@@ -153,7 +155,7 @@ async def test_changes_made_while_the_edge_is_down_reach_it_when_it_returns(site
     )
     assert changed.status_code == 200, changed.text
 
-    site.edge.start()
+    await site.edge.start()
     await site.edge.wait_ready()
     new_module = await wait_for_edge_copy(site, f"/api/modules/{created['id']}")
     assert new_module.json()["name"] == "Panel"
@@ -180,11 +182,11 @@ async def test_changes_reach_a_connected_edge_as_they_happen(site: Site) -> None
 
 async def test_a_deletion_made_while_the_edge_is_down_replicates(site: Site) -> None:
     await wait_for_edge_copy(site, f"/api/modules/{site.module_id}")
-    site.edge.stop()
+    await site.edge.stop()
     deleted = await site.http.delete(f"/api/modules/{site.module_id}")
     assert deleted.status_code == 204, deleted.text
 
-    site.edge.start()
+    await site.edge.start()
     gone = await wait_for_edge_copy(site, f"/api/modules/{site.module_id}")
     assert gone.status_code == 404
     system = await wait_for_edge_copy(site, f"/api/systems/{site.system_id}")
@@ -195,8 +197,8 @@ async def test_the_edge_replica_never_holds_an_edge_secret(site: Site) -> None:
     other = await site.http.post("/api/edges", json={"name": "Other site"})
     secrets = [site.secret, other.json()["secret"]]
     await wait_for_edge_copy(site, f"/api/edges/{other.json()['id']}")
-    site.edge.stop()
-    site.master.stop()
+    await site.edge.stop()
+    await site.master.stop()
 
     edge_files = database_bytes(site.edge.workdir)
     for secret in secrets:
@@ -213,19 +215,19 @@ async def test_the_edge_replica_never_holds_an_edge_secret(site: Site) -> None:
 async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_master(
     tmp_path: Path,
 ) -> None:
-    master = master_process(tmp_path).start()
-    edge: EngineProcess | None = None
+    master = await master_process(tmp_path).start()
+    edge: NodeProcess | None = None
     try:
         async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
             ids = await configure(master, http)
-        master.stop()
+        await master.stop()
         async with opened(master.workdir) as store:
             await store.insert_many(filler_modules(ids["driver_id"], FILLER_DOCUMENTS))
-        master.start()
+        await master.start()
         await master.wait_ready()
 
         started = time.monotonic()
-        edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+        edge = await edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
         target = await metric(master, "engine_store_seq")
 
         async def under_way() -> bool:
@@ -235,10 +237,10 @@ async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_mast
         await wait_until(
             under_way, timeout=SETTLE_S, interval=0.005, message="the catch-up to be under way"
         )
-        edge.kill()
+        await edge.kill()
         interrupted_at = store_counter(edge.workdir, "replica_seq")
 
-        edge.start()
+        await edge.start()
         await edge.wait_ready()
 
         async def caught_up() -> bool:
@@ -247,8 +249,8 @@ async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_mast
 
         await wait_until(caught_up, timeout=SETTLE_S, message="the restarted edge to catch up")
         caught_up_s = time.monotonic() - started
-        master.kill()  # no goodbye writes: the master stays as the edge last saw it
-        edge.stop()
+        await master.kill()  # no goodbye writes: the master stays as the edge last saw it
+        await edge.stop()
 
         async with opened(master.workdir) as master_store, opened(edge.workdir) as edge_store:
             master_copy, edge_copy = await snapshot(master_store), await snapshot(edge_store)
@@ -259,17 +261,17 @@ async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_mast
         assert caught_up_s < 20.0, f"{FILLER_DOCUMENTS} documents took {caught_up_s:.1f}s"
     finally:
         if edge is not None:
-            edge.stop()
-        master.stop()
+            await edge.stop()
+        await master.stop()
 
 
 async def test_an_edge_boots_from_its_replica_while_the_master_is_down(site: Site) -> None:
     await wait_for_edge_copy(site, f"/api/modules/{site.module_id}")
-    site.edge.stop()
-    site.master.stop()
+    await site.edge.stop()
+    await site.master.stop()
     earlier_log = len(site.edge.log())
 
-    site.edge.start()
+    await site.edge.start()
     await site.edge.wait_ready()
 
     async with site.edge_client() as edge:
@@ -283,13 +285,13 @@ async def test_an_edge_boots_from_its_replica_while_the_master_is_down(site: Sit
 
 
 async def test_an_edge_that_never_synced_says_so_and_keeps_trying(tmp_path: Path) -> None:
-    master = master_process(tmp_path).start()
-    edge: EngineProcess | None = None
+    master = await master_process(tmp_path).start()
+    edge: NodeProcess | None = None
     try:
         async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
             ids = await configure(master, http)
-        master.stop()
-        edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+        await master.stop()
+        edge = await edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
 
         async with httpx.AsyncClient(base_url=edge.url, headers=AUTH, timeout=10) as client:
             answer: dict[str, Any] = {}
@@ -312,14 +314,14 @@ async def test_an_edge_that_never_synced_says_so_and_keeps_trying(tmp_path: Path
             )
             assert "never synced" in edge.log()
 
-            master.start()
+            await master.start()
             await edge.wait_ready()
             module = await client.get(f"/api/modules/{ids['module_id']}")
             assert module.status_code == 200
     finally:
         if edge is not None:
-            edge.stop()
-        master.stop()
+            await edge.stop()
+        await master.stop()
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -344,7 +346,7 @@ def filler_modules(driver_id: str, count: int) -> list[tuple[str, str, JsonObjec
     ]
 
 
-def failed_attempts(process: EngineProcess) -> int:
+def failed_attempts(process: NodeProcess) -> int:
     return sum("link to" in line and "failed" in line for line in process.log().splitlines())
 
 
@@ -357,7 +359,7 @@ def database_bytes(workdir: Path) -> bytes:
     return b"".join(path.read_bytes() for path in sorted(workdir.glob("engine.db*")))
 
 
-async def metric(process: EngineProcess, name: str) -> int:
+async def metric(process: NodeProcess, name: str) -> int:
     """A gauge from a running server's ``/metrics`` (0 while it does not answer yet)."""
     try:
         async with httpx.AsyncClient(timeout=2) as http:
@@ -412,24 +414,24 @@ async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical
 ) -> None:
     """The master purges the deletions the edge missed; the edge must start over."""
     master = master_process(tmp_path)
-    master.env.update(
+    master.settings.update(
         {"ENGINE_TOMBSTONE_RETENTION_S": "1", "ENGINE_HOUSEKEEPING_INTERVAL_S": "0.2"}
     )
-    master.start()
-    edge: EngineProcess | None = None
+    await master.start()
+    edge: NodeProcess | None = None
     try:
         async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
             ids = await configure(master, http)
             spare = await http.post(
                 "/api/modules", json={"driver_id": ids["driver_id"], "name": "Spare"}
             )
-            edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+            edge = await edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
             await edge.wait_ready()
             target = await metric(master, "engine_store_seq")
             await wait_until(
                 lambda: caught_up(edge, target), timeout=SETTLE_S, message="the first sync"
             )
-            edge.stop()
+            await edge.stop()
 
             gone = await http.delete(f"/api/modules/{spare.json()['id']}")
             assert gone.status_code == 204, gone.text
@@ -447,7 +449,7 @@ async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical
                 message="the master to purge the deletion the edge missed",
             )
 
-            edge.start()
+            await edge.start()
             await edge.wait_ready()
 
             async def level_with_master() -> bool:
@@ -455,8 +457,8 @@ async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical
                 return await caught_up(edge, await metric(master, "engine_store_seq"))
 
             await wait_until(level_with_master, timeout=SETTLE_S, message="the resync")
-        master.kill()  # no goodbye writes: the master stays as the edge last saw it
-        edge.stop()
+        await master.kill()  # no goodbye writes: the master stays as the edge last saw it
+        await edge.stop()
         assert "full resync" in edge.log()
 
         async with opened(master.workdir) as master_store, opened(edge.workdir) as edge_store:
@@ -467,14 +469,14 @@ async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical
         assert edge_copy == master_copy
     finally:
         if edge is not None:
-            edge.stop()
-        master.stop()
+            await edge.stop()
+        await master.stop()
 
 
-async def caught_up(process: EngineProcess, seq: int) -> bool:
+async def caught_up(process: NodeProcess, seq: int) -> bool:
     process.check_alive()
     return await metric(process, "engine_replica_seq") >= seq
 
 
-async def purged_on(process: EngineProcess) -> bool:
+async def purged_on(process: NodeProcess) -> bool:
     return await metric(process, "engine_tombstones_purged_total") >= 1

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from app.node_process import NodeProcess, free_port
 from tests.support.client_ws import bind, next_message
-from tests.support.engine import EngineProcess, free_port
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,8 +24,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @dataclass
 class Pair:
-    master: EngineProcess
-    edge: EngineProcess
+    master: NodeProcess
+    edge: NodeProcess
     edge_id: str
     edge_system: str
     master_system: str
@@ -37,11 +37,11 @@ def echo(system_id: str, value: object) -> tuple[str, dict[str, object]]:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    master = EngineProcess(
-        "master", tmp_path / "master", env={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST}
+    master = await NodeProcess(
+        "master", tmp_path / "master", settings={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST}
     ).start()
     edge_port = free_port()
-    edge: EngineProcess | None = None
+    edge: NodeProcess | None = None
     try:
         await master.wait_ready()
         async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
@@ -86,11 +86,11 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
                     },
                 )
                 systems[name] = system["id"]
-        edge = EngineProcess(
+        edge = await NodeProcess(
             "edge",
             tmp_path / "edge",
             port=edge_port,
-            env={
+            settings={
                 "ENGINE_EDGE_ID": created["id"],
                 "ENGINE_EDGE_SECRET": created["secret"],
                 "ENGINE_MASTER_URL": master.url,
@@ -103,8 +103,8 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         yield result
     finally:
         if edge is not None:
-            edge.stop()
-        master.stop()
+            await edge.stop()
+        await master.stop()
 
 
 async def wait_for_answer(base_url: str, system_id: str) -> None:
@@ -209,14 +209,14 @@ async def test_after_failover_the_returning_edge_sends_clients_to_the_master(pai
     async with httpx.AsyncClient(base_url=pair.master.url, headers=AUTH, timeout=10) as http:
         patched = await http.patch(f"/api/edges/{pair.edge_id}", json={"timeout": 1})
         assert patched.status_code == 200
-        pair.edge.kill()
+        await pair.edge.kill()
 
         async def master_controls() -> bool:
             control = (await http.get(f"/api/edges/{pair.edge_id}/control")).json()
             return bool(control["controller"] == "master" and control["failover_active"])
 
         await wait_until(master_controls, timeout=15, message="the master to fail over")
-        pair.edge.start()
+        await pair.edge.start()
         await pair.edge.wait_ready()
 
         async def edge_back_online() -> bool:
