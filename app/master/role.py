@@ -24,7 +24,6 @@ from app.control.supervisor import (
     WindowOpened,
     retry_after,
 )
-from app.control.windows import RestoreWindow
 from app.errors import NotFound
 from app.link import Event, Hello, LinkClosed, LinkConnection
 from app.link.connection import Handler
@@ -37,7 +36,7 @@ from app.master.windows import RestoreWindows
 from app.node import Node
 from app.runtime.handle import ModuleHandle
 from app.services.catalog import EDGE
-from app.services.control import describe, persisted_state
+from app.services.control import describe, failover_timeout, persisted_state, restore_window
 from app.services.limits import describe_skipped
 from app.settings import LINK_ENVELOPE_BYTES
 from app.store.base import Document, DocumentNotFound, ReplicaStore
@@ -47,16 +46,10 @@ log = logging.getLogger(__name__)
 
 def edge_policy(doc: Document) -> EdgePolicy:
     """The part of an EdgeControl document that steers its supervision."""
-    body = doc.body
-    window = None
-    if body.get("window_start"):
-        window = RestoreWindow(
-            body["window_start"], float(body["window_length"]), body.get("timezone", "UTC")
-        )
     return EdgePolicy(
-        failover=bool(body.get("failover", True)),
-        timeout=float(body.get("timeout", 20.0)),
-        window=window,
+        failover=bool(doc.body.get("failover", True)),
+        timeout=failover_timeout(doc),
+        window=restore_window(doc),
     )
 
 

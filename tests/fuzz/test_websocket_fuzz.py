@@ -31,9 +31,10 @@ from websockets.exceptions import ConnectionClosed
 from app.link import CLOSE_AUTH_FAILED, CLOSE_TOO_LARGE, FrameError, Request, decode
 from app.routers import client_protocol
 from app.routers.client_ws import CLOSE_UNAUTHORIZED
+from app.urls import CLIENT_PATH, LINK_PATH, websocket_url
 from tests.integration.sites import TOKEN, Site, open_site
 from tests.support.garbage import client_messages, link_frames
-from tests.support.link_client import EdgeLink, RawLink, link_url, websocket_url
+from tests.support.link_client import EdgeLink, RawLink
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +70,10 @@ class Master:
     @property
     def url(self) -> str:
         return self.site.master.url
+
+    @property
+    def link_url(self) -> str:
+        return websocket_url(self.url, LINK_PATH)
 
     async def assert_serving(self) -> None:
         self.site.master.check_alive()
@@ -194,7 +199,7 @@ async def refused(url: str, frame: str | bytes, **connect_options: Any) -> Conne
 async def test_garbage_instead_of_a_hello_is_refused_without_detail(
     frame: str | bytes, master: Master, good_edge: EdgeLink
 ) -> None:
-    closed = await refused(link_url(master.url), frame, ssl=master.site.tls.client())
+    closed = await refused(master.link_url, frame, ssl=master.site.tls.client())
 
     assert closed.rcvd is not None
     assert (closed.rcvd.code, closed.rcvd.reason) == (CLOSE_AUTH_FAILED, "")
@@ -215,7 +220,7 @@ class Client:
     @asynccontextmanager
     async def open(cls, master: Master) -> AsyncIterator[Client]:
         async with connect(
-            websocket_url(master.url, "/api/ws"),
+            websocket_url(master.url, CLIENT_PATH),
             additional_headers={"Authorization": f"Bearer {TOKEN}"},
             ssl=master.site.tls.client(),
         ) as websocket:
@@ -392,7 +397,7 @@ async def test_frames_over_the_limit_close_only_their_own_connection(
     master: Master, good_edge: EdgeLink, fuzzed_link: RawLink, bound_client: BoundClient
 ) -> None:
     assert await closed_after(fuzzed_link.websocket, OVERSIZED) == CLOSE_TOO_LARGE
-    before_hello = await refused(link_url(master.url), OVERSIZED, ssl=master.site.tls.client())
+    before_hello = await refused(master.link_url, OVERSIZED, ssl=master.site.tls.client())
     assert before_hello.rcvd is not None and before_hello.rcvd.code == CLOSE_TOO_LARGE
     async with Client.open(master) as client:
         assert await closed_after(client.websocket, OVERSIZED) == CLOSE_TOO_LARGE

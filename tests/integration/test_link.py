@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from app.link import Challenge, EdgeHandshake, encode
 from app.node import bundled_drivers
 from app.node_process import NodeProcess
+from app.urls import CLIENT_PATH, LINK_PATH, websocket_url
 from tests.support.client_ws import bind, next_message
 from tests.support.wait import wait_until
 
@@ -193,7 +194,7 @@ async def test_killing_the_edge_fails_pending_requests_at_once(site: Site) -> No
 
 async def test_bad_handshakes_leave_the_real_link_alone(site: Site) -> None:
     await wait_for_edge_control(site)
-    url = site.master.url.replace("https://", "wss://") + "/api/edge/link"
+    url = websocket_url(site.master.url, LINK_PATH)
     tls = ssl.create_default_context(cafile=str(site.ca_path))
 
     # A wrong proof: closed with 4401 and no detail.
@@ -252,7 +253,7 @@ async def test_bad_handshakes_leave_the_real_link_alone(site: Site) -> None:
 
 async def test_bindings_and_debug_lines_reach_the_masters_clients(site: Site) -> None:
     await wait_for_edge_control(site)
-    url = site.master.url.replace("https://", "wss://") + f"/api/ws?token={TOKEN}"
+    url = websocket_url(site.master.url, f"{CLIENT_PATH}?token={TOKEN}")
     tls = ssl.create_default_context(cafile=str(site.ca_path))
     async with connect(url, ssl=tls) as websocket:
 

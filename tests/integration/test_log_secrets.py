@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.node_process import NodeProcess
+from app.urls import CLIENT_PATH, websocket_url
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -26,7 +27,7 @@ FAST = {"ENGINE_LINK_RETRY_S": "0.3", "ENGINE_PING_INTERVAL_S": "0.3", "ENGINE_B
 
 
 def ws_url(process: NodeProcess, token: str) -> str:
-    return process.url.replace("http://", "ws://") + f"/api/ws?token={token}"
+    return websocket_url(process.url, f"{CLIENT_PATH}?token={token}")
 
 
 async def talk_over_ws(process: NodeProcess, token: str) -> None:

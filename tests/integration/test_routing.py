@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from app.node_process import NodeProcess, free_port
+from app.urls import CLIENT_PATH, websocket_url
 from tests.support.client_ws import bind, next_message
 from tests.support.wait import wait_until
 
@@ -238,7 +239,7 @@ async def test_after_failover_the_returning_edge_sends_clients_to_the_master(pai
 
 
 async def test_a_bound_client_follows_a_handover(pair: Pair) -> None:
-    url = pair.master.url.replace("http://", "ws://") + f"/api/ws?token={TOKEN}"
+    url = websocket_url(pair.master.url, f"{CLIENT_PATH}?token={TOKEN}")
     async with connect(url) as websocket:
 
         async def receive(kind: str) -> dict[str, Any]:
@@ -249,7 +250,7 @@ async def test_a_bound_client_follows_a_handover(pair: Pair) -> None:
             taken = await http.post(f"/api/edges/{pair.edge_id}/takeover")
             assert taken.json()["controller"] == "master"
             redirect = await receive("redirect")
-            assert redirect["url"] == pair.master.url.replace("http://", "ws://") + "/api/ws"
+            assert redirect["url"] == websocket_url(pair.master.url, CLIENT_PATH)
             assert redirect["meta"] == {"sys": pair.edge_system}
             # The binding now follows the master's own copy of the module.
             await http.post(
