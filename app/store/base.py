@@ -39,6 +39,17 @@ def document_body(data: Mapping[str, Any]) -> JsonObject:
     return {key: value for key, value in data.items() if key not in ENVELOPE_KEYS}
 
 
+def lookup_filter(
+    doc_type: str, where: Mapping[str, str] | None, limit: int | None
+) -> Mapping[str, str]:
+    """The filter of a :meth:`Store.find`, refused as every backend refuses it: fields
+    that are not indexed, a ``limit`` below 1."""
+    where = where or {}
+    require_indexed(doc_type, where)
+    require_positive("limit", limit)
+    return where
+
+
 def require_indexed(doc_type: str, where: Mapping[str, str]) -> None:
     """Refuse a lookup on fields that are not indexed: it would be a full scan, or wrong."""
     unknown = set(where) - INDEXED_FIELDS.get(doc_type, frozenset())

@@ -48,8 +48,8 @@ from app.store.base import (
     StoreError,
     StoreUnavailable,
     VersionConflict,
+    lookup_filter,
     refuse_repeats,
-    require_indexed,
     require_positive,
 )
 from app.store.couchbase.codec import (
@@ -178,9 +178,7 @@ class CouchbaseStore:
         after: str | None = None,
         limit: int | None = None,
     ) -> Page:
-        where = where or {}
-        require_indexed(doc_type, where)
-        require_positive("limit", limit)
+        where = lookup_filter(doc_type, where, limit)
         query = FindQuery(self.config.keyspace, doc_type, where, after, limit)
         queries = self._open.connection.queries
         counted, found = await asyncio.gather(
