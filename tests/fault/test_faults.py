@@ -140,7 +140,7 @@ async def test_killing_the_edge_under_load_fails_calls_clearly_and_loses_no_data
     site: Site,
 ) -> None:
     edge = await add_echo_edge(site, timeout=FAILOVER_TIMEOUT_S)
-    async with api_client(site.master.url, verify=site.tls.client()) as http:
+    async with api_client(site.master.url, verify=site.verify) as http:
         async with (
             Load(
                 http, exec_echo(edge.system_id), clients=4, client_timeout=CLIENT_TIMEOUT_S
@@ -185,7 +185,7 @@ async def test_the_edge_serves_its_location_while_the_master_is_down_and_restart
     edge = await add_echo_edge(site, timeout=30)
     master = site.master
     async with (
-        api_client(master.url, verify=site.tls.client()) as via_master,
+        api_client(master.url, verify=site.verify) as via_master,
         api_client(edge.process.url) as at_edge,
     ):
         loads = (
@@ -205,7 +205,7 @@ async def test_the_edge_serves_its_location_while_the_master_is_down_and_restart
                 20, after=killed_at + 1.5, what="calls at the edge while the master is down"
             )
             await master.start()
-            await master.wait_ready(verify=site.tls.client())
+            await master.wait_ready(verify=site.verify)
             restarted_at = time.monotonic()
             await through.wait_for_successes(
                 10, after=restarted_at, what="calls through the restarted master"
@@ -259,7 +259,7 @@ async def test_an_unwritable_database_refuses_writes_cleanly_and_recovers(
     database = site.master.workdir / "engine.db"
     # No memory-mapped WAL index, whose loss would kill the server with SIGBUS.
     assert not database.with_name("engine.db-shm").exists()
-    async with api_client(site.master.url, verify=site.tls.client()) as http:
+    async with api_client(site.master.url, verify=site.verify) as http:
         async with Load(
             http, create_systems("stream"), clients=2, client_timeout=CLIENT_TIMEOUT_S
         ) as writes:

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.link import CLOSE_AUTH_FAILED, CLOSE_TOO_LARGE, FrameError, Request, decode
 from app.routers import client_protocol
@@ -108,7 +108,7 @@ async def master(tmp_path: Any) -> AsyncIterator[Master]:
 async def good_edge(master: Master) -> AsyncIterator[EdgeLink]:
     edge = master.good_edge
     async with EdgeLink.open(
-        master.url, edge["id"], edge["secret"], tls=master.site.tls.client()
+        master.url, edge["id"], edge["secret"], tls=master.site.certificates.client()
     ) as link:
         yield link
 
@@ -117,7 +117,7 @@ async def good_edge(master: Master) -> AsyncIterator[EdgeLink]:
 async def fuzzed_link(master: Master) -> AsyncIterator[RawLink]:
     edge = master.fuzzed_edge
     async with RawLink.open(
-        master.url, edge["id"], edge["secret"], tls=master.site.tls.client()
+        master.url, edge["id"], edge["secret"], tls=master.site.certificates.client()
     ) as link:
         yield link
 
@@ -199,7 +199,7 @@ async def refused(url: str, frame: str | bytes, **connect_options: Any) -> Conne
 async def test_garbage_instead_of_a_hello_is_refused_without_detail(
     frame: str | bytes, master: Master, good_edge: EdgeLink
 ) -> None:
-    closed = await refused(master.link_url, frame, ssl=master.site.tls.client())
+    closed = await refused(master.link_url, frame, ssl=master.site.certificates.client())
 
     assert closed.rcvd is not None
     assert (closed.rcvd.code, closed.rcvd.reason) == (CLOSE_AUTH_FAILED, "")
@@ -222,7 +222,7 @@ class Client:
         async with connect(
             websocket_url(master.url, CLIENT_PATH),
             additional_headers={"Authorization": f"Bearer {TOKEN}"},
-            ssl=master.site.tls.client(),
+            ssl=master.site.certificates.client(),
         ) as websocket:
             yield cls(websocket)
 
@@ -334,9 +334,18 @@ async def test_a_client_without_a_valid_token_is_closed_with_4401(
     token: str, master: Master, bound_client: BoundClient
 ) -> None:
     assume(token.strip() != TOKEN)
-    url = websocket_url(master.url, f"/api/ws?{urlencode({'token': token})}")
-    async with connect(url, ssl=master.site.tls.client()) as websocket:
-        assert await close_code(websocket) == CLOSE_UNAUTHORIZED
+    url = websocket_url(master.url, f"{CLIENT_PATH}?{urlencode({'token': token})}")
+    tls = master.site.certificates.client()
+    if "\x00" in token:
+        # A query holding a NUL byte is malformed (400 over HTTP): the server refuses the
+        # handshake itself, before any token is looked at.
+        with pytest.raises(InvalidStatus) as refused_handshake:
+            async with connect(url, ssl=tls):
+                pass
+        assert refused_handshake.value.response.status_code == 403
+    else:
+        async with connect(url, ssl=tls) as websocket:
+            assert await close_code(websocket) == CLOSE_UNAUTHORIZED
 
     await bound_client.assert_notified()
     await master.assert_serving()
@@ -397,7 +406,7 @@ async def test_frames_over_the_limit_close_only_their_own_connection(
     master: Master, good_edge: EdgeLink, fuzzed_link: RawLink, bound_client: BoundClient
 ) -> None:
     assert await closed_after(fuzzed_link.websocket, OVERSIZED) == CLOSE_TOO_LARGE
-    before_hello = await refused(master.link_url, OVERSIZED, ssl=master.site.tls.client())
+    before_hello = await refused(master.link_url, OVERSIZED, ssl=master.site.certificates.client())
     assert before_hello.rcvd is not None and before_hello.rcvd.code == CLOSE_TOO_LARGE
     async with Client.open(master) as client:
         assert await closed_after(client.websocket, OVERSIZED) == CLOSE_TOO_LARGE

@@ -1,9 +1,10 @@
-"""A master and its edges as real processes on loopback, linked over TLS.
+"""A master and its edges as real processes on loopback, linked over TLS or not.
 
-:func:`open_site` starts a master serving TLS with a fresh CA; :meth:`Site.add_edge`
-creates an edge location through the API (its document, one system, one module) and
-starts its server, which verifies the master against that CA. Timings are shortened
-through the settings so the scenarios run in seconds.
+:func:`open_site` starts a master, serving TLS with a fresh CA unless told otherwise;
+:meth:`Site.add_edge` creates an edge location through the API (its document, one
+system, one module) and starts its server, which verifies the master against that CA.
+Timings are shortened through the settings so the scenarios run in seconds. Every
+integration test that needs a master and edges set up through the API starts here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import trustme
 from app.node_process import NodeProcess, free_port
 
 TOKEN = "site-admin"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: The driver most scenarios load: it answers at once (app/drivers/generic/echo.py).
+ECHO = {"name": "Echo", "file": "generic/echo.py", "class_name": "Echo", "role": "service"}
 #: Seconds between an edge's connection attempts, and the link's ping interval.
 RETRY_S = 0.3
 PING_S = 0.3
@@ -60,6 +64,7 @@ class Edge:
 
     name: str
     id: str
+    secret: str
     system_id: str
     module_id: str
     process: NodeProcess
@@ -68,7 +73,9 @@ class Edge:
 class Site:
     """A running master, an admin client of its API, and the edges added to it."""
 
-    def __init__(self, root: Path, master: NodeProcess, http: httpx.AsyncClient, tls: Tls):
+    def __init__(
+        self, root: Path, master: NodeProcess, http: httpx.AsyncClient, tls: Tls | None
+    ) -> None:
         self.root = root
         self.master = master
         self.http = http
@@ -84,42 +91,66 @@ class Site:
         module: Mapping[str, Any],
         master_url: str | None = None,
         public: bool = False,
+        start: bool = True,
         **fields: Any,
     ) -> Edge:
         """Create an edge location with one system holding one module, and start its server.
 
         ``fields`` go into the EdgeControl document (``timeout``, ``failover``, …);
         ``master_url`` lets the edge reach the master another way (through a proxy);
-        ``public`` gives the edge an ``api_url`` clients are sent to.
+        ``public`` gives the edge an ``api_url`` clients are sent to; without ``start``
+        its server is left for the test to start.
         """
         port = free_port() if public else None
         if port is not None:
             fields = {"api_url": f"http://127.0.0.1:{port}", **fields}
         created = await self.post("/api/edges", {"name": name, **fields})
-        system = await self.post(
-            "/api/systems", {"name": f"{name} room", "edge_control_id": created["id"]}
+        system_id, module_id = await self.add_room(
+            f"{name} room", driver=driver, module=module, edge_control_id=created["id"]
         )
+        settings = {
+            "ENGINE_EDGE_ID": created["id"],
+            "ENGINE_EDGE_SECRET": created["secret"],
+            "ENGINE_MASTER_URL": master_url or self.master.url,
+            **FAST,
+        }
+        if self.tls is not None:
+            settings["ENGINE_TLS_CA"] = str(self.tls.ca)
+        process = NodeProcess(name, self.root / name, port=port, settings=settings)
+        edge = Edge(name, created["id"], created["secret"], system_id, module_id, process)
+        self.edges[name] = edge
+        if start:
+            await process.start()
+            await process.wait_ready()
+        return edge
+
+    async def add_room(
+        self,
+        name: str,
+        *,
+        driver: Mapping[str, str],
+        module: Mapping[str, Any],
+        edge_control_id: str | None = None,
+    ) -> tuple[str, str]:
+        """A system holding one module, at an edge location or the master's; their ids."""
+        system = await self.post("/api/systems", {"name": name, "edge_control_id": edge_control_id})
         added = await self.post(
             "/api/modules",
-            {"driver_id": await self._driver(driver), "system_id": system["id"], **module},
+            {"driver_id": await self.driver_id(driver), "system_id": system["id"], **module},
         )
-        process = NodeProcess(
-            name,
-            self.root / name,
-            port=port,
-            settings={
-                "ENGINE_EDGE_ID": created["id"],
-                "ENGINE_EDGE_SECRET": created["secret"],
-                "ENGINE_MASTER_URL": master_url or self.master.url,
-                "ENGINE_TLS_CA": str(self.tls.ca),
-                **FAST,
-            },
-        )
-        edge = Edge(name, created["id"], system["id"], added["id"], process)
-        self.edges[name] = edge
-        await process.start()
-        await process.wait_ready()
-        return edge
+        return system["id"], added["id"]
+
+    @property
+    def certificates(self) -> Tls:
+        """The CA and the master's certificate; a site opened with ``tls=False`` has none."""
+        if self.tls is None:
+            raise RuntimeError("this site serves no TLS")
+        return self.tls
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """How clients verify the site's servers."""
+        return self.tls.client() if self.tls is not None else True
 
     def pids(self) -> dict[str, int]:
         """The process id of every running server, by name ("master" or the edge's name)."""
@@ -162,12 +193,11 @@ class Site:
 
     async def get(self, server: NodeProcess, path: str) -> httpx.Response:
         """``GET path`` on any of the site's servers, as the admin."""
-        async with httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {TOKEN}"}, verify=self.tls.client(), timeout=10
-        ) as http:
+        async with httpx.AsyncClient(headers=AUTH, verify=self.verify, timeout=10) as http:
             return await http.get(f"{server.url}{path}")
 
-    async def _driver(self, spec: Mapping[str, str]) -> str:
+    async def driver_id(self, spec: Mapping[str, str]) -> str:
+        """The id of the driver document for ``spec``, created on first use."""
         key = f"{spec['file']}:{spec['class_name']}"
         if key not in self._drivers:
             self._drivers[key] = (await self.post("/api/drivers", spec))["id"]
@@ -180,31 +210,20 @@ class Site:
 
 
 @asynccontextmanager
-async def open_site(root: Path, **master_env: str) -> AsyncIterator[Site]:
-    """A master serving TLS under ``root``; every server is stopped on exit."""
-    tls = Tls.issue(root / "tls")
-    master = NodeProcess(
-        "master",
-        root / "master",
-        tls=True,
-        settings={
-            "ENGINE_ADMIN_TOKEN": TOKEN,
-            "ENGINE_TLS_CERT": str(tls.cert),
-            "ENGINE_TLS_KEY": str(tls.key),
-            **FAST,
-            **master_env,
-        },
-    )
-    http = httpx.AsyncClient(
-        base_url=master.url,
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        verify=tls.client(),
-        timeout=10,
-    )
-    site = Site(root, master, http, tls)
+async def open_site(root: Path, *, tls: bool = True, **master_env: str) -> AsyncIterator[Site]:
+    """A master under ``root``, serving TLS unless ``tls`` is false; every server is
+    stopped on exit."""
+    issued = Tls.issue(root / "tls") if tls else None
+    settings = {"ENGINE_ADMIN_TOKEN": TOKEN, **FAST, **master_env}
+    if issued is not None:
+        settings.update(ENGINE_TLS_CERT=str(issued.cert), ENGINE_TLS_KEY=str(issued.key))
+    master = NodeProcess("master", root / "master", tls=tls, settings=settings)
+    verify = issued.client() if issued is not None else True
+    http = httpx.AsyncClient(base_url=master.url, headers=AUTH, verify=verify, timeout=10)
+    site = Site(root, master, http, issued)
     try:
         await master.start()
-        await master.wait_ready(verify=tls.client())
+        await master.wait_ready(verify=verify)
         yield site
     finally:
         # Idle keep-alive connections first: over TLS they hold up a graceful shutdown.

@@ -61,7 +61,7 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
         return response.status_code == 200
 
     await wait_until(power_off, timeout=20, message="the edge's module to answer")
-    async with front_end(site.tls.ca) as panel, front_end() as kiosk:
+    async with front_end(site.certificates.ca) as panel, front_end() as kiosk:
         # A PlaceOS panel at the master with a user token; an ACA Engine kiosk at the
         # edge with an API key (a fixed device: /control/websocket?fixed_device=true).
         authority = await panel.call(

@@ -142,7 +142,7 @@ async def test_a_killed_edge_fails_over_only_when_failover_is_set(site: Site, ro
     assert (await send(site, on, "before the failure")).json() == {"result": "before the failure"}
 
     async def mirrored() -> bool:
-        return await last_reply(site, on) == "before the failure"
+        return bool(await last_reply(site, on) == "before the failure")
 
     await wait_until(mirrored, message="the edge's status to reach the master's mirror")
 
@@ -373,7 +373,7 @@ async def test_a_partition_heals_to_one_controller_within_one_negotiation(
         proxy.pause()
         paused = time.monotonic()
         await wait_until(
-            lambda: sorted(room.watch.open_owners()) == ["master", "partitioned"],
+            lambda: sorted(map(str, room.watch.open_owners())) == ["master", "partitioned"],
             timeout=4 * PING_S + TIMEOUT_S + 2,
             message="the master to fail over while the edge still runs",
         )

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from app.node_process import NodeProcess
-from app.store import SqliteStore
+from app.store import JsonObject, SqliteStore
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -140,7 +140,7 @@ async def test_a_document_no_frame_can_carry_is_reported_on_both_sides_and_skipp
     store = SqliteStore(master.workdir / "engine.db")
     await store.open()
     try:
-        oversized = {
+        oversized: JsonObject = {
             "name": "Big",
             "description": "",
             "edge_control_id": None,

@@ -19,13 +19,12 @@ import pytest
 
 from app.node_process import NodeProcess
 from app.store import JsonObject, SqliteStore
+from tests.integration import sites
+from tests.integration.sites import AUTH, ECHO, open_site
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "replication-admin"
-FAST = {"ENGINE_LINK_RETRY_S": "0.3", "ENGINE_PING_INTERVAL_S": "0.3", "ENGINE_BOOT_WAIT_S": "0.5"}
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SETTLE_S = 10.0
 FILLER_DOCUMENTS = 10_000
 
@@ -36,85 +35,63 @@ Snapshot = dict[str, tuple[str, str, JsonObject]]
 class Site:
     """A master, the edge it configures, and one module in a system at that edge."""
 
-    master: NodeProcess
-    edge: NodeProcess
-    http: httpx.AsyncClient
-    edge_id: str
-    secret: str
-    driver_id: str
-    system_id: str
-    module_id: str
+    site: sites.Site
+    room: sites.Edge
+
+    @property
+    def master(self) -> NodeProcess:
+        return self.site.master
+
+    @property
+    def edge(self) -> NodeProcess:
+        return self.room.process
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.site.http
+
+    @property
+    def edge_id(self) -> str:
+        return self.room.id
+
+    @property
+    def secret(self) -> str:
+        return self.room.secret
+
+    @property
+    def system_id(self) -> str:
+        return self.room.system_id
+
+    @property
+    def module_id(self) -> str:
+        return self.room.module_id
 
     def edge_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.edge.url, headers=AUTH, timeout=10)
 
     async def create_module(self, name: str) -> dict[str, Any]:
-        response = await self.http.post(
-            "/api/modules",
-            json={"driver_id": self.driver_id, "name": name, "system_id": self.system_id},
+        driver_id = await self.site.driver_id(ECHO)
+        return await self.site.post(
+            "/api/modules", {"driver_id": driver_id, "name": name, "system_id": self.system_id}
         )
-        assert response.status_code == 201, response.text
-        return dict(response.json())
 
 
-async def configure(master: NodeProcess, http: httpx.AsyncClient) -> dict[str, Any]:
-    """Driver, edge, system and module on the master; returns their ids and the secret."""
-    await master.wait_ready()
-    driver = await http.post(
-        "/api/drivers",
-        json={"name": "Echo", "file": "generic/echo.py", "class_name": "Echo", "role": "service"},
-    )
-    edge = await http.post("/api/edges", json={"name": "Site", "timeout": 30})
-    system = await http.post(
-        "/api/systems", json={"name": "Room", "edge_control_id": edge.json()["id"]}
-    )
-    module = await http.post(
-        "/api/modules",
-        json={"driver_id": driver.json()["id"], "name": "Echo", "system_id": system.json()["id"]},
-    )
-    assert module.status_code == 201, module.text
-    return {
-        "edge_id": edge.json()["id"],
-        "secret": edge.json()["secret"],
-        "driver_id": driver.json()["id"],
-        "system_id": system.json()["id"],
-        "module_id": module.json()["id"],
-    }
-
-
-def edge_process(tmp_path: Path, master: NodeProcess, edge_id: str, secret: str) -> NodeProcess:
-    return NodeProcess(
-        "edge",
-        tmp_path / "edge",
-        settings={
-            "ENGINE_EDGE_ID": edge_id,
-            "ENGINE_EDGE_SECRET": secret,
-            "ENGINE_MASTER_URL": master.url,
-            **FAST,
-        },
-    )
-
-
-def master_process(tmp_path: Path) -> NodeProcess:
-    return NodeProcess(
-        "master", tmp_path / "master", settings={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST}
-    )
+@asynccontextmanager
+async def configured(tmp_path: Path, **master_env: str) -> AsyncIterator[Site]:
+    """A master with one edge location holding an Echo module; the edge not started yet."""
+    async with open_site(tmp_path, tls=False, **master_env) as site:
+        room = await site.add_edge(
+            "edge", driver=ECHO, module={"name": "Echo"}, start=False, timeout=30
+        )
+        yield Site(site, room)
 
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    master = await master_process(tmp_path).start()
-    edge: NodeProcess | None = None
-    async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-        try:
-            ids = await configure(master, http)
-            edge = await edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
-            await edge.wait_ready()
-            yield Site(master, edge, http, **ids)
-        finally:
-            if edge is not None:
-                await edge.stop()
-            await master.stop()
+    async with configured(tmp_path) as configured_site:
+        await configured_site.edge.start()
+        await configured_site.edge.wait_ready()
+        yield configured_site
 
 
 async def wait_for_edge_copy(site: Site, path: str, *, timeout: float = SETTLE_S) -> httpx.Response:
@@ -215,23 +192,20 @@ async def test_the_edge_replica_never_holds_an_edge_secret(site: Site) -> None:
 async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_master(
     tmp_path: Path,
 ) -> None:
-    master = await master_process(tmp_path).start()
-    edge: NodeProcess | None = None
-    try:
-        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-            ids = await configure(master, http)
+    async with configured(tmp_path) as site:
+        master, edge = site.master, site.edge
+        driver_id = await site.site.driver_id(ECHO)
         await master.stop()
         async with opened(master.workdir) as store:
-            await store.insert_many(filler_modules(ids["driver_id"], FILLER_DOCUMENTS))
+            await store.insert_many(filler_modules(driver_id, FILLER_DOCUMENTS))
         await master.start()
         await master.wait_ready()
 
         started = time.monotonic()
-        edge = await edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+        await edge.start()
         target = await metric(master, "engine_store_seq")
 
         async def under_way() -> bool:
-            assert edge is not None
             return 0 < await metric(edge, "engine_replica_seq") < target
 
         await wait_until(
@@ -244,7 +218,6 @@ async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_mast
         await edge.wait_ready()
 
         async def caught_up() -> bool:
-            assert edge is not None
             return await metric(edge, "engine_replica_seq") >= target
 
         await wait_until(caught_up, timeout=SETTLE_S, message="the restarted edge to catch up")
@@ -259,10 +232,6 @@ async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_mast
         assert edge_copy == master_copy
         assert 0 < interrupted_at < target
         assert caught_up_s < 20.0, f"{FILLER_DOCUMENTS} documents took {caught_up_s:.1f}s"
-    finally:
-        if edge is not None:
-            await edge.stop()
-        await master.stop()
 
 
 async def test_an_edge_boots_from_its_replica_while_the_master_is_down(site: Site) -> None:
@@ -285,13 +254,10 @@ async def test_an_edge_boots_from_its_replica_while_the_master_is_down(site: Sit
 
 
 async def test_an_edge_that_never_synced_says_so_and_keeps_trying(tmp_path: Path) -> None:
-    master = await master_process(tmp_path).start()
-    edge: NodeProcess | None = None
-    try:
-        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-            ids = await configure(master, http)
+    async with configured(tmp_path) as site:
+        master, edge = site.master, site.edge
         await master.stop()
-        edge = await edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+        await edge.start()
 
         async with httpx.AsyncClient(base_url=edge.url, headers=AUTH, timeout=10) as client:
             answer: dict[str, Any] = {}
@@ -316,12 +282,8 @@ async def test_an_edge_that_never_synced_says_so_and_keeps_trying(tmp_path: Path
 
             await master.start()
             await edge.wait_ready()
-            module = await client.get(f"/api/modules/{ids['module_id']}")
+            module = await client.get(f"/api/modules/{site.module_id}")
             assert module.status_code == 200
-    finally:
-        if edge is not None:
-            await edge.stop()
-        await master.stop()
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -413,50 +375,40 @@ async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical
     tmp_path: Path,
 ) -> None:
     """The master purges the deletions the edge missed; the edge must start over."""
-    master = master_process(tmp_path)
-    master.settings.update(
-        {"ENGINE_TOMBSTONE_RETENTION_S": "1", "ENGINE_HOUSEKEEPING_INTERVAL_S": "0.2"}
-    )
-    await master.start()
-    edge: NodeProcess | None = None
-    try:
-        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-            ids = await configure(master, http)
-            spare = await http.post(
-                "/api/modules", json={"driver_id": ids["driver_id"], "name": "Spare"}
-            )
-            edge = await edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
-            await edge.wait_ready()
-            target = await metric(master, "engine_store_seq")
-            await wait_until(
-                lambda: caught_up(edge, target), timeout=SETTLE_S, message="the first sync"
-            )
-            await edge.stop()
+    retention = {"ENGINE_TOMBSTONE_RETENTION_S": "1", "ENGINE_HOUSEKEEPING_INTERVAL_S": "0.2"}
+    async with configured(tmp_path, **retention) as site:
+        master, edge, http = site.master, site.edge, site.http
+        driver_id = await site.site.driver_id(ECHO)
+        spare = await http.post("/api/modules", json={"driver_id": driver_id, "name": "Spare"})
+        await edge.start()
+        await edge.wait_ready()
+        target = await metric(master, "engine_store_seq")
+        await wait_until(
+            lambda: caught_up(edge, target), timeout=SETTLE_S, message="the first sync"
+        )
+        await edge.stop()
 
-            gone = await http.delete(f"/api/modules/{spare.json()['id']}")
-            assert gone.status_code == 204, gone.text
-            created = await http.post(
-                "/api/modules", json={"driver_id": ids["driver_id"], "name": "Added"}
-            )
-            assert created.status_code == 201, created.text
-            changed = await http.patch(
-                f"/api/modules/{ids['module_id']}", json={"settings": {"volume": 9}}
-            )
-            assert changed.status_code == 200, changed.text
-            await wait_until(
-                lambda: purged_on(master),
-                timeout=SETTLE_S,
-                message="the master to purge the deletion the edge missed",
-            )
+        gone = await http.delete(f"/api/modules/{spare.json()['id']}")
+        assert gone.status_code == 204, gone.text
+        created = await http.post("/api/modules", json={"driver_id": driver_id, "name": "Added"})
+        assert created.status_code == 201, created.text
+        changed = await http.patch(
+            f"/api/modules/{site.module_id}", json={"settings": {"volume": 9}}
+        )
+        assert changed.status_code == 200, changed.text
+        await wait_until(
+            lambda: purged_on(master),
+            timeout=SETTLE_S,
+            message="the master to purge the deletion the edge missed",
+        )
 
-            await edge.start()
-            await edge.wait_ready()
+        await edge.start()
+        await edge.wait_ready()
 
-            async def level_with_master() -> bool:
-                assert edge is not None
-                return await caught_up(edge, await metric(master, "engine_store_seq"))
+        async def level_with_master() -> bool:
+            return await caught_up(edge, await metric(master, "engine_store_seq"))
 
-            await wait_until(level_with_master, timeout=SETTLE_S, message="the resync")
+        await wait_until(level_with_master, timeout=SETTLE_S, message="the resync")
         await master.kill()  # no goodbye writes: the master stays as the edge last saw it
         await edge.stop()
         assert "full resync" in edge.log()
@@ -465,12 +417,8 @@ async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical
             master_copy, edge_copy = await snapshot(master_store), await snapshot(edge_store)
         assert spare.json()["id"] not in edge_copy
         assert edge_copy[created.json()["id"]][2]["name"] == "Added"
-        assert edge_copy[ids["module_id"]][2]["settings"] == {"volume": 9}
+        assert edge_copy[site.module_id][2]["settings"] == {"volume": 9}
         assert edge_copy == master_copy
-    finally:
-        if edge is not None:
-            await edge.stop()
-        await master.stop()
 
 
 async def caught_up(process: NodeProcess, seq: int) -> bool:

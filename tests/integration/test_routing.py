@@ -11,16 +11,13 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from app.node_process import NodeProcess, free_port
+from app.node_process import NodeProcess
 from app.urls import CLIENT_PATH, websocket_url
+from tests.integration.sites import AUTH, ECHO, TOKEN, open_site
 from tests.support.client_ws import bind, next_message
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
-
-TOKEN = "routing-admin"
-FAST = {"ENGINE_LINK_RETRY_S": "0.3", "ENGINE_PING_INTERVAL_S": "0.3", "ENGINE_BOOT_WAIT_S": "0.5"}
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @dataclass
@@ -38,74 +35,14 @@ def echo(system_id: str, value: object) -> tuple[str, dict[str, object]]:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    master = await NodeProcess(
-        "master", tmp_path / "master", settings={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST}
-    ).start()
-    edge_port = free_port()
-    edge: NodeProcess | None = None
-    try:
-        await master.wait_ready()
-        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-            driver = (
-                await http.post(
-                    "/api/drivers",
-                    json={
-                        "name": "Echo",
-                        "file": "generic/echo.py",
-                        "class_name": "Echo",
-                        "role": "service",
-                    },
-                )
-            ).json()
-            created = (
-                await http.post(
-                    "/api/edges",
-                    json={
-                        "name": "Site",
-                        "timeout": 30,
-                        "api_url": f"http://127.0.0.1:{edge_port}",
-                    },
-                )
-            ).json()
-            systems = {}
-            for name, location in (("edge", created["id"]), ("master", None)):
-                system = (
-                    await http.post(
-                        "/api/systems",
-                        json={
-                            "name": name,
-                            "edge_control_id": location,
-                        },
-                    )
-                ).json()
-                await http.post(
-                    "/api/modules",
-                    json={
-                        "driver_id": driver["id"],
-                        "name": "Echo",
-                        "system_id": system["id"],
-                    },
-                )
-                systems[name] = system["id"]
-        edge = await NodeProcess(
-            "edge",
-            tmp_path / "edge",
-            port=edge_port,
-            settings={
-                "ENGINE_EDGE_ID": created["id"],
-                "ENGINE_EDGE_SECRET": created["secret"],
-                "ENGINE_MASTER_URL": master.url,
-                **FAST,
-            },
-        ).start()
-        await edge.wait_ready()
-        result = Pair(master, edge, created["id"], systems["edge"], systems["master"])
+    async with open_site(tmp_path, tls=False) as site:
+        edge = await site.add_edge(
+            "edge", driver=ECHO, module={"name": "Echo"}, public=True, timeout=30
+        )
+        master_system, _ = await site.add_room("master", driver=ECHO, module={"name": "Echo"})
+        result = Pair(site.master, edge.process, edge.id, edge.system_id, master_system)
         await wait_for_answer(result.edge.url, result.edge_system)
         yield result
-    finally:
-        if edge is not None:
-            await edge.stop()
-        await master.stop()
 
 
 async def wait_for_answer(base_url: str, system_id: str) -> None:

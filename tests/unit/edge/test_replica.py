@@ -20,8 +20,8 @@ from app.store import (
     Document,
     DocumentNotFound,
     JsonObject,
+    ReplicaStore,
     SqliteStore,
-    Store,
 )
 from app.store.couchbase import CouchbaseStore
 from tests.support.wait import wait_until
@@ -112,7 +112,7 @@ async def link(master: FakeMaster) -> AsyncIterator[LinkConnection]:
         yield to_master
 
 
-async def replicator(store: Store, *, batch: int = 10) -> Replicator:
+async def replicator(store: ReplicaStore, *, batch: int = 10) -> Replicator:
     replica = Replicator(store, batch=batch)
     await replica.open()
     return replica
