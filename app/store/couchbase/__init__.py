@@ -21,6 +21,8 @@ Layers, each importing only those before it:
 - :mod:`.sdk`: the SDK behind the few calls the store makes (the seam a stand-in
   cluster plugs into) and its exceptions mapped to store errors;
 - :mod:`.store`: :class:`CouchbaseStore`, the :class:`~app.store.base.Store` itself.
+
+Imports nothing of the engine outside ``app.store``.
 """
 
 from __future__ import annotations
