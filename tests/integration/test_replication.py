@@ -21,6 +21,7 @@ from app.node_process import NodeProcess
 from app.store import JsonObject, SqliteStore
 from tests.integration import sites
 from tests.integration.sites import AUTH, ECHO, open_site
+from tests.support.stores import opened
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,35 +37,13 @@ class Site:
     """A master, the edge it configures, and one module in a system at that edge."""
 
     site: sites.Site
-    room: sites.Edge
-
-    @property
-    def master(self) -> NodeProcess:
-        return self.site.master
-
-    @property
-    def edge(self) -> NodeProcess:
-        return self.room.process
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        return self.site.http
-
-    @property
-    def edge_id(self) -> str:
-        return self.room.id
-
-    @property
-    def secret(self) -> str:
-        return self.room.secret
-
-    @property
-    def system_id(self) -> str:
-        return self.room.system_id
-
-    @property
-    def module_id(self) -> str:
-        return self.room.module_id
+    master: NodeProcess
+    edge: NodeProcess
+    http: httpx.AsyncClient
+    edge_id: str
+    secret: str
+    system_id: str
+    module_id: str
 
     def edge_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.edge.url, headers=AUTH, timeout=10)
@@ -83,7 +62,16 @@ async def configured(tmp_path: Path, **master_env: str) -> AsyncIterator[Site]:
         room = await site.add_edge(
             "edge", driver=ECHO, module={"name": "Echo"}, start=False, timeout=30
         )
-        yield Site(site, room)
+        yield Site(
+            site,
+            site.master,
+            room.process,
+            site.http,
+            room.id,
+            room.secret,
+            room.system_id,
+            room.module_id,
+        )
 
 
 @pytest.fixture
@@ -181,7 +169,7 @@ async def test_the_edge_replica_never_holds_an_edge_secret(site: Site) -> None:
     for secret in secrets:
         assert secret.encode() not in edge_files
         assert secret.encode() in database_bytes(site.master.workdir), "the check can see one"
-    async with opened(site.edge.workdir) as store:
+    async with opened(database_path(site.edge.workdir)) as store:
         assert (await store.find("edge_secret")).total == 0
         assert len(await snapshot(store)) > 0
 
@@ -196,7 +184,7 @@ async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_mast
         master, edge = site.master, site.edge
         driver_id = await site.site.driver_id(ECHO)
         await master.stop()
-        async with opened(master.workdir) as store:
+        async with opened(database_path(master.workdir)) as store:
             await store.insert_many(filler_modules(driver_id, FILLER_DOCUMENTS))
         await master.start()
         await master.wait_ready()
@@ -225,7 +213,10 @@ async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_mast
         await master.kill()  # no goodbye writes: the master stays as the edge last saw it
         await edge.stop()
 
-        async with opened(master.workdir) as master_store, opened(edge.workdir) as edge_store:
+        async with (
+            opened(database_path(master.workdir)) as master_store,
+            opened(database_path(edge.workdir)) as edge_store,
+        ):
             master_copy, edge_copy = await snapshot(master_store), await snapshot(edge_store)
             assert await edge_store.replica_seq() == await master_store.last_seq()
         assert len(master_copy) > FILLER_DOCUMENTS
@@ -347,17 +338,6 @@ def store_counter(workdir: Path, key: str) -> int:
     return int(row[0]) if row else 0
 
 
-@asynccontextmanager
-async def opened(workdir: Path) -> AsyncIterator[SqliteStore]:
-    """A server's SQLite store, opened once the server has stopped."""
-    store = SqliteStore(database_path(workdir))
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def snapshot(store: SqliteStore) -> Snapshot:
     """Every live replicated document: id → (type, version, body)."""
     documents: Snapshot = {}
@@ -413,7 +393,10 @@ async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical
         await edge.stop()
         assert "full resync" in edge.log()
 
-        async with opened(master.workdir) as master_store, opened(edge.workdir) as edge_store:
+        async with (
+            opened(database_path(master.workdir)) as master_store,
+            opened(database_path(edge.workdir)) as edge_store,
+        ):
             master_copy, edge_copy = await snapshot(master_store), await snapshot(edge_store)
         assert spare.json()["id"] not in edge_copy
         assert edge_copy[created.json()["id"]][2]["name"] == "Added"

@@ -21,6 +21,7 @@ from app.store import (
     SqliteStore,
     StoreUnavailable,
 )
+from tests.support.stores import opened
 
 TIMEOUT_S = 5.0
 
@@ -28,16 +29,6 @@ TIMEOUT_S = 5.0
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "engine.db"
-
-
-@contextlib.asynccontextmanager
-async def opened(path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
