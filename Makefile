@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-SOURCES := app tests sim drivers bench
+SOURCES := app tests bench
 
 .PHONY: install run test test-couchbase test-deps lint typecheck openapi bench clean
 

@@ -110,7 +110,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "embedded store, serve simulated devices, seed an edge location whose room runs on "
         "the edge and a room on the master, and print commands to paste. Follow who "
         "controls the edge's devices while the edge is killed, started again (kill -USR1 "
-        "to the demo) and restored, until Ctrl-C stops everything. Runs from a checkout.",
+        "to the demo) and restored, until Ctrl-C stops everything.",
     )
     demo.add_argument(
         "--data-dir",

@@ -7,23 +7,20 @@ plus a room on the master, and prints copy-paste commands. It then follows who
 controls the edge's devices while the edge is killed, started again (``kill -USR1``
 to the demo) and restored, until SIGINT or SIGTERM stops every process it started.
 
-The simulators live in the repository's ``sim`` package, so the demo runs from a
-checkout (as ``make run`` does), not from an installed wheel.
+The simulators (:mod:`app.sim`) and the bundled drivers ship with the package, so
+the demo runs from an installed package as from a checkout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import logging
 import os
 import secrets
 import shlex
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -33,15 +30,12 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+from app.node_process import HOST, READY_TIMEOUT_S, NodeProcess, NodeProcessError, free_port
+from app.sim.line_device import LineDevice
+from app.sim.modbus_device import ModbusDevice
 
 #: How often the demo asks the master who controls the edge's devices.
 WATCH_INTERVAL_S = 0.5
-#: How long a server may take to answer ``/api/ready`` before the demo gives up.
-READY_TIMEOUT_S = 60.0
-#: How long a server may take to exit after SIGTERM before it is killed.
-STOP_GRACE_S = 10.0
 
 #: The drivers the demo registers, by the key the modules below refer to.
 DRIVERS: Mapping[str, dict[str, Any]] = {
@@ -269,119 +263,13 @@ def exit_description(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-# --- processes ----------------------------------------------------------------------
-
-
-def node_environment(base: Mapping[str, str], node: Mapping[str, str]) -> dict[str, str]:
-    """``base`` without any ``ENGINE_*`` variable, then the node's own settings."""
-    env = {k: v for k, v in base.items() if not k.startswith("ENGINE_")}
-    env.update(node)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the demo dies without stopping us."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-class NodeProcess:
-    """One ``python -m app serve`` child, logging to a file in its own directory.
-
-    It runs in a session of its own, so a Ctrl-C in the terminal reaches only the
-    demo, which then stops the servers in order.
-    """
-
-    def __init__(self, name: str, workdir: Path, port: int, settings: Mapping[str, str]) -> None:
-        self.name = name
-        self.workdir = workdir
-        self.port = port
-        self.url = f"http://{HOST}:{port}"
-        self.log_path = workdir / f"{name}.log"
-        self._settings = {
-            "ENGINE_DATABASE_URL": f"sqlite:///{workdir / 'engine.db'}",
-            "ENGINE_DRIVERS_PATH": str(workdir / "drivers"),
-            "ENGINE_PUBLIC_URL": self.url,
-            **settings,
-        }
-        self._process: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        if self._process is None:
-            raise RuntimeError(f"the {self.name} has not been started")
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "app", "serve", "--port", str(self.port)]
-
-    async def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                *self.command(),
-                cwd=ROOT,
-                env=node_environment(os.environ, self._settings),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-
-    async def wait(self) -> int:
-        if self._process is None:
-            raise RuntimeError(f"the {self.name} has not been started")
-        return await self._process.wait()
-
-    async def wait_ready(self, http: httpx.AsyncClient) -> None:
-        """Return once ``/api/ready`` answers 200; fail if the process exits first."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if not self.running:
-                raise DemoError(f"the {self.name} exited during boot:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(f"{self.url}/api/ready")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-        raise DemoError(f"the {self.name} was not ready within {READY_TIMEOUT_S:g} s")
-
-    def log_tail(self, lines: int = 15) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    async def stop(self) -> None:
-        """SIGTERM, and SIGKILL if it has not exited within the grace period."""
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+# --- devices ------------------------------------------------------------------------
 
 
 class Devices:
     """The simulated devices, served from the demo's own event loop."""
 
     def __init__(self) -> None:
-        from sim.line_device import LineDevice
-        from sim.modbus_device import ModbusDevice
-
         self._displays = [LineDevice(HOST, 0, name=f"display-{n}") for n in (1, 2, 3)]
         self._lighting = ModbusDevice(HOST, 0)
 
@@ -425,7 +313,7 @@ class Demo:
         try:
             seeded = await self._start()
             return await self._supervise(seeded)
-        except DemoError as exc:
+        except (DemoError, NodeProcessError) as exc:
             say(f"error: {exc}")
             return 1
         finally:

@@ -36,12 +36,17 @@ class Stored(BaseModel):
 
 # --- EdgeControl -------------------------------------------------------------------
 
+#: Seconds the master waits for a lost edge before it takes over, unless the edge says.
+DEFAULT_FAILOVER_TIMEOUT_S = 20.0
+
 
 class EdgeFields(Fields):
     name: str = Name
     description: str = ""
     failover: bool = True
-    timeout: float = Field(default=20.0, gt=0, description="seconds before the master acts")
+    timeout: float = Field(
+        default=DEFAULT_FAILOVER_TIMEOUT_S, gt=0, description="seconds before the master acts"
+    )
     window_start: str | None = Field(default=None, description="5-field CRON, or null: manual")
     window_length: float | None = Field(
         default=None, gt=0, validate_default=True, description="seconds"

@@ -28,11 +28,10 @@ from app.store.base import Store
 def bundled_drivers() -> Path:
     """The bundled driver repository a fresh ``ENGINE_DRIVERS_PATH`` is seeded from.
 
-    Beside the package in a checkout; in the working directory for an installed
-    package (the container image copies it there).
+    Package data (``app/drivers``), so a checkout, an installed package and the
+    container image all find it in the same place.
     """
-    beside = Path(__file__).resolve().parent.parent / "drivers"
-    return beside if beside.is_dir() else Path.cwd() / "drivers"
+    return Path(__file__).resolve().parent / "drivers"
 
 
 @dataclass

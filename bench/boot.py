@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from app.demo import NodeProcess, free_port
 from app.models import DriverFields, ModuleFields, SystemFields
+from app.node_process import NodeProcess, free_port
 from app.store.base import JsonObject
 from app.store.sqlite import SqliteStore
 from bench.report import Target

@@ -33,10 +33,10 @@ from typing import Any
 
 import httpx
 
-from app.demo import HOST, NodeProcess
+from app.node_process import HOST, NodeProcess
+from app.sim.line_device import LineDevice
 from bench.support import Api, EdgeRoom, edge_process, master_process, seed_edge_room, started
-from bench.support import wait_until as wait_for
-from sim.line_device import LineDevice
+from tests.support.wait import wait_until as wait_for
 
 LINE_DRIVER = {"name": "Display", "file": "generic/tcp_line.py", "class_name": "TcpLine"}
 #: Reconnect at once: the benchmark times control decisions, not a device's backoff.
@@ -61,12 +61,12 @@ async def failover_once(
     api: Api, room: EdgeRoom, edge: NodeProcess, watch: DeviceWatch
 ) -> dict[str, Any]:
     await wait_for(
-        lambda: _edge_in_control(api, room, watch), timeout=30, what="the edge in control"
+        lambda: _edge_in_control(api, room, watch), timeout=30, message="the edge in control"
     )
     killed, killed_wall = time.monotonic(), time.time()
     os.kill(edge.pid, signal.SIGKILL)
     await edge.wait()
-    await wait_for(lambda: watch.controlled_alone_since(killed), timeout=120, what="failover")
+    await wait_for(lambda: watch.controlled_alone_since(killed), timeout=120, message="failover")
     opened = watch.first("open", killed)
     assert opened is not None
     decided = await _decision_time(api, room.edge_id, "failover", killed_wall)
@@ -74,11 +74,13 @@ async def failover_once(
     await edge.start()
     async with httpx.AsyncClient(timeout=5.0) as http:
         await edge.wait_ready(http)
-    await wait_for(lambda: _online(api, room.edge_id), timeout=30, what="the edge to connect again")
+    await wait_for(
+        lambda: _online(api, room.edge_id), timeout=30, message="the edge to connect again"
+    )
     asked = time.monotonic()
     (await api.http.post(f"/api/edges/{room.edge_id}/restore")).raise_for_status()
     answered = time.monotonic()
-    await wait_for(lambda: watch.controlled_alone_since(asked), timeout=30, what="the handover")
+    await wait_for(lambda: watch.controlled_alone_since(asked), timeout=30, message="the handover")
     back, released = watch.first("open", asked), watch.first("close", asked)
     assert back is not None and released is not None
     return {
@@ -94,13 +96,13 @@ async def frozen_once(
     api: Api, room: EdgeRoom, edge: NodeProcess, watch: DeviceWatch
 ) -> dict[str, Any]:
     await wait_for(
-        lambda: _edge_in_control(api, room, watch), timeout=30, what="the edge in control"
+        lambda: _edge_in_control(api, room, watch), timeout=30, message="the edge in control"
     )
     frozen = time.monotonic()
     os.kill(edge.pid, signal.SIGSTOP)
     try:
         await wait_for(
-            lambda: watch.first("open", frozen) is not None, timeout=120, what="failover"
+            lambda: watch.first("open", frozen) is not None, timeout=120, message="failover"
         )
     finally:
         os.kill(edge.pid, signal.SIGCONT)
@@ -108,7 +110,7 @@ async def frozen_once(
     await wait_for(
         lambda: watch.device.active_connections == 1 and watch.first("close", resumed) is not None,
         timeout=30,
-        what="one controller again",
+        message="one controller again",
     )
     opened, released = watch.first("open", frozen), watch.first("close", resumed)
     assert opened is not None and released is not None

@@ -35,11 +35,11 @@ from typing import Any, Self, cast
 import uvicorn
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from app.demo import HOST, ROOT, NodeProcess, free_port
 from app.link import DEFAULT_MAX_SIZE, LinkConnection, Request, WebsocketsTransport, encode
 from app.main import create_app
 from app.master.role import MasterRole
 from app.node import Node
+from app.node_process import HOST, ROOT, NodeProcess, free_port
 from app.runtime.handle import ModuleHandle
 from app.settings import Settings
 from bench.report import Target
@@ -53,7 +53,7 @@ from bench.support import (
     seed_edge_room,
     started,
 )
-from bench.support import wait_until as wait_for
+from tests.support.wait import wait_until as wait_for
 
 Call = Callable[[], Awaitable[Any]]
 
@@ -98,8 +98,8 @@ class InProcessMaster:
 
     async def __aenter__(self) -> InProcessMaster:
         self._serving = asyncio.create_task(self._server.serve())
-        await wait_for(lambda: self._server.started, timeout=30, what="the master to listen")
-        await wait_for(lambda: self.node.boot.ready, timeout=30, what="the master to boot")
+        await wait_for(lambda: self._server.started, timeout=30, message="the master to listen")
+        await wait_for(lambda: self.node.boot.ready, timeout=30, message="the master to boot")
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -143,7 +143,7 @@ async def linked_edge(
             await wait_for(
                 lambda: api.controlled_by(room.edge_id, "edge"),
                 timeout=30,
-                what="the edge to control its module",
+                message="the edge to control its module",
             )
             yield LinkedEdge(master, edge, room, api)
         finally:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from app.demo import ROOT, NodeProcess
 from app.main import create_app
 from app.node import Node
+from app.node_process import ROOT, NodeProcess
 from app.settings import Settings
 from bench import boot
 from bench.link import PAYLOAD, linked_edge, throughput

@@ -38,8 +38,8 @@ from bench.support import (
     master_process,
     seed_edge_room,
     started,
-    wait_until,
 )
+from tests.support.wait import wait_until
 
 PROXY_RATIO_LIMIT = 1.6
 
@@ -103,7 +103,7 @@ async def edge_site(workdir: Path) -> AsyncIterator[Site]:
             await wait_until(
                 lambda: api.controlled_by(room.edge_id, "edge"),
                 timeout=30,
-                what="the edge to control its module",
+                message="the edge to control its module",
             )
             yield Site(master, edge, room, api)
     finally:
@@ -131,7 +131,7 @@ async def measure(workdir: Path, *, samples: int) -> dict[str, Any]:
         await wait_until(
             lambda: _answers(over_link["over the link"]),
             timeout=10,
-            what="the master to forward over the link",
+            message="the master to forward over the link",
         )
         times.update(await timed(over_link, samples))
     latency = {name: Latency.of(values) for name, values in times.items()}

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
-from app.demo import NodeProcess, free_port
+from app.node_process import NodeProcess, free_port
 
 T = TypeVar("T")
 
@@ -37,26 +35,6 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.01,
-) -> float:
-    """Poll ``condition`` until it holds; return the seconds it took."""
-    started = time.monotonic()
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"gave up after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 class Api:

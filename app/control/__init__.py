@@ -7,4 +7,6 @@ master's and the edge's I/O layers feed events in and execute the actions.
 * ``windows``: restore windows from a CRON expression;
 * ``state`` and ``supervisor``: the master's per-edge state machine;
 * ``edge``: when the edge runs its own modules.
+
+Imports nothing of the engine outside ``app.control``.
 """

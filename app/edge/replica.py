@@ -32,10 +32,10 @@ from app.store.base import (
     Change,
     ChangeBatch,
     DocumentNotFound,
+    ReplicaStore,
     Store,
     document_body,
 )
-from app.store.couchbase import CouchbaseStore
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,15 @@ def replica_for(
     on_progress: Callable[[int], None] | None = None,
     on_skipped: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
 ) -> Replica:
-    """XDCR replicates a Couchbase bucket; the embedded store is copied over the link.
+    """A store that can hold a link-fed replica is copied over the link; any other
+    (Couchbase) is replicated by XDCR.
 
     ``on_progress`` hears the master sequence applied after each batch (metrics);
     ``on_skipped`` the changes the master could not ship.
     """
-    if isinstance(store, CouchbaseStore):
-        return XdcrReplicator(store)
-    return Replicator(store, on_progress=on_progress, on_skipped=on_skipped)
+    if isinstance(store, ReplicaStore):
+        return Replicator(store, on_progress=on_progress, on_skipped=on_skipped)
+    return XdcrReplicator(store)
 
 
 def _resync_required(exc: LinkRequestError) -> bool:
@@ -116,7 +117,7 @@ class Replicator:
 
     def __init__(
         self,
-        store: Store,
+        store: ReplicaStore,
         *,
         batch: int = BATCH,
         on_progress: Callable[[int], None] | None = None,

@@ -25,7 +25,6 @@ from app.control.supervisor import (
     WindowOpened,
     retry_after,
 )
-from app.control.windows import RestoreWindow
 from app.errors import NotFound
 from app.link import Event, Hello, LinkClosed, LinkConnection
 from app.link.connection import Handler
@@ -38,28 +37,27 @@ from app.master.windows import RestoreWindows
 from app.node import Node
 from app.runtime.handle import ModuleHandle
 from app.services.catalog import EDGE
-from app.services.control import StoreHealth, describe, persisted_state
+from app.services.control import (
+    StoreHealth,
+    describe,
+    failover_timeout,
+    persisted_state,
+    restore_window,
+)
 from app.services.limits import describe_skipped
 from app.services.witness import Witness, WitnessReport, answer
 from app.settings import LINK_ENVELOPE_BYTES
-from app.store.base import Document, DocumentNotFound, StoreError
-from app.store.couchbase import CouchbaseStore
+from app.store.base import Document, DocumentNotFound, ReplicaStore, StoreError
 
 log = logging.getLogger(__name__)
 
 
 def edge_policy(doc: Document) -> EdgePolicy:
     """The part of an EdgeControl document that steers its supervision."""
-    body = doc.body
-    window = None
-    if body.get("window_start"):
-        window = RestoreWindow(
-            body["window_start"], float(body["window_length"]), body.get("timezone", "UTC")
-        )
     return EdgePolicy(
-        failover=bool(body.get("failover", True)),
-        timeout=float(body.get("timeout", 20.0)),
-        window=window,
+        failover=bool(doc.body.get("failover", True)),
+        timeout=failover_timeout(doc),
+        window=restore_window(doc),
     )
 
 
@@ -491,7 +489,7 @@ class MasterRole:
     @property
     def _replicated_by_link(self) -> bool:
         """The embedded store replicates over the links; Couchbase through XDCR."""
-        return not isinstance(self.node.store, CouchbaseStore)
+        return isinstance(self.node.store, ReplicaStore)
 
     async def _broadcast_event(self, event: str, **fields: Any) -> None:
         for edge_id in self.links.connected():

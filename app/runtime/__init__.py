@@ -2,6 +2,9 @@
 
 Integrators import :class:`Driver` (or :class:`DeviceDriver`) from here; the engine
 uses :class:`ModuleManager`, :class:`DriverRepository` and :class:`ModuleHandle`.
+
+Imports only ``app.errors`` of the rest of the engine: the runtime knows nothing of
+roles, the store or the web stack.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from app.control.clock import now_utc
 from app.control.windows import RestoreWindow
+from app.models import DEFAULT_FAILOVER_TIMEOUT_S
 from app.services.routing import Placement
 from app.store.base import Document, DocumentNotFound, Store
 
@@ -94,14 +95,26 @@ def control_id(edge_id: str) -> str:
     return f"control::{edge_id}"
 
 
-def next_window(edge: Document, now: datetime) -> dict[str, str] | None:
-    """The restore window open now, else the next one; None without a window."""
+def restore_window(edge: Document) -> RestoreWindow | None:
+    """The edge's restore window as its EdgeControl document states it; None: manual."""
     body = edge.body
     if not body.get("window_start"):
         return None
-    window = RestoreWindow(
+    return RestoreWindow(
         body["window_start"], float(body["window_length"]), body.get("timezone", "UTC")
     )
+
+
+def failover_timeout(edge: Document) -> float:
+    """Seconds the master waits for a lost edge before it takes over."""
+    return float(edge.body.get("timeout", DEFAULT_FAILOVER_TIMEOUT_S))
+
+
+def next_window(edge: Document, now: datetime) -> dict[str, str] | None:
+    """The restore window open now, else the next one; None without a window."""
+    window = restore_window(edge)
+    if window is None:
+        return None
     span = window.current_or_next(now)
     if span is None:
         return None

@@ -1,4 +1,10 @@
-"""Document stores: the protocol, its errors, and the backend chosen by database URL."""
+"""Document stores: the protocol, its errors, and the backend chosen by database URL.
+
+The embedded SQLite store (``sqlite``) and the Couchbase one (``couchbase/``, loaded
+only when asked for) implement :class:`Store`; what only some backends can do is a
+protocol of its own (:class:`ReplicaStore`: holding a link-fed replica). XDCR
+provisioning is ``xdcr``. Imports nothing of the engine outside ``app.store``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from app.store.base import (
     FeedCompacted,
     JsonObject,
     Page,
+    ReplicaStore,
     Store,
     StoreError,
     StoreUnavailable,
@@ -31,6 +38,7 @@ __all__ = [
     "FeedCompacted",
     "JsonObject",
     "Page",
+    "ReplicaStore",
     "SqliteStore",
     "Store",
     "StoreError",

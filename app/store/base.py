@@ -39,6 +39,17 @@ def document_body(data: Mapping[str, Any]) -> JsonObject:
     return {key: value for key, value in data.items() if key not in ENVELOPE_KEYS}
 
 
+def lookup_filter(
+    doc_type: str, where: Mapping[str, str] | None, limit: int | None
+) -> Mapping[str, str]:
+    """The filter of a :meth:`Store.find`, refused as every backend refuses it: fields
+    that are not indexed, a ``limit`` below 1."""
+    where = where or {}
+    require_indexed(doc_type, where)
+    require_positive("limit", limit)
+    return where
+
+
 def require_indexed(doc_type: str, where: Mapping[str, str]) -> None:
     """Refuse a lookup on fields that are not indexed: it would be a full scan, or wrong."""
     unknown = set(where) - INDEXED_FIELDS.get(doc_type, frozenset())
@@ -274,6 +285,17 @@ class Store(Protocol):
         after each value misses nothing.
         """
         ...
+
+
+@runtime_checkable
+class ReplicaStore(Store, Protocol):
+    """A store that can hold an edge's copy of the master's database, fed over the link.
+
+    The embedded store is one. Couchbase is not: XDCR copies its buckets, keeping the
+    master's CAS, which no SDK client can choose, so a link-fed replica could not keep
+    the master's versions there. Which of the two a backend is decides how the master
+    and the edge replicate (``isinstance(store, ReplicaStore)``).
+    """
 
     async def apply_changes(self, changes: Sequence[Change], *, source_seq: int) -> None:
         """Apply a master's changes to this replica and record ``source_seq``.

@@ -44,8 +44,8 @@ from app.store.base import (
     StoreUnavailable,
     VersionConflict,
     document_body,
+    lookup_filter,
     refuse_repeats,
-    require_indexed,
     require_positive,
 )
 
@@ -182,9 +182,7 @@ class SqliteStore:
         after: str | None = None,
         limit: int | None = None,
     ) -> Page:
-        where = where or {}
-        require_indexed(doc_type, where)
-        require_positive("limit", limit)
+        where = lookup_filter(doc_type, where, limit)
         lookup = _Lookup(doc_type, where)
         async with self._transaction() as tx:
             [(total,)] = await tx.fetch(*lookup.count())

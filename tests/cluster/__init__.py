@@ -1,1 +1,4 @@
-"""Tests against real Couchbase clusters: skipped unless configured (make test-couchbase)."""
+"""Tests against real Couchbase clusters: skipped unless configured (make test-couchbase).
+
+Imports ``app.store`` only.
+"""

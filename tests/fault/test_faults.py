@@ -138,7 +138,7 @@ async def test_killing_the_edge_under_load_fails_calls_clearly_and_loses_no_data
     site: Site,
 ) -> None:
     edge = await add_echo_edge(site, timeout=FAILOVER_TIMEOUT_S)
-    async with api_client(site.master.url, verify=site.tls.client()) as http:
+    async with api_client(site.master.url, verify=site.verify) as http:
         async with (
             Load(
                 http, exec_echo(edge.system_id), clients=4, client_timeout=CLIENT_TIMEOUT_S
@@ -149,7 +149,7 @@ async def test_killing_the_edge_under_load_fails_calls_clearly_and_loses_no_data
         ):
             await calls.wait_for_successes(20, what="calls before the kill")
             killed_at = time.monotonic()
-            edge.process.kill()
+            await edge.process.kill()
             await calls.wait_for_successes(20, after=killed_at, what="calls after the takeover")
             await writes.wait_for_successes(5, after=killed_at, what="writes after the kill")
 
@@ -164,7 +164,7 @@ async def test_killing_the_edge_under_load_fails_calls_clearly_and_loses_no_data
     assert await stored(site.http, "during-") == written
 
     # The edge comes back from its own replica and catches up with what it missed.
-    edge.process.start()
+    await edge.process.start()
     await edge.process.wait_ready()
     async with api_client(edge.process.url) as at_edge:
 
@@ -183,7 +183,7 @@ async def test_the_edge_serves_its_location_while_the_master_is_down_and_restart
     edge = await add_echo_edge(site, timeout=30)
     master = site.master
     async with (
-        api_client(master.url, verify=site.tls.client()) as via_master,
+        api_client(master.url, verify=site.verify) as via_master,
         api_client(edge.process.url) as at_edge,
     ):
         loads = (
@@ -197,13 +197,13 @@ async def test_the_edge_serves_its_location_while_the_master_is_down_and_restart
             await through.wait_for_successes(10, what="calls through the master")
             await writes.wait_for_successes(3, what="writes")
             killed_at = time.monotonic()
-            master.kill()
+            await master.kill()
             # Long enough for the edge to see the link gone and fail to reconnect a few times.
             await direct.wait_for_successes(
                 20, after=killed_at + 1.5, what="calls at the edge while the master is down"
             )
-            master.start()
-            await master.wait_ready(verify=site.tls.client())
+            await master.start()
+            await master.wait_ready(verify=site.verify)
             restarted_at = time.monotonic()
             await through.wait_for_successes(
                 10, after=restarted_at, what="calls through the restarted master"
@@ -232,7 +232,7 @@ async def test_an_unwritable_database_refuses_writes_cleanly_and_recovers(
     database = site.master.workdir / "engine.db"
     # No memory-mapped WAL index, whose loss would kill the server with SIGBUS.
     assert not database.with_name("engine.db-shm").exists()
-    async with api_client(site.master.url, verify=site.tls.client()) as http:
+    async with api_client(site.master.url, verify=site.verify) as http:
         async with Load(
             http, create_systems("stream"), clients=2, client_timeout=CLIENT_TIMEOUT_S
         ) as writes:

@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.node_process import NodeProcess
 from tests.integration.rooms import Rooms
 from tests.integration.sites import Site, open_site
-from tests.support.engine import ADMIN_TOKEN, EngineProcess
+from tests.support.engine import ADMIN_TOKEN
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def master(tmp_path: Path) -> Iterator[EngineProcess]:
+async def master(tmp_path: Path) -> AsyncIterator[NodeProcess]:
     """A master process on its own embedded store, with an admin token."""
-    process = EngineProcess("master", tmp_path / "master", env={"ENGINE_ADMIN_TOKEN": ADMIN_TOKEN})
-    process.start()
+    process = NodeProcess(
+        "master", tmp_path / "master", settings={"ENGINE_ADMIN_TOKEN": ADMIN_TOKEN}
+    )
+    await process.start()
     try:
         yield process
     finally:
-        process.stop()
+        await process.stop()
 
 
 @pytest.fixture
-async def client(master: EngineProcess) -> AsyncIterator[httpx.AsyncClient]:
+async def client(master: NodeProcess) -> AsyncIterator[httpx.AsyncClient]:
     """An admin's HTTP client of the ``master`` fixture, once it is ready."""
     await master.wait_ready()
     async with httpx.AsyncClient(

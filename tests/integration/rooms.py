@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.integration.sites import TOKEN, Edge, Site
 from tests.support.owners import DeviceWatch
 from tests.support.wait import wait_until
@@ -129,7 +129,7 @@ class ControllerSampler:
         self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> ControllerSampler:
-        self._http = httpx.AsyncClient(verify=self.site.tls.client(), timeout=0.5)
+        self._http = httpx.AsyncClient(verify=self.site.verify, timeout=0.5)
         self._task = asyncio.create_task(self._sample())
         return self
 

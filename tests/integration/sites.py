@@ -1,9 +1,10 @@
-"""A master and its edges as real processes on loopback, linked over TLS.
+"""A master and its edges as real processes on loopback, linked over TLS or not.
 
-:func:`open_site` starts a master serving TLS with a fresh CA; :meth:`Site.add_edge`
-creates an edge location through the API (its document, one system, one module) and
-starts its server, which verifies the master against that CA. Timings are shortened
-through the settings so the scenarios run in seconds.
+:func:`open_site` starts a master, serving TLS with a fresh CA unless told otherwise;
+:meth:`Site.add_edge` creates an edge location through the API (its document, one
+system, one module) and starts its server, which verifies the master against that CA.
+Timings are shortened through the settings so the scenarios run in seconds. Every
+integration test that needs a master and edges set up through the API starts here.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import Any
 import httpx
 import trustme
 
-from tests.support.engine import EngineProcess, free_port
+from app.node_process import NodeProcess, free_port
 
 TOKEN = "site-admin"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: The driver most scenarios load: it answers at once (app/drivers/generic/echo.py).
+ECHO = {"name": "Echo", "file": "generic/echo.py", "class_name": "Echo", "role": "service"}
 #: Seconds between an edge's connection attempts, and the link's ping interval.
 RETRY_S = 0.3
 PING_S = 0.3
@@ -61,16 +65,18 @@ class Edge:
 
     name: str
     id: str
+    secret: str
     system_id: str
     module_id: str
-    process: EngineProcess
-    secret: str
+    process: NodeProcess
 
 
 class Site:
     """A running master, an admin client of its API, and the edges added to it."""
 
-    def __init__(self, root: Path, master: EngineProcess, http: httpx.AsyncClient, tls: Tls):
+    def __init__(
+        self, root: Path, master: NodeProcess, http: httpx.AsyncClient, tls: Tls | None
+    ) -> None:
         self.root = root
         self.master = master
         self.http = http
@@ -87,49 +93,72 @@ class Site:
         master_url: str | None = None,
         env: Mapping[str, str] | None = None,
         api_url: bool = False,
+        start: bool = True,
         **fields: Any,
     ) -> Edge:
         """Create an edge location with one system holding one module, and start its server.
 
         ``fields`` go into the EdgeControl document (``timeout``, ``failover``, …);
         ``master_url`` lets the edge reach the master another way (through a proxy);
-        ``env`` adds settings; ``api_url`` records the edge's URL in its document, so
-        the master can ask its witness.
+        ``env`` adds settings; ``api_url`` records the edge's URL in its document, where
+        clients are sent and the master asks its witness; without ``start`` its server
+        is left for the test to start.
         """
         port = free_port()
         if api_url:
             fields = {**fields, "api_url": f"http://127.0.0.1:{port}"}
         created = await self.post("/api/edges", {"name": name, **fields})
-        system = await self.post(
-            "/api/systems", {"name": f"{name} room", "edge_control_id": created["id"]}
+        system_id, module_id = await self.add_room(
+            f"{name} room", driver=driver, module=module, edge_control_id=created["id"]
         )
+        settings = {
+            "ENGINE_EDGE_ID": created["id"],
+            "ENGINE_EDGE_SECRET": created["secret"],
+            "ENGINE_MASTER_URL": master_url or self.master.url,
+            **({"ENGINE_TLS_CA": str(self.tls.ca)} if self.tls is not None else {}),
+            **FAST,
+            **(env or {}),
+        }
+        process = NodeProcess(name, self.root / name, port=port, settings=settings)
+        edge = Edge(name, created["id"], created["secret"], system_id, module_id, process)
+        self.edges[name] = edge
+        if start:
+            await process.start()
+            await process.wait_ready()
+        return edge
+
+    async def add_room(
+        self,
+        name: str,
+        *,
+        driver: Mapping[str, str],
+        module: Mapping[str, Any],
+        edge_control_id: str | None = None,
+    ) -> tuple[str, str]:
+        """A system holding one module, at an edge location or the master's; their ids."""
+        system = await self.post("/api/systems", {"name": name, "edge_control_id": edge_control_id})
         added = await self.post(
             "/api/modules",
-            {"driver_id": await self._driver(driver), "system_id": system["id"], **module},
+            {"driver_id": await self.driver_id(driver), "system_id": system["id"], **module},
         )
-        process = EngineProcess(
-            name,
-            self.root / name,
-            port=port,
-            env={
-                "ENGINE_EDGE_ID": created["id"],
-                "ENGINE_EDGE_SECRET": created["secret"],
-                "ENGINE_MASTER_URL": master_url or self.master.url,
-                "ENGINE_TLS_CA": str(self.tls.ca),
-                **FAST,
-                **(env or {}),
-            },
-        )
-        edge = Edge(name, created["id"], system["id"], added["id"], process, created["secret"])
-        self.edges[name] = edge
-        process.start()
-        await process.wait_ready()
-        return edge
+        return system["id"], added["id"]
+
+    @property
+    def certificates(self) -> Tls:
+        """The CA and the master's certificate; a site opened with ``tls=False`` has none."""
+        if self.tls is None:
+            raise RuntimeError("this site serves no TLS")
+        return self.tls
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """How clients verify the site's servers."""
+        return self.tls.client() if self.tls is not None else True
 
     def pids(self) -> dict[str, int]:
         """The process id of every running server, by name ("master" or the edge's name)."""
         processes = [self.master, *(edge.process for edge in self.edges.values())]
-        return {p.name: p.process.pid for p in processes if p.process and p.process.poll() is None}
+        return {p.name: p.pid for p in processes if p.running}
 
     async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         response = await self.http.post(path, json=dict(body))
@@ -154,64 +183,52 @@ class Site:
         assert response.status_code == 200, response.text
         return list(reversed(response.json()))
 
-    async def probe(self, server: EngineProcess, edge: Edge) -> int:
+    async def probe(self, server: NodeProcess, edge: Edge) -> int:
         """The status of the controller probe for ``edge`` on ``server``."""
         return (await self.get(server, f"/api/edges/{edge.id}/controller")).status_code
 
-    async def module_state(self, server: EngineProcess, module_id: str) -> dict[str, Any]:
+    async def module_state(self, server: NodeProcess, module_id: str) -> dict[str, Any]:
         """A module's status variables, as ``server`` answers for them."""
         response = await self.get(server, f"/api/modules/{module_id}/state")
         assert response.status_code == 200, response.text
         state: dict[str, Any] = response.json()
         return state
 
-    async def get(self, server: EngineProcess, path: str) -> httpx.Response:
+    async def get(self, server: NodeProcess, path: str) -> httpx.Response:
         """``GET path`` on any of the site's servers, as the admin."""
-        async with httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {TOKEN}"}, verify=self.tls.client(), timeout=10
-        ) as http:
+        async with httpx.AsyncClient(headers=AUTH, verify=self.verify, timeout=10) as http:
             return await http.get(f"{server.url}{path}")
 
-    async def _driver(self, spec: Mapping[str, str]) -> str:
+    async def driver_id(self, spec: Mapping[str, str]) -> str:
+        """The id of the driver document for ``spec``, created on first use."""
         key = f"{spec['file']}:{spec['class_name']}"
         if key not in self._drivers:
             self._drivers[key] = (await self.post("/api/drivers", spec))["id"]
         return self._drivers[key]
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         for edge in self.edges.values():
-            edge.process.stop()
-        self.master.stop()
+            await edge.process.stop()
+        await self.master.stop()
 
 
 @asynccontextmanager
-async def open_site(root: Path, **master_env: str) -> AsyncIterator[Site]:
-    """A master serving TLS under ``root``; every server is stopped on exit."""
-    tls = Tls.issue(root / "tls")
-    master = EngineProcess(
-        "master",
-        root / "master",
-        tls=True,
-        env={
-            "ENGINE_ADMIN_TOKEN": TOKEN,
-            "ENGINE_TLS_CERT": str(tls.cert),
-            "ENGINE_TLS_KEY": str(tls.key),
-            **FAST,
-            **master_env,
-        },
-    )
-    http = httpx.AsyncClient(
-        base_url=master.url,
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        verify=tls.client(),
-        timeout=10,
-    )
-    site = Site(root, master, http, tls)
+async def open_site(root: Path, *, tls: bool = True, **master_env: str) -> AsyncIterator[Site]:
+    """A master under ``root``, serving TLS unless ``tls`` is false; every server is
+    stopped on exit."""
+    issued = Tls.issue(root / "tls") if tls else None
+    settings = {"ENGINE_ADMIN_TOKEN": TOKEN, **FAST, **master_env}
+    if issued is not None:
+        settings.update(ENGINE_TLS_CERT=str(issued.cert), ENGINE_TLS_KEY=str(issued.key))
+    master = NodeProcess("master", root / "master", tls=tls, settings=settings)
+    verify = issued.client() if issued is not None else True
+    http = httpx.AsyncClient(base_url=master.url, headers=AUTH, verify=verify, timeout=10)
+    site = Site(root, master, http, issued)
     try:
-        master.start()
-        await master.wait_ready(verify=tls.client())
+        await master.start()
+        await master.wait_ready(verify=verify)
         yield site
     finally:
         # Idle keep-alive connections first: over TLS they hold up a graceful shutdown.
         await http.aclose()
-        site.stop()
+        await site.stop()

@@ -63,7 +63,7 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
         return response.status_code == 200
 
     await wait_until(power_off, timeout=20, message="the edge's module to answer")
-    async with front_end(site.tls.ca) as panel, front_end() as kiosk:
+    async with front_end(site.certificates.ca) as panel, front_end() as kiosk:
         # A PlaceOS panel at the master with a user token; an ACA Engine kiosk at the
         # edge with an API key (a fixed device: /control/websocket?fixed_device=true).
         authority = await panel.call(
@@ -128,7 +128,7 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
         assert await kiosk.call("bind", **target(edge, "volume")) == volume
         await kiosk.wait_for(lambda e: e.get("event") == "connected" and e["connected"])
         kiosk.events.clear()
-        edge.process.kill()
+        await edge.process.kill()
         await wait_until(
             lambda: controller_is(site, edge, "master"),
             timeout=20,
@@ -142,7 +142,7 @@ async def test_a_placeos_front_end_works_unchanged_through_a_failover(
         await panel.wait_for(lambda e: e.get("key") == volume and e["value"] == 2)
 
         # The edge comes back and is restored: values keep arriving, from the edge.
-        edge.process.start()
+        await edge.process.start()
         await edge.process.wait_ready()
         await wait_until(lambda: _online(site, edge), timeout=20, message="the edge to reconnect")
         restored = await site.http.post(f"/api/edges/{edge.id}/restore")

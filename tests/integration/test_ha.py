@@ -40,13 +40,13 @@ async def test_a_killed_edge_fails_over_only_when_failover_is_set(site: Site, ro
     assert (await send(site, on, "before the failure")).json() == {"result": "before the failure"}
 
     async def mirrored() -> bool:
-        return await last_reply(site, on) == "before the failure"
+        return bool(await last_reply(site, on) == "before the failure")
 
     await wait_until(mirrored, message="the edge's status to reach the master's mirror")
 
     killed = time.monotonic()
-    on.edge.process.kill()
-    off.edge.process.kill()
+    await on.edge.process.kill()
+    await off.edge.process.kill()
 
     taken = await on.watch.wait_held_by("master", timeout=TIMEOUT_S + 1)
     report("SIGKILL to the master's device connection (timeout 1.5 s)", taken - killed)
@@ -80,9 +80,9 @@ async def test_an_edge_back_before_its_timeout_keeps_control(site: Site, rooms: 
     epoch = (await site.control(room.edge))["epoch"]
 
     killed = time.monotonic()
-    room.edge.process.kill()
+    await room.edge.process.kill()
     await room.watch.wait_released(timeout=1)
-    room.edge.process.start()
+    await room.edge.process.start()
     back = await room.watch.wait_held_by("quick", timeout=timeout)
     report("edge SIGKILL and restart to its device connection again", back - killed)
     await room.watch.keeps(["quick"], seconds=killed + timeout + 1 - time.monotonic())
@@ -104,7 +104,7 @@ async def test_after_a_failover_the_master_keeps_control_until_restored(
     await room.watch.wait_held_by("restored", timeout=10)
 
     killed = time.monotonic()
-    room.edge.process.kill()
+    await room.edge.process.kill()
     await wait_until(lambda: offline(site, room), timeout=2, message="the master to see it go")
     # A shorter timeout applies at once, counted from when the edge went.
     await site.patch_edge(room.edge, {"timeout": TIMEOUT_S})
@@ -112,7 +112,7 @@ async def test_after_a_failover_the_master_keeps_control_until_restored(
     report("SIGKILL to the master's device connection (timeout cut to 1.5 s)", taken - killed)
     assert (await send(site, room, "from the master")).status_code == 200
 
-    room.edge.process.start()
+    await room.edge.process.start()
     await wait_until(lambda: online(site, room), timeout=10, message="the edge to reconnect")
     await room.watch.keeps(["master"], seconds=1.0)
     control = await site.control(room.edge)
@@ -166,10 +166,10 @@ async def test_restore_windows_hand_control_back_to_the_edge(site: Site, rooms: 
     assert await last_reply(site, room, at_edge=True) == "during maintenance"
 
     # Still inside the window: an edge that reconnects wins even from a failover.
-    room.edge.process.kill()
+    await room.edge.process.kill()
     await room.watch.wait_held_by("master", timeout=TIMEOUT_S + 1)
     assert (await send(site, room, "during the failover")).status_code == 200
-    room.edge.process.start()
+    await room.edge.process.start()
     await room.watch.wait_held_by("windowed", timeout=10)
     assert datetime.now(UTC) < opens + timedelta(seconds=window_s), "the window closed too early"
     assert await last_reply(site, room, at_edge=True) == "during the failover"
@@ -193,10 +193,10 @@ async def test_a_master_restart_leaves_running_edges_alone_and_resumes_held_ones
 
     # The edges run their devices: the restarted master waits only until both connected.
     boot_wait_s = 5.0
-    site.master.env["ENGINE_BOOT_WAIT_S"] = str(boot_wait_s)
-    site.master.kill()
+    site.master.settings["ENGINE_BOOT_WAIT_S"] = str(boot_wait_s)
+    await site.master.kill()
     started = time.monotonic()
-    site.master.start()
+    await site.master.start()
     await readiness(site)
     ready_s = time.monotonic() - started
     report(f"master restart to ready, both edges connected (boot wait {boot_wait_s:g} s)", ready_s)
@@ -210,12 +210,12 @@ async def test_a_master_restart_leaves_running_edges_alone_and_resumes_held_ones
 
     # The master holds an edge's devices when it dies: back up, it takes them again at boot.
     held = steady[0]
-    held.edge.process.kill()
+    await held.edge.process.kill()
     await held.watch.wait_held_by("master", timeout=TIMEOUT_S + 1)
-    site.master.env["ENGINE_BOOT_WAIT_S"] = "1"
-    site.master.kill()
+    site.master.settings["ENGINE_BOOT_WAIT_S"] = "1"
+    await site.master.kill()
     await held.watch.wait_released(timeout=1)
-    site.master.start()
+    await site.master.start()
     statuses = await readiness(site)
     assert statuses[0] == 503, "the API answers 503 while the master waits for its edges"
     assert (await decisions(site, held))[-2:] == ["failover", "resume"], "decided during boot"
@@ -233,19 +233,19 @@ async def test_edges_run_their_devices_while_the_master_is_down(site: Site, room
         await room.watch.wait_held_by(room.name, timeout=10)
     await site.post(f"/api/edges/{held.edge.id}/takeover", {})
     await held.watch.wait_held_by("master", timeout=5)
-    cold.edge.process.stop()
+    await cold.edge.process.stop()
     await cold.watch.wait_released(timeout=1)
     limit = 2 * RETRY_S + 1
 
     # A connected edge whose devices the master held: it takes them when the master dies.
     killed = time.monotonic()
-    site.master.kill()
+    await site.master.kill()
     taken = await held.watch.wait_held_by("held", timeout=limit)
     report("master SIGKILL to the connected edge's device connection", taken - killed)
 
     # An edge that boots while the master is down runs from its replica.
     started = time.monotonic()
-    cold.edge.process.start()
+    await cold.edge.process.start()
     await cold.edge.process.wait_ready()
     ready = time.monotonic()
     taken = await cold.watch.wait_held_by("cold", timeout=limit)
@@ -271,7 +271,7 @@ async def test_a_partition_heals_to_one_controller_within_one_negotiation(
         proxy.pause()
         paused = time.monotonic()
         await wait_until(
-            lambda: sorted(room.watch.open_owners()) == ["master", "partitioned"],
+            lambda: sorted(map(str, room.watch.open_owners())) == ["master", "partitioned"],
             timeout=4 * PING_S + TIMEOUT_S + 2,
             message="the master to fail over while the edge still runs",
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from contextlib import AsyncExitStack
@@ -69,13 +70,13 @@ async def test_a_failover_is_carried_out_while_the_store_refuses_it_and_recorded
 
     async with ControllerSampler(site, room.edge) as sampler:
         if refused == "after the kill":
-            room.edge.process.kill()
+            await room.edge.process.kill()
             await wait_until(
                 lambda: _offline_recorded(site, room), timeout=5, message="the disconnect recorded"
             )
         with immutable(database_files(database)):
             if refused == "before the kill":
-                room.edge.process.kill()
+                await room.edge.process.kill()
             killed = time.monotonic()
             taken = await room.watch.wait_held_by("master", timeout=TIMEOUT_S + 2)
             report(
@@ -101,7 +102,7 @@ async def test_a_failover_is_carried_out_while_the_store_refuses_it_and_recorded
         assert await metric(site, "engine_store_writable") == 1
         assert (await decisions(site, room))[-1] == "failover"
 
-        room.edge.process.start()
+        await room.edge.process.start()
         await wait_until(lambda: online(site, room), timeout=10, message="the edge back")
         await room.watch.keeps(["master"], seconds=0.5)
 
@@ -140,9 +141,9 @@ async def test_takeover_and_restore_go_through_while_the_store_refuses_them(
     assert kinds[-2:] == ["takeover", "restore"], kinds
 
     # A restarted master never hands out an epoch again, recorded or not.
-    site.master.kill()
-    site.master.start()
-    await site.master.wait_ready(verify=site.tls.client())
+    await site.master.kill()
+    await site.master.start()
+    await site.master.wait_ready(verify=site.verify)
     taken = await site.post(f"/api/edges/{room.edge.id}/takeover", {})
     assert taken["epoch"] > epoch + 2 + 1, taken
     await room.watch.wait_held_by("master", timeout=5)
@@ -218,9 +219,9 @@ async def test_a_rotated_secret_keeps_the_edge_in_until_it_uses_the_new_one(
         await _restart(site, room, old)
         # Restarted with the new one: it gets in, and the old one ends there.
         await _restart(site, room, new)
-        process.stop()
-        process.env["ENGINE_EDGE_SECRET"] = old
-        process.start()
+        await process.stop()
+        process.settings["ENGINE_EDGE_SECRET"] = old
+        await process.start()
 
         async def refused() -> bool:
             return "wrong proof" in ((await site.control(room.edge))["link_error"] or "")
@@ -258,10 +259,10 @@ async def test_a_rotated_secret_keeps_the_edge_in_until_it_uses_the_new_one(
 
 async def _restart(site: Site, room: Room, secret: str) -> None:
     process = room.edge.process
-    process.stop()
+    await process.stop()
     await wait_until(lambda: _offline(site, room), timeout=5, message="the edge gone")
-    process.env["ENGINE_EDGE_SECRET"] = secret
-    process.start()
+    process.settings["ENGINE_EDGE_SECRET"] = secret
+    await process.start()
     await wait_until(lambda: online(site, room), timeout=10, message="the edge back")
     assert (await site.control(room.edge))["link_error"] is None
 
@@ -318,7 +319,8 @@ class Flood:
             await asyncio.sleep(max(0.0, started + seconds * (n + 1) / count - time.monotonic()))
 
     async def _one(self, n: int) -> None:
-        async with connect(self.url, ssl=self.site.tls.client(), compression=None) as websocket:
+        tls = self.site.certificates.client()
+        async with connect(self.url, ssl=tls, compression=None) as websocket:
             challenge = json.loads(await websocket.recv())
             assert challenge["type"] == "challenge"
             hello = {
@@ -344,19 +346,18 @@ async def test_a_frozen_edge_resumes_into_at_most_one_second_of_double_control(
 ) -> None:
     room = await rooms.add("frozen", timeout=TIMEOUT_S, api_url=True)
     await room.watch.wait_held_by("frozen", timeout=10)
-    process = room.edge.process.process
-    assert process is not None
+    pid = room.edge.process.pid
 
     async with ControllerSampler(site, room.edge) as sampler:
-        process.send_signal(signal.SIGSTOP)
+        os.kill(pid, signal.SIGSTOP)
         try:
             await wait_until(
-                lambda: sorted(room.watch.open_owners()) == ["frozen", "master"],
+                lambda: sorted(map(str, room.watch.open_owners())) == ["frozen", "master"],
                 timeout=3 * PING_S + TIMEOUT_S + 3,
                 message="the master to take over from the frozen edge",
             )
         finally:
-            process.send_signal(signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
         resumed = time.monotonic()
         alone = await room.watch.wait_held_by("master", timeout=5)
         report("frozen edge resumed to the master alone on the device", alone - resumed)

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.store import SqliteStore
-from tests.support.engine import EngineProcess
+from app.node_process import NodeProcess
+from app.store import JsonObject, SqliteStore
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -30,8 +30,8 @@ LINK_LOST = "link to the master lost"
 
 @dataclass
 class Pair:
-    master: EngineProcess
-    edge: EngineProcess
+    master: NodeProcess
+    edge: NodeProcess
     http: httpx.AsyncClient
     edge_id: str
 
@@ -41,15 +41,15 @@ class Pair:
 
 @asynccontextmanager
 async def edge_of(
-    tmp_path: Path, master: EngineProcess, http: httpx.AsyncClient, **env: str
+    tmp_path: Path, master: NodeProcess, http: httpx.AsyncClient, **env: str
 ) -> AsyncIterator[Pair]:
     """Configure an edge on the running master and run its server until the block ends."""
     created = await http.post("/api/edges", json={"name": "Site", "timeout": 30})
     assert created.status_code == 201, created.text
-    edge = EngineProcess(
+    edge = await NodeProcess(
         "edge",
         tmp_path / "edge",
-        env={
+        settings={
             "ENGINE_EDGE_ID": created.json()["id"],
             "ENGINE_EDGE_SECRET": created.json()["secret"],
             "ENGINE_MASTER_URL": str(http.base_url).rstrip("/"),
@@ -61,18 +61,18 @@ async def edge_of(
         await edge.wait_ready()
         yield Pair(master, edge, http, created.json()["id"])
     finally:
-        edge.stop()
+        await edge.stop()
 
 
 @pytest.fixture
-async def master(tmp_path: Path) -> AsyncIterator[EngineProcess]:
-    process = EngineProcess(
-        "master", tmp_path / "master", env={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST}
+async def master(tmp_path: Path) -> AsyncIterator[NodeProcess]:
+    process = await NodeProcess(
+        "master", tmp_path / "master", settings={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST}
     ).start()
     try:
         yield process
     finally:
-        process.stop()
+        await process.stop()
 
 
 async def edge_has(pair: Pair, system_id: str) -> bool:
@@ -83,7 +83,7 @@ async def edge_has(pair: Pair, system_id: str) -> bool:
 
 
 async def test_an_oversized_settings_is_413_and_replication_carries_on(
-    tmp_path: Path, master: EngineProcess
+    tmp_path: Path, master: NodeProcess
 ) -> None:
     await master.wait_ready()
     async with (
@@ -129,18 +129,18 @@ async def test_an_oversized_settings_is_413_and_replication_carries_on(
 
 
 async def test_a_document_no_frame_can_carry_is_reported_on_both_sides_and_skipped(
-    tmp_path: Path, master: EngineProcess
+    tmp_path: Path, master: NodeProcess
 ) -> None:
     """Written past the API (another backend, an older version): reported, never blocking."""
-    master.env.update({"ENGINE_MAX_DOCUMENT_BYTES": "4096", "ENGINE_LINK_MAX_FRAME": "32768"})
+    master.settings.update({"ENGINE_MAX_DOCUMENT_BYTES": "4096", "ENGINE_LINK_MAX_FRAME": "32768"})
     await master.wait_ready()
     async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
         before = await http.post("/api/systems", json={"name": "Before"})
-    master.stop()
+    await master.stop()
     store = SqliteStore(master.workdir / "engine.db")
     await store.open()
     try:
-        oversized = {
+        oversized: JsonObject = {
             "name": "Big",
             "description": "",
             "edge_control_id": None,
@@ -150,7 +150,7 @@ async def test_a_document_no_frame_can_carry_is_reported_on_both_sides_and_skipp
         await store.insert("sys-oversized", "system", oversized)
     finally:
         await store.close()
-    master.start()
+    await master.start()
     await master.wait_ready()
     async with (
         httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http,
@@ -174,7 +174,7 @@ async def test_a_document_no_frame_can_carry_is_reported_on_both_sides_and_skipp
         assert LINK_LOST not in pair.edge.log()
 
 
-async def skipped_metric(process: EngineProcess) -> float:
+async def skipped_metric(process: NodeProcess) -> float:
     async with httpx.AsyncClient(timeout=5) as http:
         text = (await http.get(f"{process.url}/metrics")).text
     values: list[Any] = [
@@ -186,7 +186,7 @@ async def skipped_metric(process: EngineProcess) -> float:
 
 
 async def test_a_deleted_user_is_refused_at_once_on_the_master_and_soon_on_the_edge(
-    tmp_path: Path, master: EngineProcess
+    tmp_path: Path, master: NodeProcess
 ) -> None:
     await master.wait_ready()
     async with (

@@ -13,25 +13,26 @@ from typing import Any
 
 import httpx
 import pytest
-import trustme
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.link import Challenge, EdgeHandshake, encode
+from app.node import bundled_drivers
+from app.node_process import NodeProcess
+from app.urls import CLIENT_PATH, LINK_PATH, websocket_url
+from tests.integration.sites import ECHO, TOKEN, open_site
 from tests.support.client_ws import bind, next_message
-from tests.support.engine import EngineProcess
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "link-admin"
-FAST = {"ENGINE_LINK_RETRY_S": "0.3", "ENGINE_PING_INTERVAL_S": "0.3", "ENGINE_BOOT_WAIT_S": "0.5"}
-
 
 @dataclass
-class Site:
-    master: EngineProcess
-    edge: EngineProcess
+class LinkedSite:
+    """The site's master and its one edge, by the names these tests use."""
+
+    master: NodeProcess
+    edge: NodeProcess
     http: httpx.AsyncClient
     edge_id: str
     system_id: str
@@ -41,94 +42,19 @@ class Site:
 
 
 @pytest.fixture
-def ca(tmp_path: Path) -> tuple[trustme.CA, Path, Path, Path]:
-    authority = trustme.CA()
-    cert = authority.issue_cert("127.0.0.1", "localhost")
-    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
-    authority.cert_pem.write_to_path(str(ca_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    return authority, ca_path, cert_path, key_path
-
-
-@pytest.fixture
-async def site(tmp_path: Path, ca: tuple[Any, Path, Path, Path]) -> AsyncIterator[Site]:
-    _, ca_path, cert_path, key_path = ca
-    master = EngineProcess(
-        "master",
-        tmp_path / "master",
-        tls=True,
-        env={
-            "ENGINE_ADMIN_TOKEN": TOKEN,
-            "ENGINE_TLS_CERT": str(cert_path),
-            "ENGINE_TLS_KEY": str(key_path),
-            **FAST,
-        },
-    ).start()
-    verify = ssl.create_default_context(cafile=str(ca_path))
-    edge: EngineProcess | None = None
-    async with httpx.AsyncClient(
-        base_url=master.url, headers={"Authorization": f"Bearer {TOKEN}"}, verify=verify, timeout=10
-    ) as http:
-        try:
-            await master.wait_ready(verify=verify)
-            driver = (
-                await http.post(
-                    "/api/drivers",
-                    json={
-                        "name": "Echo",
-                        "file": "generic/echo.py",
-                        "class_name": "Echo",
-                        "role": "service",
-                    },
-                )
-            ).json()
-            created = (await http.post("/api/edges", json={"name": "Site", "timeout": 30})).json()
-            system = (
-                await http.post(
-                    "/api/systems",
-                    json={
-                        "name": "Room",
-                        "edge_control_id": created["id"],
-                    },
-                )
-            ).json()
-            module = (
-                await http.post(
-                    "/api/modules",
-                    json={
-                        "driver_id": driver["id"],
-                        "name": "Echo",
-                        "system_id": system["id"],
-                    },
-                )
-            ).json()
-            edge = EngineProcess(
-                "edge",
-                tmp_path / "edge",
-                env={
-                    "ENGINE_EDGE_ID": created["id"],
-                    "ENGINE_EDGE_SECRET": created["secret"],
-                    "ENGINE_MASTER_URL": master.url,
-                    "ENGINE_TLS_CA": str(ca_path),
-                    **FAST,
-                },
-            ).start()
-            await edge.wait_ready()
-            yield Site(
-                master,
-                edge,
-                http,
-                created["id"],
-                system["id"],
-                module["id"],
-                ca_path,
-                created["secret"],
-            )
-        finally:
-            if edge is not None:
-                edge.stop()
-            master.stop()
+async def site(tmp_path: Path) -> AsyncIterator[LinkedSite]:
+    async with open_site(tmp_path) as opened:
+        edge = await opened.add_edge("edge", driver=ECHO, module={"name": "Echo"}, timeout=30)
+        yield LinkedSite(
+            opened.master,
+            edge.process,
+            opened.http,
+            edge.id,
+            edge.system_id,
+            edge.module_id,
+            opened.certificates.ca,
+            edge.secret,
+        )
 
 
 async def exec_echo(http: httpx.AsyncClient, system_id: str, value: Any) -> httpx.Response:
@@ -138,7 +64,7 @@ async def exec_echo(http: httpx.AsyncClient, system_id: str, value: Any) -> http
     )
 
 
-async def wait_for_edge_control(site: Site) -> None:
+async def wait_for_edge_control(site: LinkedSite) -> None:
     async def edge_answers() -> bool:
         site.edge.check_alive()
         response = await exec_echo(site.http, site.system_id, "ping")
@@ -147,7 +73,7 @@ async def wait_for_edge_control(site: Site) -> None:
     await wait_until(edge_answers, timeout=20, message="the edge module to answer via the master")
 
 
-async def test_exec_state_and_control_through_the_master(site: Site) -> None:
+async def test_exec_state_and_control_through_the_master(site: LinkedSite) -> None:
     await wait_for_edge_control(site)
     response = await exec_echo(site.http, site.system_id, {"n": 1})
     assert response.json() == {"result": {"n": 1}}
@@ -161,13 +87,13 @@ async def test_exec_state_and_control_through_the_master(site: Site) -> None:
     assert events[0]["kind"] == "connected"
 
 
-async def test_many_concurrent_execs_over_one_link(site: Site) -> None:
+async def test_many_concurrent_execs_over_one_link(site: LinkedSite) -> None:
     await wait_for_edge_control(site)
     responses = await asyncio.gather(*(exec_echo(site.http, site.system_id, n) for n in range(200)))
     assert [r.json()["result"] for r in responses] == list(range(200))
 
 
-async def test_killing_the_edge_fails_pending_requests_at_once(site: Site) -> None:
+async def test_killing_the_edge_fails_pending_requests_at_once(site: LinkedSite) -> None:
     await wait_for_edge_control(site)
     slow = [
         asyncio.create_task(
@@ -180,7 +106,7 @@ async def test_killing_the_edge_fails_pending_requests_at_once(site: Site) -> No
     ]
     await asyncio.sleep(0.3)  # let the calls reach the edge before it dies
     killed = time.monotonic()
-    site.edge.kill()
+    await site.edge.kill()
     responses = await asyncio.gather(*slow)
     elapsed = time.monotonic() - killed
     assert elapsed < 1.0 + 0.9, f"pending requests took {elapsed:.2f}s to fail"
@@ -190,9 +116,9 @@ async def test_killing_the_edge_fails_pending_requests_at_once(site: Site) -> No
         assert site.edge_id in response.json()["detail"]
 
 
-async def test_bad_handshakes_leave_the_real_link_alone(site: Site) -> None:
+async def test_bad_handshakes_leave_the_real_link_alone(site: LinkedSite) -> None:
     await wait_for_edge_control(site)
-    url = site.master.url.replace("https://", "wss://") + "/api/edge/link"
+    url = websocket_url(site.master.url, LINK_PATH)
     tls = ssl.create_default_context(cafile=str(site.ca_path))
 
     # A wrong proof: closed with 4401 and no detail.
@@ -249,9 +175,9 @@ async def test_bad_handshakes_leave_the_real_link_alone(site: Site) -> None:
     assert response.json() == {"result": "still here"}
 
 
-async def test_bindings_and_debug_lines_reach_the_masters_clients(site: Site) -> None:
+async def test_bindings_and_debug_lines_reach_the_masters_clients(site: LinkedSite) -> None:
     await wait_for_edge_control(site)
-    url = site.master.url.replace("https://", "wss://") + f"/api/ws?token={TOKEN}"
+    url = websocket_url(site.master.url, f"{CLIENT_PATH}?token={TOKEN}")
     tls = ssl.create_default_context(cafile=str(site.ca_path))
     async with connect(url, ssl=tls) as websocket:
 
@@ -284,10 +210,10 @@ async def test_bindings_and_debug_lines_reach_the_masters_clients(site: Site) ->
         assert "boom" in line["msg"] and "Traceback" not in line["msg"]
 
 
-async def test_reload_with_an_inline_edit_reaches_the_edge(site: Site) -> None:
+async def test_reload_with_an_inline_edit_reaches_the_edge(site: LinkedSite) -> None:
     await wait_for_edge_control(site)
     driver = (await site.http.get("/api/drivers")).json()["items"][0]
-    source = (Path(__file__).resolve().parents[2] / "drivers/generic/echo.py").read_text()
+    source = (bundled_drivers() / "generic/echo.py").read_text()
     edited = source.replace("        return value\n", "        return ['v2', value]\n", 1)
     reloaded = await site.http.post(
         f"/api/drivers/{driver['id']}/reload", json={"files": {"generic/echo.py": edited}}

@@ -15,7 +15,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support.engine import EngineProcess
+from app.node_process import NodeProcess
+from app.urls import CLIENT_PATH, websocket_url
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -25,11 +26,11 @@ INVALID = "not-a-real-token-9876543210"
 FAST = {"ENGINE_LINK_RETRY_S": "0.3", "ENGINE_PING_INTERVAL_S": "0.3", "ENGINE_BOOT_WAIT_S": "0.5"}
 
 
-def ws_url(process: EngineProcess, token: str) -> str:
-    return process.url.replace("http://", "ws://") + f"/api/ws?token={token}"
+def ws_url(process: NodeProcess, token: str) -> str:
+    return websocket_url(process.url, f"{CLIENT_PATH}?token={token}")
 
 
-async def talk_over_ws(process: EngineProcess, token: str) -> None:
+async def talk_over_ws(process: NodeProcess, token: str) -> None:
     """Open the client websocket with ``?token=`` and exchange one ping."""
     try:
         async with connect(ws_url(process, token), open_timeout=5) as websocket:
@@ -40,18 +41,18 @@ async def talk_over_ws(process: EngineProcess, token: str) -> None:
 
 
 async def test_no_credential_reaches_either_log(tmp_path: Path) -> None:
-    master = EngineProcess(
+    master = await NodeProcess(
         "master",
         tmp_path / "master",
-        env={"ENGINE_ADMIN_TOKEN": ADMIN, **FAST},
+        settings={"ENGINE_ADMIN_TOKEN": ADMIN, **FAST},
         args=("--access-log",),
     ).start()
-    edge: EngineProcess | None = None
+    edge: NodeProcess | None = None
     auth = {"Authorization": f"Bearer {ADMIN}"}
     try:
         await master.wait_ready()
         async with httpx.AsyncClient(base_url=master.url, headers=auth, timeout=10) as http:
-            edge = EngineProcess("edge", tmp_path / "edge", args=("--access-log",))
+            edge = NodeProcess("edge", tmp_path / "edge", args=("--access-log",))
             driver = await http.post(
                 "/api/drivers",
                 json={
@@ -79,7 +80,7 @@ async def test_no_credential_reaches_either_log(tmp_path: Path) -> None:
             issued = await http.post(f"/api/users/{user.json()['id']}/tokens", json={})
             token = issued.json()["token"]
 
-            edge.env.update(
+            edge.settings.update(
                 {
                     "ENGINE_EDGE_ID": edge_id,
                     "ENGINE_EDGE_SECRET": secret,
@@ -87,7 +88,7 @@ async def test_no_credential_reaches_either_log(tmp_path: Path) -> None:
                     **FAST,
                 }
             )
-            edge.start()
+            await edge.start()
             await edge.wait_ready()
 
             async def edge_controls() -> bool:
@@ -113,7 +114,7 @@ async def test_no_credential_reaches_either_log(tmp_path: Path) -> None:
             assert followed.history and followed.history[0].status_code == 307
             assert followed.headers["x-engine-node"] == f"edge:{edge_id}"
 
-            edge.kill()
+            await edge.kill()
 
             async def master_controls() -> bool:
                 control = await http.get(f"/api/edges/{edge_id}/control")
@@ -129,8 +130,8 @@ async def test_no_credential_reaches_either_log(tmp_path: Path) -> None:
             await talk_over_ws(master, token)
     finally:
         if edge is not None:
-            edge.stop()
-        master.stop()
+            await edge.stop()
+        await master.stop()
 
     logs = {"master": master.log(), "edge": edge.log() if edge else ""}
     for name, text in logs.items():

@@ -5,14 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.engine import EngineProcess
+from app.node_process import NodeProcess
 
 pytestmark = pytest.mark.integration
 
 
-async def test_master_serves_configuration(
-    client: httpx.AsyncClient, master: EngineProcess
-) -> None:
+async def test_master_serves_configuration(client: httpx.AsyncClient, master: NodeProcess) -> None:
     health = await client.get("/api/health")
     assert health.status_code == 200
     assert health.headers["x-engine-node"] == "master"
@@ -57,8 +55,8 @@ async def test_master_serves_configuration(
     assert (await client.get("/api/edges", headers={"Authorization": ""})).status_code == 401
 
     # The data survives a restart: one SQLite file per server.
-    master.stop()
-    master.start()
+    await master.stop()
+    await master.start()
     await master.wait_ready()
     again = await client.get(f"/api/systems/{system['id']}")
     assert again.json()["modules"] == [module.json()["id"]]

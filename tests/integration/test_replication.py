@@ -17,15 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
+from app.node_process import NodeProcess
 from app.store import JsonObject, SqliteStore
-from tests.support.engine import EngineProcess
+from tests.integration import sites
+from tests.integration.sites import AUTH, ECHO, open_site
+from tests.support.stores import opened
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "replication-admin"
-FAST = {"ENGINE_LINK_RETRY_S": "0.3", "ENGINE_PING_INTERVAL_S": "0.3", "ENGINE_BOOT_WAIT_S": "0.5"}
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SETTLE_S = 10.0
 FILLER_DOCUMENTS = 10_000
 
@@ -36,12 +36,12 @@ Snapshot = dict[str, tuple[str, str, JsonObject]]
 class Site:
     """A master, the edge it configures, and one module in a system at that edge."""
 
-    master: EngineProcess
-    edge: EngineProcess
+    site: sites.Site
+    master: NodeProcess
+    edge: NodeProcess
     http: httpx.AsyncClient
     edge_id: str
     secret: str
-    driver_id: str
     system_id: str
     module_id: str
 
@@ -49,70 +49,37 @@ class Site:
         return httpx.AsyncClient(base_url=self.edge.url, headers=AUTH, timeout=10)
 
     async def create_module(self, name: str) -> dict[str, Any]:
-        response = await self.http.post(
-            "/api/modules",
-            json={"driver_id": self.driver_id, "name": name, "system_id": self.system_id},
+        driver_id = await self.site.driver_id(ECHO)
+        return await self.site.post(
+            "/api/modules", {"driver_id": driver_id, "name": name, "system_id": self.system_id}
         )
-        assert response.status_code == 201, response.text
-        return dict(response.json())
 
 
-async def configure(master: EngineProcess, http: httpx.AsyncClient) -> dict[str, Any]:
-    """Driver, edge, system and module on the master; returns their ids and the secret."""
-    await master.wait_ready()
-    driver = await http.post(
-        "/api/drivers",
-        json={"name": "Echo", "file": "generic/echo.py", "class_name": "Echo", "role": "service"},
-    )
-    edge = await http.post("/api/edges", json={"name": "Site", "timeout": 30})
-    system = await http.post(
-        "/api/systems", json={"name": "Room", "edge_control_id": edge.json()["id"]}
-    )
-    module = await http.post(
-        "/api/modules",
-        json={"driver_id": driver.json()["id"], "name": "Echo", "system_id": system.json()["id"]},
-    )
-    assert module.status_code == 201, module.text
-    return {
-        "edge_id": edge.json()["id"],
-        "secret": edge.json()["secret"],
-        "driver_id": driver.json()["id"],
-        "system_id": system.json()["id"],
-        "module_id": module.json()["id"],
-    }
-
-
-def edge_process(tmp_path: Path, master: EngineProcess, edge_id: str, secret: str) -> EngineProcess:
-    return EngineProcess(
-        "edge",
-        tmp_path / "edge",
-        env={
-            "ENGINE_EDGE_ID": edge_id,
-            "ENGINE_EDGE_SECRET": secret,
-            "ENGINE_MASTER_URL": master.url,
-            **FAST,
-        },
-    )
-
-
-def master_process(tmp_path: Path) -> EngineProcess:
-    return EngineProcess("master", tmp_path / "master", env={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST})
+@asynccontextmanager
+async def configured(tmp_path: Path, **master_env: str) -> AsyncIterator[Site]:
+    """A master with one edge location holding an Echo module; the edge not started yet."""
+    async with open_site(tmp_path, tls=False, **master_env) as site:
+        room = await site.add_edge(
+            "edge", driver=ECHO, module={"name": "Echo"}, start=False, timeout=30
+        )
+        yield Site(
+            site,
+            site.master,
+            room.process,
+            site.http,
+            room.id,
+            room.secret,
+            room.system_id,
+            room.module_id,
+        )
 
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    master = master_process(tmp_path).start()
-    edge: EngineProcess | None = None
-    async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-        try:
-            ids = await configure(master, http)
-            edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
-            await edge.wait_ready()
-            yield Site(master, edge, http, **ids)
-        finally:
-            if edge is not None:
-                edge.stop()
-            master.stop()
+    async with configured(tmp_path) as configured_site:
+        await configured_site.edge.start()
+        await configured_site.edge.wait_ready()
+        yield configured_site
 
 
 async def wait_for_edge_copy(site: Site, path: str, *, timeout: float = SETTLE_S) -> httpx.Response:
@@ -145,7 +112,7 @@ async def wait_for_edge_copy(site: Site, path: str, *, timeout: float = SETTLE_S
 
 async def test_changes_made_while_the_edge_is_down_reach_it_when_it_returns(site: Site) -> None:
     await wait_for_edge_copy(site, f"/api/modules/{site.module_id}")
-    site.edge.stop()
+    await site.edge.stop()
 
     created = await site.create_module("Panel")
     changed = await site.http.patch(
@@ -153,7 +120,7 @@ async def test_changes_made_while_the_edge_is_down_reach_it_when_it_returns(site
     )
     assert changed.status_code == 200, changed.text
 
-    site.edge.start()
+    await site.edge.start()
     await site.edge.wait_ready()
     new_module = await wait_for_edge_copy(site, f"/api/modules/{created['id']}")
     assert new_module.json()["name"] == "Panel"
@@ -180,11 +147,11 @@ async def test_changes_reach_a_connected_edge_as_they_happen(site: Site) -> None
 
 async def test_a_deletion_made_while_the_edge_is_down_replicates(site: Site) -> None:
     await wait_for_edge_copy(site, f"/api/modules/{site.module_id}")
-    site.edge.stop()
+    await site.edge.stop()
     deleted = await site.http.delete(f"/api/modules/{site.module_id}")
     assert deleted.status_code == 204, deleted.text
 
-    site.edge.start()
+    await site.edge.start()
     gone = await wait_for_edge_copy(site, f"/api/modules/{site.module_id}")
     assert gone.status_code == 404
     system = await wait_for_edge_copy(site, f"/api/systems/{site.system_id}")
@@ -195,14 +162,14 @@ async def test_the_edge_replica_never_holds_an_edge_secret(site: Site) -> None:
     other = await site.http.post("/api/edges", json={"name": "Other site"})
     secrets = [site.secret, other.json()["secret"]]
     await wait_for_edge_copy(site, f"/api/edges/{other.json()['id']}")
-    site.edge.stop()
-    site.master.stop()
+    await site.edge.stop()
+    await site.master.stop()
 
     edge_files = database_bytes(site.edge.workdir)
     for secret in secrets:
         assert secret.encode() not in edge_files
         assert secret.encode() in database_bytes(site.master.workdir), "the check can see one"
-    async with opened(site.edge.workdir) as store:
+    async with opened(database_path(site.edge.workdir)) as store:
         assert (await store.find("edge_secret")).total == 0
         assert len(await snapshot(store)) > 0
 
@@ -213,63 +180,58 @@ async def test_the_edge_replica_never_holds_an_edge_secret(site: Site) -> None:
 async def test_an_edge_killed_during_a_large_catch_up_ends_identical_to_the_master(
     tmp_path: Path,
 ) -> None:
-    master = master_process(tmp_path).start()
-    edge: EngineProcess | None = None
-    try:
-        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-            ids = await configure(master, http)
-        master.stop()
-        async with opened(master.workdir) as store:
-            await store.insert_many(filler_modules(ids["driver_id"], FILLER_DOCUMENTS))
-        master.start()
+    async with configured(tmp_path) as site:
+        master, edge = site.master, site.edge
+        driver_id = await site.site.driver_id(ECHO)
+        await master.stop()
+        async with opened(database_path(master.workdir)) as store:
+            await store.insert_many(filler_modules(driver_id, FILLER_DOCUMENTS))
+        await master.start()
         await master.wait_ready()
 
         started = time.monotonic()
-        edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+        await edge.start()
         target = await metric(master, "engine_store_seq")
 
         async def under_way() -> bool:
-            assert edge is not None
             return 0 < await metric(edge, "engine_replica_seq") < target
 
         await wait_until(
             under_way, timeout=SETTLE_S, interval=0.005, message="the catch-up to be under way"
         )
-        edge.kill()
+        await edge.kill()
         interrupted_at = store_counter(edge.workdir, "replica_seq")
 
-        edge.start()
+        await edge.start()
         await edge.wait_ready()
 
         async def caught_up() -> bool:
-            assert edge is not None
             return await metric(edge, "engine_replica_seq") >= target
 
         await wait_until(caught_up, timeout=SETTLE_S, message="the restarted edge to catch up")
         caught_up_s = time.monotonic() - started
-        master.kill()  # no goodbye writes: the master stays as the edge last saw it
-        edge.stop()
+        await master.kill()  # no goodbye writes: the master stays as the edge last saw it
+        await edge.stop()
 
-        async with opened(master.workdir) as master_store, opened(edge.workdir) as edge_store:
+        async with (
+            opened(database_path(master.workdir)) as master_store,
+            opened(database_path(edge.workdir)) as edge_store,
+        ):
             master_copy, edge_copy = await snapshot(master_store), await snapshot(edge_store)
             assert await edge_store.replica_seq() == await master_store.last_seq()
         assert len(master_copy) > FILLER_DOCUMENTS
         assert edge_copy == master_copy
         assert 0 < interrupted_at < target
         assert caught_up_s < 20.0, f"{FILLER_DOCUMENTS} documents took {caught_up_s:.1f}s"
-    finally:
-        if edge is not None:
-            edge.stop()
-        master.stop()
 
 
 async def test_an_edge_boots_from_its_replica_while_the_master_is_down(site: Site) -> None:
     await wait_for_edge_copy(site, f"/api/modules/{site.module_id}")
-    site.edge.stop()
-    site.master.stop()
+    await site.edge.stop()
+    await site.master.stop()
     earlier_log = len(site.edge.log())
 
-    site.edge.start()
+    await site.edge.start()
     await site.edge.wait_ready()
 
     async with site.edge_client() as edge:
@@ -283,13 +245,10 @@ async def test_an_edge_boots_from_its_replica_while_the_master_is_down(site: Sit
 
 
 async def test_an_edge_that_never_synced_says_so_and_keeps_trying(tmp_path: Path) -> None:
-    master = master_process(tmp_path).start()
-    edge: EngineProcess | None = None
-    try:
-        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-            ids = await configure(master, http)
-        master.stop()
-        edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+    async with configured(tmp_path) as site:
+        master, edge = site.master, site.edge
+        await master.stop()
+        await edge.start()
 
         async with httpx.AsyncClient(base_url=edge.url, headers=AUTH, timeout=10) as client:
             answer: dict[str, Any] = {}
@@ -312,14 +271,10 @@ async def test_an_edge_that_never_synced_says_so_and_keeps_trying(tmp_path: Path
             )
             assert "never synced" in edge.log()
 
-            master.start()
+            await master.start()
             await edge.wait_ready()
-            module = await client.get(f"/api/modules/{ids['module_id']}")
+            module = await client.get(f"/api/modules/{site.module_id}")
             assert module.status_code == 200
-    finally:
-        if edge is not None:
-            edge.stop()
-        master.stop()
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -344,7 +299,7 @@ def filler_modules(driver_id: str, count: int) -> list[tuple[str, str, JsonObjec
     ]
 
 
-def failed_attempts(process: EngineProcess) -> int:
+def failed_attempts(process: NodeProcess) -> int:
     return sum("link to" in line and "failed" in line for line in process.log().splitlines())
 
 
@@ -357,7 +312,7 @@ def database_bytes(workdir: Path) -> bytes:
     return b"".join(path.read_bytes() for path in sorted(workdir.glob("engine.db*")))
 
 
-async def metric(process: EngineProcess, name: str) -> int:
+async def metric(process: NodeProcess, name: str) -> int:
     """A gauge from a running server's ``/metrics`` (0 while it does not answer yet)."""
     try:
         async with httpx.AsyncClient(timeout=2) as http:
@@ -383,17 +338,6 @@ def store_counter(workdir: Path, key: str) -> int:
     return int(row[0]) if row else 0
 
 
-@asynccontextmanager
-async def opened(workdir: Path) -> AsyncIterator[SqliteStore]:
-    """A server's SQLite store, opened once the server has stopped."""
-    store = SqliteStore(database_path(workdir))
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def snapshot(store: SqliteStore) -> Snapshot:
     """Every live replicated document: id → (type, version, body)."""
     documents: Snapshot = {}
@@ -411,70 +355,59 @@ async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical
     tmp_path: Path,
 ) -> None:
     """The master purges the deletions the edge missed; the edge must start over."""
-    master = master_process(tmp_path)
-    master.env.update(
-        {"ENGINE_TOMBSTONE_RETENTION_S": "1", "ENGINE_HOUSEKEEPING_INTERVAL_S": "0.2"}
-    )
-    master.start()
-    edge: EngineProcess | None = None
-    try:
-        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-            ids = await configure(master, http)
-            spare = await http.post(
-                "/api/modules", json={"driver_id": ids["driver_id"], "name": "Spare"}
-            )
-            edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
-            await edge.wait_ready()
-            target = await metric(master, "engine_store_seq")
-            await wait_until(
-                lambda: caught_up(edge, target), timeout=SETTLE_S, message="the first sync"
-            )
-            edge.stop()
+    retention = {"ENGINE_TOMBSTONE_RETENTION_S": "1", "ENGINE_HOUSEKEEPING_INTERVAL_S": "0.2"}
+    async with configured(tmp_path, **retention) as site:
+        master, edge, http = site.master, site.edge, site.http
+        driver_id = await site.site.driver_id(ECHO)
+        spare = await http.post("/api/modules", json={"driver_id": driver_id, "name": "Spare"})
+        await edge.start()
+        await edge.wait_ready()
+        target = await metric(master, "engine_store_seq")
+        await wait_until(
+            lambda: caught_up(edge, target), timeout=SETTLE_S, message="the first sync"
+        )
+        await edge.stop()
 
-            gone = await http.delete(f"/api/modules/{spare.json()['id']}")
-            assert gone.status_code == 204, gone.text
-            created = await http.post(
-                "/api/modules", json={"driver_id": ids["driver_id"], "name": "Added"}
-            )
-            assert created.status_code == 201, created.text
-            changed = await http.patch(
-                f"/api/modules/{ids['module_id']}", json={"settings": {"volume": 9}}
-            )
-            assert changed.status_code == 200, changed.text
-            await wait_until(
-                lambda: purged_on(master),
-                timeout=SETTLE_S,
-                message="the master to purge the deletion the edge missed",
-            )
+        gone = await http.delete(f"/api/modules/{spare.json()['id']}")
+        assert gone.status_code == 204, gone.text
+        created = await http.post("/api/modules", json={"driver_id": driver_id, "name": "Added"})
+        assert created.status_code == 201, created.text
+        changed = await http.patch(
+            f"/api/modules/{site.module_id}", json={"settings": {"volume": 9}}
+        )
+        assert changed.status_code == 200, changed.text
+        await wait_until(
+            lambda: purged_on(master),
+            timeout=SETTLE_S,
+            message="the master to purge the deletion the edge missed",
+        )
 
-            edge.start()
-            await edge.wait_ready()
+        await edge.start()
+        await edge.wait_ready()
 
-            async def level_with_master() -> bool:
-                assert edge is not None
-                return await caught_up(edge, await metric(master, "engine_store_seq"))
+        async def level_with_master() -> bool:
+            return await caught_up(edge, await metric(master, "engine_store_seq"))
 
-            await wait_until(level_with_master, timeout=SETTLE_S, message="the resync")
-        master.kill()  # no goodbye writes: the master stays as the edge last saw it
-        edge.stop()
+        await wait_until(level_with_master, timeout=SETTLE_S, message="the resync")
+        await master.kill()  # no goodbye writes: the master stays as the edge last saw it
+        await edge.stop()
         assert "full resync" in edge.log()
 
-        async with opened(master.workdir) as master_store, opened(edge.workdir) as edge_store:
+        async with (
+            opened(database_path(master.workdir)) as master_store,
+            opened(database_path(edge.workdir)) as edge_store,
+        ):
             master_copy, edge_copy = await snapshot(master_store), await snapshot(edge_store)
         assert spare.json()["id"] not in edge_copy
         assert edge_copy[created.json()["id"]][2]["name"] == "Added"
-        assert edge_copy[ids["module_id"]][2]["settings"] == {"volume": 9}
+        assert edge_copy[site.module_id][2]["settings"] == {"volume": 9}
         assert edge_copy == master_copy
-    finally:
-        if edge is not None:
-            edge.stop()
-        master.stop()
 
 
-async def caught_up(process: EngineProcess, seq: int) -> bool:
+async def caught_up(process: NodeProcess, seq: int) -> bool:
     process.check_alive()
     return await metric(process, "engine_replica_seq") >= seq
 
 
-async def purged_on(process: EngineProcess) -> bool:
+async def purged_on(process: NodeProcess) -> bool:
     return await metric(process, "engine_tombstones_purged_total") >= 1

@@ -11,21 +11,19 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from app.node_process import NodeProcess
+from app.urls import CLIENT_PATH, websocket_url
+from tests.integration.sites import AUTH, ECHO, TOKEN, open_site
 from tests.support.client_ws import bind, next_message
-from tests.support.engine import EngineProcess, free_port
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "routing-admin"
-FAST = {"ENGINE_LINK_RETRY_S": "0.3", "ENGINE_PING_INTERVAL_S": "0.3", "ENGINE_BOOT_WAIT_S": "0.5"}
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
 
 @dataclass
 class Pair:
-    master: EngineProcess
-    edge: EngineProcess
+    master: NodeProcess
+    edge: NodeProcess
     edge_id: str
     edge_system: str
     master_system: str
@@ -37,74 +35,14 @@ def echo(system_id: str, value: object) -> tuple[str, dict[str, object]]:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    master = EngineProcess(
-        "master", tmp_path / "master", env={"ENGINE_ADMIN_TOKEN": TOKEN, **FAST}
-    ).start()
-    edge_port = free_port()
-    edge: EngineProcess | None = None
-    try:
-        await master.wait_ready()
-        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
-            driver = (
-                await http.post(
-                    "/api/drivers",
-                    json={
-                        "name": "Echo",
-                        "file": "generic/echo.py",
-                        "class_name": "Echo",
-                        "role": "service",
-                    },
-                )
-            ).json()
-            created = (
-                await http.post(
-                    "/api/edges",
-                    json={
-                        "name": "Site",
-                        "timeout": 30,
-                        "api_url": f"http://127.0.0.1:{edge_port}",
-                    },
-                )
-            ).json()
-            systems = {}
-            for name, location in (("edge", created["id"]), ("master", None)):
-                system = (
-                    await http.post(
-                        "/api/systems",
-                        json={
-                            "name": name,
-                            "edge_control_id": location,
-                        },
-                    )
-                ).json()
-                await http.post(
-                    "/api/modules",
-                    json={
-                        "driver_id": driver["id"],
-                        "name": "Echo",
-                        "system_id": system["id"],
-                    },
-                )
-                systems[name] = system["id"]
-        edge = EngineProcess(
-            "edge",
-            tmp_path / "edge",
-            port=edge_port,
-            env={
-                "ENGINE_EDGE_ID": created["id"],
-                "ENGINE_EDGE_SECRET": created["secret"],
-                "ENGINE_MASTER_URL": master.url,
-                **FAST,
-            },
-        ).start()
-        await edge.wait_ready()
-        result = Pair(master, edge, created["id"], systems["edge"], systems["master"])
+    async with open_site(tmp_path, tls=False) as site:
+        edge = await site.add_edge(
+            "edge", driver=ECHO, module={"name": "Echo"}, api_url=True, timeout=30
+        )
+        master_system, _ = await site.add_room("master", driver=ECHO, module={"name": "Echo"})
+        result = Pair(site.master, edge.process, edge.id, edge.system_id, master_system)
         await wait_for_answer(result.edge.url, result.edge_system)
         yield result
-    finally:
-        if edge is not None:
-            edge.stop()
-        master.stop()
 
 
 async def wait_for_answer(base_url: str, system_id: str) -> None:
@@ -209,14 +147,14 @@ async def test_after_failover_the_returning_edge_sends_clients_to_the_master(pai
     async with httpx.AsyncClient(base_url=pair.master.url, headers=AUTH, timeout=10) as http:
         patched = await http.patch(f"/api/edges/{pair.edge_id}", json={"timeout": 1})
         assert patched.status_code == 200
-        pair.edge.kill()
+        await pair.edge.kill()
 
         async def master_controls() -> bool:
             control = (await http.get(f"/api/edges/{pair.edge_id}/control")).json()
             return bool(control["controller"] == "master" and control["failover_active"])
 
         await wait_until(master_controls, timeout=15, message="the master to fail over")
-        pair.edge.start()
+        await pair.edge.start()
         await pair.edge.wait_ready()
 
         async def edge_back_online() -> bool:
@@ -238,7 +176,7 @@ async def test_after_failover_the_returning_edge_sends_clients_to_the_master(pai
 
 
 async def test_a_bound_client_follows_a_handover(pair: Pair) -> None:
-    url = pair.master.url.replace("http://", "ws://") + f"/api/ws?token={TOKEN}"
+    url = websocket_url(pair.master.url, f"{CLIENT_PATH}?token={TOKEN}")
     async with connect(url) as websocket:
 
         async def receive(kind: str) -> dict[str, Any]:
@@ -249,7 +187,7 @@ async def test_a_bound_client_follows_a_handover(pair: Pair) -> None:
             taken = await http.post(f"/api/edges/{pair.edge_id}/takeover")
             assert taken.json()["controller"] == "master"
             redirect = await receive("redirect")
-            assert redirect["url"] == pair.master.url.replace("http://", "ws://") + "/api/ws"
+            assert redirect["url"] == websocket_url(pair.master.url, CLIENT_PATH)
             assert redirect["meta"] == {"sys": pair.edge_system}
             # The binding now follows the master's own copy of the module.
             await http.post(

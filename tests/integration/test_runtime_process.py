@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sim.line_device import LineDevice
-from tests.support.engine import EngineProcess
+from app.node_process import NodeProcess
+from app.sim.line_device import LineDevice
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ async def created(client: httpx.AsyncClient, path: str, body: dict[str, Any]) ->
 
 
 async def test_a_module_runs_its_device_and_reloads_live(
-    client: httpx.AsyncClient, device: LineDevice, master: EngineProcess
+    client: httpx.AsyncClient, device: LineDevice, master: NodeProcess
 ) -> None:
     driver = await created(
         client,

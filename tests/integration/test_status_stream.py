@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.engine import EngineProcess
+from app.node_process import NodeProcess
 
 
 async def events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
@@ -27,7 +27,7 @@ async def events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
 
 
 async def test_the_stream_follows_changes_and_ends_when_the_token_is_revoked(
-    client: httpx.AsyncClient, master: EngineProcess
+    client: httpx.AsyncClient, master: NodeProcess
 ) -> None:
     user = (await client.post("/api/users", json={"name": "Operator"})).json()
     issued = (await client.post(f"/api/users/{user['id']}/tokens", json={"name": "page"})).json()

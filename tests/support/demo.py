@@ -40,14 +40,19 @@ class RunningDemo:
 
 
 @asynccontextmanager
-async def running_demo(data_dir: Path, *options: str) -> AsyncIterator[RunningDemo]:
-    """The demo on free ports with fresh stores in ``data_dir``; killed afterwards."""
+async def running_demo(
+    data_dir: Path, *options: str, python: Path | None = None, cwd: Path = ROOT
+) -> AsyncIterator[RunningDemo]:
+    """The demo on free ports with fresh stores in ``data_dir``; killed afterwards.
+
+    ``python`` runs it (this interpreter by default) from ``cwd`` (the checkout).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
+        str(python or sys.executable),
         *("-m", "app", "demo", "--data-dir", str(data_dir)),
         *("--master-port", "0", "--edge-port", "0", *options),
-        cwd=ROOT,
+        cwd=cwd,
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

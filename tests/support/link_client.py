@@ -29,18 +29,10 @@ from app.link import (
     encode,
     receive_frame,
 )
+from app.urls import LINK_PATH, websocket_url
 
 #: Ids of the requests a :class:`RawLink` sends itself, far from any a test would pick.
 FIRST_PROBE_ID = 1 << 62
-
-
-def websocket_url(base_url: str, path: str) -> str:
-    """``https://host`` and ``/api/ws`` → ``wss://host/api/ws``."""
-    return base_url.replace("https://", "wss://").replace("http://", "ws://") + path
-
-
-def link_url(base_url: str) -> str:
-    return websocket_url(base_url, "/api/edge/link")
 
 
 async def authenticate(websocket: ClientConnection, edge_id: str, secret: str) -> Control:
@@ -70,7 +62,7 @@ class EdgeLink:
     async def open(
         cls, base_url: str, edge_id: str, secret: str, *, tls: ssl.SSLContext | None = None
     ) -> AsyncIterator[EdgeLink]:
-        async with connect(link_url(base_url), ssl=tls) as websocket:
+        async with connect(websocket_url(base_url, LINK_PATH), ssl=tls) as websocket:
             await authenticate(websocket, edge_id, secret)
             link = LinkConnection(
                 WebsocketsTransport(websocket),
@@ -110,7 +102,7 @@ class RawLink:
     async def open(
         cls, base_url: str, edge_id: str, secret: str, *, tls: ssl.SSLContext | None = None
     ) -> AsyncIterator[RawLink]:
-        async with connect(link_url(base_url), ssl=tls) as websocket:
+        async with connect(websocket_url(base_url, LINK_PATH), ssl=tls) as websocket:
             await authenticate(websocket, edge_id, secret)
             yield cls(websocket)
 

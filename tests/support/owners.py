@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.support.wait import wait_until
 
 _TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))

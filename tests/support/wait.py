@@ -15,7 +15,11 @@ async def wait_until(
     interval: float = 0.02,
     message: str = "condition",
 ) -> float:
-    """Poll ``condition`` until true; return the seconds it took, or fail clearly."""
+    """Poll ``condition`` until true; return the seconds it took.
+
+    Raises ``TimeoutError`` naming ``message`` when ``timeout`` seconds pass first.
+    The tests and the benchmarks both wait with it.
+    """
     started = time.monotonic()
     deadline = started + timeout
     while True:
@@ -25,5 +29,5 @@ async def wait_until(
         if result:
             return time.monotonic() - started
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {message}")
         await asyncio.sleep(interval)

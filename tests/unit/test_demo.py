@@ -22,7 +22,6 @@ from app.demo import (
     control_line,
     exit_description,
     instructions,
-    node_environment,
     remove_pid_file,
 )
 
@@ -122,18 +121,6 @@ def test_a_control_line_is_printed_only_when_control_changes() -> None:
         "reason": "",
     }
     assert control_line(first, failed) == "control: master (epoch 2), edge offline, failover active"
-
-
-def test_children_get_only_their_own_engine_settings() -> None:
-    env = node_environment(
-        {"PATH": "/bin", "ENGINE_EDGE_ID": "stale", "ENGINE_ADMIN_TOKEN": "stale"},
-        {"ENGINE_DATABASE_URL": "sqlite:///x.db"},
-    )
-    assert env == {
-        "PATH": "/bin",
-        "ENGINE_DATABASE_URL": "sqlite:///x.db",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def test_exit_descriptions_name_the_signal() -> None:

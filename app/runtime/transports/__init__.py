@@ -3,6 +3,8 @@
 Stream devices: :class:`TcpClient` keeps the connection up, :class:`DelimiterFramer`
 cuts the byte stream into frames and :class:`RequestQueue` pairs each command with
 its reply. HTTP devices and services: :func:`http_client`.
+
+Imports nothing of the engine outside ``app.runtime.transports``.
 """
 
 from __future__ import annotations

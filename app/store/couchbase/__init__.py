@@ -21,6 +21,8 @@ Layers, each importing only those before it:
 - :mod:`.sdk`: the SDK behind the few calls the store makes (the seam a stand-in
   cluster plugs into) and its exceptions mapped to store errors;
 - :mod:`.store`: :class:`CouchbaseStore`, the :class:`~app.store.base.Store` itself.
+
+Imports nothing of the engine outside ``app.store``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from app.store.couchbase.sql import (
     index_statements,
     quote_identifier,
 )
-from app.store.couchbase.store import CouchbaseStore, ReplicatedByXdcr
+from app.store.couchbase.store import CouchbaseStore
 
 __all__ = [
     "INTERNAL_KEY_PREFIX",
@@ -49,7 +51,6 @@ __all__ = [
     "CouchbaseConfig",
     "CouchbaseStore",
     "FindQuery",
-    "ReplicatedByXdcr",
     "StoredRow",
     "changes_batch",
     "changes_parameters",

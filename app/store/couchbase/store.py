@@ -22,9 +22,8 @@ happen; a reader may see them in between.
 
 Replication. Couchbase buckets are replicated by XDCR (see :mod:`app.store.xdcr`), not
 over the control link: with this backend the link-based replica sync is off
-(DESIGN §7), and :meth:`CouchbaseStore.apply_changes`, :meth:`~CouchbaseStore.replica_seq`
-and :meth:`~CouchbaseStore.reset_replica` raise :class:`ReplicatedByXdcr`. A client
-cannot choose a CAS, so a replica written through the SDK could not keep the master's
+(DESIGN §7), so the store is no :class:`~app.store.base.ReplicaStore`. A client cannot
+choose a CAS, so a replica written through the SDK could not keep the master's
 versions, while XDCR does. The counter document belongs to each cluster: the XDCR
 filter keeps keys under ``_engine::`` local.
 """
@@ -38,7 +37,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from app.store.base import (
-    Change,
     ChangeBatch,
     Document,
     DocumentExists,
@@ -50,8 +48,8 @@ from app.store.base import (
     StoreError,
     StoreUnavailable,
     VersionConflict,
+    lookup_filter,
     refuse_repeats,
-    require_indexed,
     require_positive,
 )
 from app.store.couchbase.codec import (
@@ -75,16 +73,6 @@ from app.store.couchbase.sql import (
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
-
-
-class ReplicatedByXdcr(StoreError):
-    """The link-based replica operations do not apply: XDCR replicates Couchbase."""
-
-    def __init__(self, operation: str) -> None:
-        super().__init__(
-            f"{operation} is not available with the Couchbase store: XDCR replicates the "
-            "bucket (python -m app couchbase xdcr), so the link-based replica sync is off"
-        )
 
 
 def _internal(doc_id: str) -> bool:
@@ -190,9 +178,7 @@ class CouchbaseStore:
         after: str | None = None,
         limit: int | None = None,
     ) -> Page:
-        where = where or {}
-        require_indexed(doc_type, where)
-        require_positive("limit", limit)
+        where = lookup_filter(doc_type, where, limit)
         query = FindQuery(self.config.keyspace, doc_type, where, after, limit)
         queries = self._open.connection.queries
         counted, found = await asyncio.gather(
@@ -346,14 +332,3 @@ class CouchbaseStore:
                 except CasMismatch:
                     continue
             return
-
-    # --- replication is XDCR's job ------------------------------------------------
-
-    async def apply_changes(self, changes: Sequence[Change], *, source_seq: int) -> None:
-        raise ReplicatedByXdcr("apply_changes")
-
-    async def replica_seq(self) -> int:
-        raise ReplicatedByXdcr("replica_seq")
-
-    async def reset_replica(self) -> None:
-        raise ReplicatedByXdcr("reset_replica")

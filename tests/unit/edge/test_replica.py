@@ -20,10 +20,11 @@ from app.store import (
     Document,
     DocumentNotFound,
     JsonObject,
+    ReplicaStore,
     SqliteStore,
-    Store,
 )
 from app.store.couchbase import CouchbaseStore
+from tests.support.stores import opened
 from tests.support.wait import wait_until
 from tests.unit.link.memory import memory_pair
 
@@ -59,16 +60,6 @@ class FakeMaster:
         self.fetched.append(list(args["ids"]))
         found = await self.store.get_many(args["ids"])
         return {"documents": [doc.as_json() for doc in found.values()]}
-
-
-@asynccontextmanager
-async def opened(path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
@@ -112,7 +103,7 @@ async def link(master: FakeMaster) -> AsyncIterator[LinkConnection]:
         yield to_master
 
 
-async def replicator(store: Store, *, batch: int = 10) -> Replicator:
+async def replicator(store: ReplicaStore, *, batch: int = 10) -> Replicator:
     replica = Replicator(store, batch=batch)
     await replica.open()
     return replica

@@ -209,17 +209,16 @@ async def test_a_dropped_link_fails_every_pending_request_at_once() -> None:
 
     master, edge = connect({"hang": hang})
     runs = [asyncio.create_task(master.run()), asyncio.create_task(edge.run())]
-    calls = [asyncio.create_task(master.request("hang", {"n": n})) for n in range(100)]
+    # Deadlines far beyond WAIT: only the drop can end the calls within it.
+    calls = [
+        asyncio.create_task(master.request("hang", {"n": n}, timeout=60 * WAIT)) for n in range(100)
+    ]
     await wait_until(lambda: len(arrived) == 100)
-    loop = asyncio.get_running_loop()
 
-    dropped_at = loop.time()
     await edge.close()
     outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
-    elapsed = loop.time() - dropped_at
     await asyncio.wait_for(asyncio.gather(*runs), WAIT)
 
-    assert elapsed < 0.1
     assert all(isinstance(outcome, LinkClosed) for outcome in outcomes)
     assert str(outcomes[0]) == "edge 'edge-1' is not connected"
     assert sorted(cancelled) == list(range(100))

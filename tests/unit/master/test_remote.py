@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from app.link import LinkClosed
+from app.link import LinkClosed, LinkConnection
 from app.master.remote import DebugRelay, RemoteModule, StatusMirror
 from tests.support.wait import wait_until
 
@@ -20,6 +20,12 @@ class RecordingLink:
     async def request(self, op: str, args: dict[str, Any], *, timeout: float | None = None) -> Any:
         self.requests.append((op, args, timeout))
         return {"op": op, **args}
+
+
+def as_link(link: RecordingLink) -> LinkConnection:
+    """Remote modules only call ``request`` on the link, though they are typed with the
+    whole LinkConnection (app/master/remote.py)."""
+    return cast(LinkConnection, link)
 
 
 def test_the_mirror_notifies_only_what_changed() -> None:
@@ -52,8 +58,10 @@ def test_a_failing_subscriber_does_not_silence_the_others() -> None:
 async def test_the_edge_is_asked_for_debug_lines_while_someone_listens() -> None:
     relay, link = DebugRelay(), RecordingLink()
     lines: list[tuple[str, str]] = []
-    first = relay.subscribe("m", lambda: link, lambda level, msg: lines.append((level, msg)))
-    second = relay.subscribe("m", lambda: link, lambda level, msg: None)
+    first = relay.subscribe(
+        "m", lambda: as_link(link), lambda level, msg: lines.append((level, msg))
+    )
+    second = relay.subscribe("m", lambda: as_link(link), lambda level, msg: None)
     relay.deliver("m", "error", "boom")
     first()
     first()
@@ -69,7 +77,7 @@ async def test_a_remote_call_goes_over_the_link_with_room_for_the_edges_timeout(
         "m",
         "Display",
         "edge-1",
-        link=lambda: link,
+        link=lambda: as_link(link),
         mirror=StatusMirror(),
         debug=DebugRelay(),
         default_timeout=5,

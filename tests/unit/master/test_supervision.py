@@ -6,14 +6,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from app.control.state import ControlState, EdgePolicy, SupervisorState
+from app.control.state import Controller, ControlState, EdgePolicy, SupervisorState
 from app.control.supervisor import LinkDown, LinkUp, TakeoverRequested
 from app.control.windows import RestoreWindow
-from app.link import Control
+from app.link import Control, LinkConnection
 from app.master.supervision import EdgeSupervisor, load_persisted
 from app.store.sqlite import SqliteStore
 from tests.support.wait import wait_until
@@ -30,8 +30,10 @@ class Master:
         self.calls: list[tuple[Any, ...]] = []
         self.connected = True
 
-    def link(self, edge_id: str) -> Master | None:
-        return self if self.connected else None
+    def link(self, edge_id: str) -> LinkConnection | None:
+        # The supervisor only calls ``request`` on the link; ``Handover`` asks for a whole
+        # LinkConnection all the same (app/master/supervision.py).
+        return cast(LinkConnection, self) if self.connected else None
 
     async def request(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         self.calls.append(("edge", op, args))
@@ -63,7 +65,7 @@ def supervisor(
     store: SqliteStore,
     master: Master,
     *,
-    controller: str = "edge",
+    controller: Controller = "edge",
     online: bool = True,
     policy: EdgePolicy | None = None,
     clock: Any = None,

@@ -24,7 +24,7 @@ from app.runtime.handle import ModuleHandle
 from app.runtime.status import DebugCallback, StatusCallback, Unsubscribe
 from app.services.resolve import RuntimeTargets
 from app.settings import Settings
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.conftest import ADMIN_TOKEN
 from tests.support.wait import wait_until
 from tests.unit.routers.test_crud import create

@@ -94,7 +94,7 @@ async def test_proxy_on_request(routed: tuple[httpx.AsyncClient, Node]) -> None:
     ],
 )
 async def test_proxy_failures_name_the_controller(
-    routed: tuple[httpx.AsyncClient, Node], failure: object, status: int
+    routed: tuple[httpx.AsyncClient, Node], failure: httpx.Response | httpx.HTTPError, status: int
 ) -> None:
     client, _ = routed
     route = respx.post(f"{EDGE_URL}{EXEC}")

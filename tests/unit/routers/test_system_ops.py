@@ -11,7 +11,7 @@ import pytest
 
 from app.node import Node
 from app.services.routing import Placement
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.support.wait import wait_until
 from tests.unit.routers.test_crud import assert_problem, create
 from tests.unit.routers.test_module_ops import add_driver, add_module

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from app.node import bundled_drivers
 from app.runtime import DriverRepository, ModuleManager, ModuleSpec, Role, Status
 from app.runtime.status import DebugCallback, StatusCallback, Unsubscribe
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 
-BUNDLED_DRIVERS = Path(__file__).resolve().parents[3] / "drivers"
+BUNDLED_DRIVERS = bundled_drivers()
 
 #: Reconnect within milliseconds, so tests of dropped connections stay fast.
 FAST_RECONNECT = {"reconnect_delay": 0.01, "reconnect_max": 0.05}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.runtime import ModuleManager, SystemSpec
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.unit.runtime.conftest import Changes, DriverWriter, module_spec, tcp_line_spec
 
 DISPLAY = """

@@ -9,7 +9,7 @@ import pytest
 
 from app.errors import DriverFailed
 from app.runtime import ModuleManager
-from sim.modbus_device import ModbusDevice
+from app.sim.modbus_device import ModbusDevice
 from tests.unit.runtime.conftest import FAST_RECONNECT, Changes, module_spec
 
 POLL = [

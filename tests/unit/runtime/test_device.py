@@ -8,7 +8,7 @@ import pytest
 
 from app.errors import DriverFailed
 from app.runtime import ModuleManager
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.unit.runtime.conftest import Changes, DriverWriter, module_spec, tcp_line_spec
 
 

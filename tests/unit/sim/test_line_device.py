@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.unit.sim.conftest import SimulatorLauncher
 
 
@@ -121,7 +121,7 @@ async def test_wait_for_gives_up_after_its_timeout(device: LineDevice) -> None:
 async def test_runs_as_a_process_until_signalled(
     launch: SimulatorLauncher, stop_signal: signal.Signals
 ) -> None:
-    simulator = await launch("sim.line_device", "--port", "0", "--name", "Display_1")
+    simulator = await launch("app.sim.line_device", "--port", "0", "--name", "Display_1")
 
     assert simulator.name == "Display_1"
     reader, writer = await asyncio.open_connection("127.0.0.1", simulator.port)

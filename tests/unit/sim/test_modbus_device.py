@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from sim.modbus_device import ModbusDevice
+from app.sim.modbus_device import ModbusDevice
 from tests.unit.sim.conftest import SimulatorLauncher
 
 
@@ -96,7 +96,7 @@ def test_rejects_an_empty_memory() -> None:
 
 
 async def test_runs_as_a_process_until_signalled(launch: SimulatorLauncher) -> None:
-    simulator = await launch("sim.modbus_device", "--port", "0", "--name", "Lighting_1")
+    simulator = await launch("app.sim.modbus_device", "--port", "0", "--name", "Lighting_1")
     assert simulator.name == "Lighting_1"
     client = AsyncModbusTcpClient("127.0.0.1", port=simulator.port, retries=0)
     assert await client.connect()

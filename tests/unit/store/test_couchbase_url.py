@@ -13,13 +13,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.store.base import INDEXED_FIELDS, DocumentNotFound, StoreError, StoreUnavailable
+from app.store.base import (
+    INDEXED_FIELDS,
+    DocumentNotFound,
+    ReplicaStore,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 from app.store.couchbase import (
     SEQUENCE_KEY,
     CouchbaseConfig,
     CouchbaseStore,
     FindQuery,
-    ReplicatedByXdcr,
     StoredRow,
     changes_batch,
     changes_parameters,
@@ -296,15 +302,12 @@ async def test_lookups_on_fields_that_are_not_indexed_are_refused() -> None:
         await store.find("driver", limit=0)
 
 
-async def test_replica_operations_point_to_xdcr() -> None:
+def test_the_store_is_no_link_fed_replica() -> None:
+    """XDCR replicates Couchbase: the store offers no replica operations to refuse."""
     store = CouchbaseStore.from_url(URL)
 
-    with pytest.raises(ReplicatedByXdcr, match="XDCR replicates the bucket"):
-        await store.apply_changes([], source_seq=1)
-    with pytest.raises(ReplicatedByXdcr):
-        await store.replica_seq()
-    with pytest.raises(ReplicatedByXdcr):
-        await store.reset_replica()
+    assert isinstance(store, Store)
+    assert not isinstance(store, ReplicaStore)
 
 
 def test_the_sequence_counter_is_an_internal_key() -> None:

@@ -21,6 +21,7 @@ from app.store import (
     SqliteStore,
     StoreUnavailable,
 )
+from tests.support.stores import opened
 
 TIMEOUT_S = 5.0
 
@@ -28,16 +29,6 @@ TIMEOUT_S = 5.0
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "engine.db"
-
-
-@contextlib.asynccontextmanager
-async def opened(path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
@@ -235,7 +226,7 @@ async def test_a_cancelled_write_is_all_or_nothing_and_the_store_stays_usable(
     assert (await store.changes_since(0, limit=10_000)).last_seq == await store.last_seq()
 
 
-async def test_finding_fifty_thousand_modules_takes_well_under_a_second(
+async def test_finding_fifty_thousand_modules_stays_within_a_generous_budget(
     store: SqliteStore,
 ) -> None:
     await store.insert_many(
@@ -248,7 +239,9 @@ async def test_finding_fifty_thousand_modules_takes_well_under_a_second(
     page = await store.find("module")
     elapsed = time.perf_counter() - started
     assert (page.total, len(page.items), page.next_after) == (50_000, 50_000, None)
-    assert elapsed < 1.0, f"find took {elapsed:.2f}s"
+    # Ten times what it takes on a loaded machine: it catches work growing out of bounds
+    # (quadratic, say), not a slow machine. Speed is the benchmarks' business.
+    assert elapsed < 10.0, f"find took {elapsed:.2f}s"
 
 
 # --- an unwritable file ---------------------------------------------------------------

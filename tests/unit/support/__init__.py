@@ -1,0 +1,1 @@
+"""Unit tests of the test helpers in ``tests/support/`` that deserve their own."""

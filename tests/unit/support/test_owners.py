@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.support.owners import DeviceWatch, connection_owner
 
 

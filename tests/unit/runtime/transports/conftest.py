@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from app.runtime.transports import Backoff, TcpClient
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 
 ClientFactory = Callable[..., TcpClient]
 

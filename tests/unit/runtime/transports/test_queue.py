@@ -13,7 +13,7 @@ from app.runtime.transports import (
     RequestQueue,
     RequestTimeout,
 )
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.support.wait import wait_until
 from tests.unit.runtime.transports.conftest import ClientFactory
 

@@ -8,7 +8,7 @@ import pytest
 import trustme
 
 from app.runtime.transports import NotConnected, TcpClient
-from sim.line_device import LineDevice
+from app.sim.line_device import LineDevice
 from tests.support.wait import wait_until
 from tests.unit.runtime.transports.conftest import ClientFactory
 

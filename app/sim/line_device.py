@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sim.process import argument_parser, run
+from app.sim.process import argument_parser, run
 
 Reply = Callable[[str], str | None]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from sim.process import argument_parser, run
+from app.sim.process import argument_parser, run
 
 _ANY_UNIT = 0
 _READ_COILS = 1

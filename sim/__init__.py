@@ -1,5 +1,0 @@
-"""Simulated devices for tests and the demo: real servers on loopback.
-
-Run one as a process with ``python -m sim.line_device`` or ``python -m sim.modbus_device``;
-each prints ``{"name": ..., "port": ...}`` once listening and serves until SIGTERM.
-"""
