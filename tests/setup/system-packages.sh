@@ -5,7 +5,7 @@
 # elsewhere it says what is missing.
 set -euo pipefail
 needed=()
-command -v chromium >/dev/null 2>&1 || needed+=(chromium)
+command -v chromium >/dev/null 2>&1 || needed+=(chromium fonts-liberation)
 command -v chromedriver >/dev/null 2>&1 || needed+=(chromium-driver)
 command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
 command -v jq >/dev/null 2>&1 || needed+=(jq)
