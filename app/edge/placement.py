@@ -20,7 +20,7 @@ class EdgePlacement:
         role = self._role
         if location == role.edge_id and role.control.modules_running:
             return Placement("here")
-        master_url = role.node.settings.master_url
+        master_url = role.services.settings.master_url
         return Placement(
             "elsewhere",
             "the master",

@@ -24,10 +24,13 @@ from app.edge.uplink import HelloFacts, Uplink
 from app.errors import ControlledElsewhere, NotFound
 from app.link import Control, Event, LinkClosed, LinkConnection, Welcome
 from app.link.connection import Handler
-from app.node import Node
+from app.node import Services
+from app.runtime.repository import DriverRepository
 from app.runtime.status import Unsubscribe
 from app.services.control import describe, persisted_state
 from app.services.limits import describe_skipped
+from app.services.modules import ModuleService
+from app.services.operations import Operations
 from app.services.witness import Witness, WitnessReport, answer
 from app.store.base import Document, DocumentNotFound, StoreError
 
@@ -81,14 +84,16 @@ class StatusForwarder:
 class EdgeRole:
     """Boots an edge and owns what only an edge runs."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        settings = node.settings
+    def __init__(self, services: Services, modules: ModuleService, operations: Operations) -> None:
+        self.services = services
+        self.modules = modules
+        self.operations = operations
+        settings = services.settings
         assert settings.edge_id is not None
         self.edge_id: str = settings.edge_id
         self.control = EdgeControlState.at_boot(now_utc())
         self.replica = replica_for(
-            node.store, on_progress=node.metrics.replica_seq.set, on_skipped=self._skipped
+            services.store, on_progress=services.metrics.replica_seq.set, on_skipped=self._skipped
         )
         #: What the master last had to leave out of this replica, in words.
         self.replication_error: str | None = None
@@ -107,11 +112,10 @@ class EdgeRole:
         #: What the master's witness last said.
         self.witness_report: WitnessReport | None = None
         self._witness = Witness(
-            node.proxy_client(), asker=settings.node_name, timeout=settings.witness_timeout_s
+            services.proxy_client(), asker=settings.node_name, timeout=settings.witness_timeout_s
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._replica_changed = asyncio.Event()
-        node.control = self
 
     def _current_link(self) -> LinkConnection | None:
         return self.uplink.link
@@ -123,14 +127,14 @@ class EdgeRole:
         self._tasks.append(asyncio.create_task(self._boot(), name="edge boot"))
 
     async def _boot(self) -> None:
-        boot = self.node.boot
+        boot = self.services.boot
         boot.advance("1/4 loading this edge's location")
         try:
-            edge = await self.node.store.get(self.edge_id)
+            edge = await self.services.store.get(self.edge_id)
         except DocumentNotFound:
             edge = None
         boot.advance("2/4 loading the systems under its control")
-        topology = await self.node.modules.topology(fresh=True)
+        topology = await self.modules.topology(fresh=True)
         boot.advance("3/4 listing the modules it controls")
         modules = topology.modules_in([self.edge_id])
         boot.advance("4/4 connecting to the master")
@@ -143,24 +147,24 @@ class EdgeRole:
                 "edge %s has never synced with the master: no replica of its configuration "
                 "yet; it keeps trying to reach %s",
                 self.edge_id,
-                self.node.settings.master_url,
+                self.services.settings.master_url,
             )
             boot.advance("waiting for the first sync with the master (never synced)")
             return
         self._complete(len(modules))
 
     def _complete(self, modules: int) -> None:
-        self.node.boot.complete(
+        self.services.boot.complete(
             role="edge", edge_id=self.edge_id, modules=modules, replica_seq=self.replica.seq
         )
-        self.node.metrics.ready.set(1)
+        self.services.metrics.ready.set(1)
 
     def live_counts(self) -> dict[str, Any]:
         """The edge's part of ``/api/ready``: its link and replica now."""
         return {"master_connected": self.uplink.connected, "replica_seq": self.replica.seq}
 
     async def stop(self) -> None:
-        self.node.metrics.ready.set(0)
+        self.services.metrics.ready.set(0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -174,7 +178,7 @@ class EdgeRole:
         return HelloFacts(
             devices_loaded=self.control.modules_running,
             replica_seq=self.replica.seq,
-            commit=_head(self.node),
+            commit=_head(self.services.repository),
         )
 
     async def connected(self, link: LinkConnection, welcome: Welcome, control: Control) -> None:
@@ -200,8 +204,8 @@ class EdgeRole:
 
     async def _synced(self) -> None:
         """A catch-up succeeded: a boot waiting for its first sync is complete."""
-        if not self.node.boot.ready:
-            topology = await self.node.modules.topology(fresh=True)
+        if not self.services.boot.ready:
+            topology = await self.modules.topology(fresh=True)
             self._complete(len(topology.modules_in([self.edge_id])))
 
     async def disconnected(self, reason: str) -> None:
@@ -218,7 +222,7 @@ class EdgeRole:
         if refused and await self._locked_out():
             await self._apply(lambda state: state.on_master_controls())
             return
-        retry_s = self.node.settings.link_retry_s
+        retry_s = self.services.settings.link_retry_s
         await self._apply(lambda state: state.on_reconnect_failed(now_utc(), retry_s))
 
     async def _locked_out(self) -> bool:
@@ -234,12 +238,12 @@ class EdgeRole:
         if report is None or report.result != "refused" or lost is None:
             return False
         try:
-            body = (await self.node.store.get(self.edge_id)).body
+            body = (await self.services.store.get(self.edge_id)).body
         except StoreError:
             return False
         if not body.get("failover", True):
             return False
-        margin = 2 * self.node.settings.link_retry_s
+        margin = 2 * self.services.settings.link_retry_s
         waited = (now_utc() - lost).total_seconds()
         if waited < float(body.get("timeout", 20.0)) - margin:
             return False
@@ -253,8 +257,8 @@ class EdgeRole:
 
     async def _ask_master(self) -> bool:
         """Ask the master's witness; True (and the devices left to it) when it runs them."""
-        master_url = self.node.settings.master_url
-        secret = self.node.settings.edge_secret
+        master_url = self.services.settings.master_url
+        secret = self.services.settings.edge_secret
         if not master_url or not secret:
             return False
         self.witness_report = await self._witness.ask(
@@ -288,19 +292,19 @@ class EdgeRole:
             for action in transition.actions:
                 if isinstance(action, StartLocalModules):
                     log.info("taking control of the location's devices")
-                    await self.node.modules.take(self.edge_id, status=self._handed_status)
+                    await self.modules.take(self.edge_id, status=self._handed_status)
                     self._handed_status = {}
                     self._announce()
                 else:
                     log.info("handing control of the location's devices to the master")
-                    stopped = await self.node.modules.release(self.edge_id)
+                    stopped = await self.modules.release(self.edge_id)
                     self.forwarder.track({})
             self.control = transition.state
             return stopped
 
     def _announce(self) -> None:
         """Tell the master the full state of every module after they (re)start."""
-        manager = self.node.modules.manager
+        manager = self.modules.manager
         handles = {m: manager.handle(m) for m in manager.loaded_ids()}
         self.forwarder.track(handles)
         for module_id, handle in handles.items():
@@ -314,18 +318,18 @@ class EdgeRole:
         Cached tokens are dropped too, so a user or token deleted on the master stops
         working here as soon as its deletion has replicated.
         """
-        async for seq in self.node.store.subscribe():
-            self.node.metrics.store_seq.set(seq)
-            self.node.auth.forget()
+        async for seq in self.services.store.subscribe():
+            self.services.metrics.store_seq.set(seq)
+            self.services.auth.forget()
             try:
-                await self.node.modules.reconcile()
+                await self.modules.reconcile()
                 if self.control.modules_running:
                     self._announce()
             except Exception:
                 log.exception("applying configuration changes failed")
 
     def _skipped(self, skipped: Sequence[Mapping[str, Any]]) -> None:
-        self.node.metrics.replication_skipped.inc(len(skipped))
+        self.services.metrics.replication_skipped.inc(len(skipped))
         self.replication_error = f"not replicated: {describe_skipped(skipped)}"
 
     def _on_event(self, event: Event) -> None:
@@ -351,7 +355,7 @@ class EdgeRole:
     # --- what the master asks (DESIGN §6) ----------------------------------------------
 
     def _handlers(self) -> dict[str, Handler]:
-        ops = self.node.operations
+        ops = self.operations
 
         async def exec_(args: dict[str, Any]) -> Any:
             handle = self._loaded(str(args["module_id"]))
@@ -391,11 +395,11 @@ class EdgeRole:
             link = self.uplink.link
             if link is not None:
                 await self.replica.updated(link, dict(args.get("versions", {})))
-            await self.node.modules.reconcile()
+            await self.modules.reconcile()
             return {"replica_seq": self.replica.seq}
 
         async def cache_expire(args: dict[str, Any]) -> Any:
-            await self.node.modules.reconcile()
+            await self.modules.reconcile()
             return {}
 
         async def debug_subscribe(args: dict[str, Any]) -> Any:
@@ -437,7 +441,7 @@ class EdgeRole:
         }
 
     def _loaded(self, module_id: str) -> Any:
-        manager = self.node.modules.manager
+        manager = self.modules.manager
         if not manager.is_loaded(module_id):
             raise NotFound(f"module {module_id} is not running on edge {self.edge_id}")
         return manager.handle(module_id)
@@ -445,12 +449,12 @@ class EdgeRole:
     # --- control questions (ControlService) ---------------------------------------------
 
     async def describe(self, edge: Document) -> dict[str, Any]:
-        state = await persisted_state(self.node.store, edge.id)
+        state = await persisted_state(self.services.store, edge.id)
         own = edge.id == self.edge_id
         return describe(
             edge,
             state,
-            master_url=self.node.settings.master_url,
+            master_url=self.services.settings.master_url,
             replication_error=self.replication_error if own else None,
             link_error=self.link_error if own else None,
             witness=self.witness_report.as_json() if own and self.witness_report else None,
@@ -474,7 +478,7 @@ class EdgeRole:
     async def witness(
         self, edge: Document, *, nonce: str, proof: str, asker: str
     ) -> dict[str, Any]:
-        secret = self.node.settings.edge_secret
+        secret = self.services.settings.edge_secret
         if edge.id != self.edge_id or not secret:
             raise NotFound(f"this server is not the edge {edge.id!r}")
         return answer(
@@ -484,7 +488,7 @@ class EdgeRole:
             asker=asker,
             secrets=[secret],
             controls=self.control.modules_running,
-            node=self.node.settings.node_name,
+            node=self.services.settings.node_name,
         )
 
     async def restore(self, edge: Document, by: str) -> dict[str, Any]:
@@ -497,19 +501,19 @@ class EdgeRole:
         self, edge: Document, action: str, commit: str | None, reload: bool
     ) -> dict[str, Any]:
         if edge.id == self.edge_id:
-            return await self.node.operations.repository(action, commit, reload)
+            return await self.operations.repository(action, commit, reload)
         raise self._to_master("a repository request", f"/api/edges/{edge.id}/repository")
 
     def controls(self, edge_id: str) -> bool:
         return edge_id == self.edge_id and self.control.modules_running
 
     def _to_master(self, what: str, path: str) -> ControlledElsewhere:
-        master = (self.node.settings.master_url or "").rstrip("/")
+        master = (self.services.settings.master_url or "").rstrip("/")
         return ControlledElsewhere(f"{what} is decided by the master", location=master + path)
 
 
-def _head(node: Node) -> str | None:
+def _head(repository: DriverRepository) -> str | None:
     try:
-        return node.repository.head()
+        return repository.head()
     except Exception:
         return None

@@ -19,6 +19,7 @@ from app.link.connection import (
 from app.link.handshake import EdgeHandshake, MasterHandshake
 from app.link.messages import (
     CLOSE_AUTH_FAILED,
+    CLOSE_NOT_MASTER,
     CLOSE_TOO_LARGE,
     Challenge,
     Control,
@@ -34,6 +35,7 @@ from app.link.pending import LinkClosed, LinkRequestError, LinkTimeout, PendingR
 
 __all__ = [
     "CLOSE_AUTH_FAILED",
+    "CLOSE_NOT_MASTER",
     "CLOSE_TOO_LARGE",
     "DEFAULT_MAX_SIZE",
     "AuthFailed",

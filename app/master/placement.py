@@ -21,12 +21,12 @@ class MasterPlacement:
 
     async def placement(self, location: str | None) -> Placement:
         role = self._role
-        if location is None or role.node.modules.runs(location):
+        if location is None or role.modules.runs(location):
             return Placement("here")
         name = f"edge {location!r}"
         supervisor = role.supervisors.get(location)
         try:
-            url = (await role.node.store.get(location)).body.get("api_url")
+            url = (await role.services.store.get(location)).body.get("api_url")
         except DocumentNotFound:
             url = None
         linked = role.links.get(location) is not None

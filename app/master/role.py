@@ -31,15 +31,15 @@ from app.link import Event, Hello, LinkClosed, LinkConnection
 from app.link.connection import Handler
 from app.link.events import BadEvent, DebugLine, ModuleState, StatusChanged, parse_module_event
 from app.master.feed import replica_changes, replica_fetch, versions_since
-from app.master.links import Admission, EdgeLinks
-from app.master.remote import DebugRelay, RemoteModule, StatusMirror
+from app.master.links import Admission, LinkTable
+from app.master.remote import DebugRelay, StatusMirror
 from app.master.supervision import EdgeSupervisor, load_persisted
 from app.master.windows import RestoreWindows
-from app.node import Node
-from app.runtime.handle import ModuleHandle
+from app.node import Services
 from app.services.catalog import EDGE
 from app.services.control import StoreHealth, describe, persisted_state
 from app.services.limits import describe_skipped
+from app.services.modules import ModuleService
 from app.services.witness import Witness, WitnessReport, answer
 from app.settings import LINK_ENVELOPE_BYTES
 from app.store.base import Document, DocumentNotFound, StoreError
@@ -66,25 +66,24 @@ def edge_policy(doc: Document) -> EdgePolicy:
 class MasterRole:
     """Boots the master and owns what only the master runs."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        settings = node.settings
+    def __init__(
+        self,
+        services: Services,
+        modules: ModuleService,
+        links: LinkTable,
+        mirror: StatusMirror,
+        debug: DebugRelay,
+    ) -> None:
+        self.services = services
+        self.modules = modules
+        settings = services.settings
         self.booting = True
         self.supervisors: dict[str, EdgeSupervisor] = {}
-        self.mirror = StatusMirror()
-        self.debug = DebugRelay()
+        self.mirror = mirror
+        self.debug = debug
         self.store_health = StoreHealth(self._store_writable)
-        self.links = EdgeLinks(
-            secrets=node.secrets,
-            handlers=self._handlers,
-            on_event=self._on_event,
-            max_frame=settings.link_max_frame,
-            request_timeout=settings.request_timeout_s,
-            ping_interval=settings.ping_interval_s,
-        )
-        self.links.listener = self
+        self.links = links
         self.windows = RestoreWindows(self._window_opened)
-        self._remote: dict[str, RemoteModule] = {}
         #: What replication last had to leave out of each edge's replica, in words.
         self.replication_errors: dict[str, str] = {}
         self._policies: dict[str, EdgePolicy] = {}
@@ -93,7 +92,7 @@ class MasterRole:
         #: What each edge's witness last said.
         self.witness_reports: dict[str, WitnessReport] = {}
         self._witness = Witness(
-            node.proxy_client(), asker="master", timeout=settings.witness_timeout_s
+            services.proxy_client(), asker="master", timeout=settings.witness_timeout_s
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -101,8 +100,6 @@ class MasterRole:
         #: The edges the boot waits for (known once step 1 has loaded them).
         self._awaited: set[str] | None = None
         self._all_connected = asyncio.Event()
-        node.modules.manager.lookup = self.remote_module
-        node.control = self
 
     # --- boot (DESIGN §5, master) -----------------------------------------------------
 
@@ -110,18 +107,18 @@ class MasterRole:
         self._tasks.append(asyncio.create_task(self._boot(), name="master boot"))
 
     async def _boot(self) -> None:
-        node, boot = self.node, self.node.boot
+        node, boot = self.services, self.services.boot
         try:
             boot.advance("1/6 loading edge locations")
             edges = (await node.store.find("edge")).items
             boot.advance("2/6 loading edge systems")
-            topology = await node.modules.topology(fresh=True)
+            topology = await self.modules.topology(fresh=True)
             boot.advance("3/6 listing edge modules")
             edge_modules = topology.modules_in([edge.id for edge in edges])
             if node.settings.admin_token:
                 await node.auth.bootstrap_admin(node.settings.admin_token)
             boot.advance("4/6 starting the master's own modules")
-            failures = await node.modules.take(None)
+            failures = await self.modules.take(None)
             for edge in edges:
                 await self._supervise(edge)
             boot.advance("5/6 waiting for edges to connect")
@@ -147,7 +144,7 @@ class MasterRole:
                 edges=len(edges),
                 edges_connected=len(self.links.connected()),
                 edge_modules=len(edge_modules),
-                modules_running=len(node.modules.manager.running_ids()),
+                modules_running=len(self.modules.manager.running_ids()),
                 modules_failed=failures,
             )
             node.metrics.ready.set(1)
@@ -158,7 +155,7 @@ class MasterRole:
             raise
 
     async def stop(self) -> None:
-        self.node.metrics.ready.set(0)
+        self.services.metrics.ready.set(0)
         self.windows.shutdown()
         for task in self._tasks:
             task.cancel()
@@ -174,10 +171,10 @@ class MasterRole:
             if supervisor is not None:
                 return supervisor
             policy = edge_policy(edge)
-            persisted = await load_persisted(self.node.store, edge.id)
+            persisted = await load_persisted(self.services.store, edge.id)
             state = SupervisorState.at_master_boot(persisted, policy, now_utc())
             supervisor = EdgeSupervisor(
-                edge.id, state, store=self.node.store, handover=self, health=self.store_health
+                edge.id, state, store=self.services.store, handover=self, health=self.store_health
             )
             self.supervisors[edge.id] = supervisor
             self._api_urls[edge.id] = edge.body.get("api_url")
@@ -198,7 +195,7 @@ class MasterRole:
 
     async def admit(self, hello: Hello) -> Admission:
         try:
-            edge = await self.node.store.get(hello.edge_id)
+            edge = await self.services.store.get(hello.edge_id)
         except DocumentNotFound:
             raise NotFound(f"edge {hello.edge_id!r} does not exist") from None
         supervisor = await self._supervise(edge)
@@ -207,13 +204,13 @@ class MasterRole:
         )
         if hello.commit and edge.body.get("commit") != hello.commit:
             try:
-                await self.node.catalog.set_maintained(EDGE, edge.id, commit=hello.commit)
+                await self.services.catalog.set_maintained(EDGE, edge.id, commit=hello.commit)
             except StoreError as exc:  # the next connection records it
                 log.warning("edge %s: its commit is not recorded: %s", edge.id, exc)
         return Admission(master_booting=self.booting, control=control)
 
     async def link_up(self, edge_id: str, link: LinkConnection, hello: Hello) -> None:
-        self.node.metrics.links.set(len(self.links.connected()))
+        self.services.metrics.links.set(len(self.links.connected()))
         self._check_all_connected()
         supervisor = self.supervisors.get(edge_id)
         if supervisor is not None:
@@ -222,7 +219,7 @@ class MasterRole:
         await self.refresh_mirror(edge_id, link)
 
     async def link_down(self, edge_id: str) -> None:
-        self.node.metrics.links.set(len(self.links.connected()))
+        self.services.metrics.links.set(len(self.links.connected()))
         supervisor = self.supervisors.get(edge_id)
         if supervisor is not None:
             await supervisor.handle(LinkDown(now_utc()))
@@ -237,15 +234,15 @@ class MasterRole:
         for module_id, info in modules.items():
             self.mirror.replace(module_id, info.get("state", {}), info.get("funcs", {}))
 
-    def _handlers(self, edge_id: str) -> Mapping[str, Handler]:
+    def handlers(self, edge_id: str) -> Mapping[str, Handler]:
         return {
             "replica.changes": lambda args: self._replica_changes(edge_id, args),
-            "replica.fetch": lambda args: replica_fetch(self.node.store, args),
+            "replica.fetch": lambda args: replica_fetch(self.services.store, args),
         }
 
     async def _replica_changes(self, edge_id: str, args: dict[str, Any]) -> dict[str, Any]:
-        max_bytes = self.node.settings.link_max_frame - LINK_ENVELOPE_BYTES
-        answer = await replica_changes(self.node.store, args, max_bytes=max_bytes)
+        max_bytes = self.services.settings.link_max_frame - LINK_ENVELOPE_BYTES
+        answer = await replica_changes(self.services.store, args, max_bytes=max_bytes)
         skipped = answer.get("skipped")
         if skipped:
             text = describe_skipped(skipped)
@@ -254,14 +251,14 @@ class MasterRole:
                 "carry (ENGINE_LINK_MAX_FRAME %d): %s",
                 edge_id,
                 len(skipped),
-                self.node.settings.link_max_frame,
+                self.services.settings.link_max_frame,
                 text,
             )
-            self.node.metrics.replication_skipped.inc(len(skipped))
+            self.services.metrics.replication_skipped.inc(len(skipped))
             self.replication_errors[edge_id] = f"not replicated: {text}"
         return answer
 
-    async def _on_event(self, edge_id: str, event: Event) -> None:
+    async def on_event(self, edge_id: str, event: Event) -> None:
         try:
             parsed = parse_module_event(event.event, event.fields)
         except BadEvent as exc:
@@ -269,7 +266,7 @@ class MasterRole:
             return
         if parsed is None:
             return
-        topology = self.node.modules.cached_topology
+        topology = self.modules.cached_topology
         if topology is None or topology.module_locations.get(parsed.module_id) != edge_id:
             log.warning(
                 "edge %s sent %s for module %s, which is not in its location: ignored",
@@ -286,46 +283,19 @@ class MasterRole:
             case DebugLine():
                 self.debug.deliver(parsed.module_id, parsed.level, parsed.msg)
 
-    # --- remote modules -----------------------------------------------------------------
-
-    def remote_module(self, module_id: str) -> ModuleHandle | None:
-        """The proxy of a module an edge controls now; None for the master's own."""
-        topology = self.node.modules.cached_topology
-        if topology is None:
-            return None
-        edge_id = topology.module_locations.get(module_id)
-        if edge_id is None or self.node.modules.runs(edge_id):
-            return None
-        module = topology.modules.get(module_id)
-        if module is None:
-            return None
-        remote = self._remote.get(module_id)
-        if remote is None or remote.edge_id != edge_id or remote.name != module.body["name"]:
-            remote = RemoteModule(
-                module_id,
-                str(module.body["name"]),
-                edge_id,
-                link=lambda: self.links.get(edge_id),
-                mirror=self.mirror,
-                debug=self.debug,
-                default_timeout=self.node.settings.request_timeout_s,
-            )
-            self._remote[module_id] = remote
-        return remote
-
     # --- handover (what supervisors ask of the master) -------------------------------
 
     def link(self, edge_id: str) -> LinkConnection | None:
         return self.links.get(edge_id)
 
     async def start_modules(self, edge_id: str, status: Mapping[str, Any]) -> None:
-        await self.node.modules.take(edge_id, status=status)
+        await self.modules.take(edge_id, status=status)
 
     async def stop_modules(self, edge_id: str) -> dict[str, dict[str, Any]]:
-        return await self.node.modules.release(edge_id)
+        return await self.modules.release(edge_id)
 
     def mirrored_status(self, edge_id: str) -> dict[str, dict[str, Any]]:
-        topology = self.node.modules.cached_topology
+        topology = self.modules.cached_topology
         if topology is None:
             return {}
         return self.mirror.snapshot(topology.modules_in([edge_id]))
@@ -352,13 +322,13 @@ class MasterRole:
         error = self.links.link_errors.get(edge.id)
         report = self.witness_reports.get(edge.id)
         extra: dict[str, Any] = {
-            "master_url": self.node.settings.base_url,
+            "master_url": self.services.settings.base_url,
             "link_error": (error.reason, error.at) if error else None,
             "witness": report.as_json() if report else None,
             "replication_error": self.replication_errors.get(edge.id),
         }
         if supervisor is None:
-            state = await persisted_state(self.node.store, edge.id)
+            state = await persisted_state(self.services.store, edge.id)
             return describe(edge, state, **extra)
         control, now = supervisor.state.control, now_utc()
         unrecorded = supervisor.unrecorded
@@ -375,12 +345,12 @@ class MasterRole:
         return {"store": self.store_health.as_json(), "decisions_unrecorded": unrecorded}
 
     def _store_writable(self, writable: bool) -> None:
-        self.node.metrics.store_writable.set(1 if writable else 0)
+        self.services.metrics.store_writable.set(1 if writable else 0)
         if not writable:
-            self.node.metrics.store_write_failures.inc()
+            self.services.metrics.store_write_failures.inc()
 
     async def rotate_secret(self, edge: Document, grace_s: float) -> str:
-        secret = await self.node.secrets.issue(edge.id, grace_s)
+        secret = await self.services.secrets.issue(edge.id, grace_s)
         await self.links.revoke(edge.id)
         if grace_s > 0:
             task = asyncio.create_task(self._revoke_after(edge.id, grace_s))
@@ -401,9 +371,9 @@ class MasterRole:
             nonce=nonce,
             proof=proof,
             asker=asker,
-            secrets=await self.node.secrets.valid(edge.id),
+            secrets=await self.services.secrets.valid(edge.id),
             controls=self.controls(edge.id),
-            node=self.node.settings.node_name,
+            node=self.services.settings.node_name,
         )
 
     async def _ask_witnesses(self) -> None:
@@ -413,7 +383,7 @@ class MasterRole:
         the failover off until ``timeout`` after that sign of life (DESIGN §5).
         """
         while True:
-            await asyncio.sleep(self.node.settings.ping_interval_s)
+            await asyncio.sleep(self.services.settings.ping_interval_s)
             waiting = [
                 (edge_id, url)
                 for edge_id, supervisor in list(self.supervisors.items())
@@ -425,7 +395,7 @@ class MasterRole:
 
     async def _ask_witness(self, edge_id: str, url: str) -> None:
         try:
-            secrets = await self.node.secrets.valid(edge_id)
+            secrets = await self.services.secrets.valid(edge_id)
             report = await self._witness.ask(
                 url, edge_id, secrets, self.witness_reports.get(edge_id)
             )
@@ -458,11 +428,11 @@ class MasterRole:
             "repository", {"action": action, "commit": commit, "reload": reload}
         )
         if result.get("commit") and result["commit"] != edge.body.get("commit"):
-            await self.node.catalog.set_maintained(EDGE, edge.id, commit=result["commit"])
+            await self.services.catalog.set_maintained(EDGE, edge.id, commit=result["commit"])
         return result
 
     def controls(self, edge_id: str) -> bool:
-        return self.node.modules.runs(edge_id)
+        return self.modules.runs(edge_id)
 
     async def _window_opened(self, edge_id: str) -> None:
         supervisor = self.supervisors.get(edge_id)
@@ -473,25 +443,25 @@ class MasterRole:
 
     async def _watch_changes(self) -> None:
         """Every committed write: tell the edges, reconcile modules and supervisors."""
-        announced = await self.node.store.last_seq()
-        async for seq in self.node.store.subscribe():
-            self.node.metrics.store_seq.set(seq)
+        announced = await self.services.store.last_seq()
+        async for seq in self.services.store.subscribe():
+            self.services.metrics.store_seq.set(seq)
             if self._replicated_by_link:
                 await self._broadcast_event("replica.changed", seq=seq)
             elif seq > announced:
-                versions, announced = await versions_since(self.node.store, announced)
+                versions, announced = await versions_since(self.services.store, announced)
                 if versions:
                     self._broadcast_request("model.updated", {"versions": versions})
             try:
                 await self._sync_edges()
-                await self.node.modules.reconcile()
+                await self.modules.reconcile()
             except Exception:
                 log.exception("applying configuration changes failed")
 
     @property
     def _replicated_by_link(self) -> bool:
         """The embedded store replicates over the links; Couchbase through XDCR."""
-        return not isinstance(self.node.store, CouchbaseStore)
+        return not isinstance(self.services.store, CouchbaseStore)
 
     async def _broadcast_event(self, event: str, **fields: Any) -> None:
         for edge_id in self.links.connected():
@@ -510,7 +480,7 @@ class MasterRole:
                 task.add_done_callback(self._background.discard)
 
     async def _sync_edges(self) -> None:
-        edges = (await self.node.store.find("edge")).items
+        edges = (await self.services.store.find("edge")).items
         for edge in edges:
             if edge.id not in self.supervisors:
                 await self._supervise(edge)

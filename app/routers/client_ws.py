@@ -335,9 +335,9 @@ class ClientSession:
         moved = [k for k in self._bindings if topology.location_of_system(k.sys) == location]
         if not moved:
             return
-        placement = await self._node.placement.placement(location) if self._node.placement else None
-        here = placement is None or placement.controller == "here"
-        url = self._node.settings.base_url if here else placement.url if placement else None
+        placement = await self._node.placement.placement(location)
+        here = placement.controller == "here"
+        url = self._node.settings.base_url if here else placement.url
         for key in moved:
             _drop(self._bindings, key)
             try:

@@ -8,15 +8,8 @@ from app.routers.deps import get_node
 
 router = APIRouter()
 
-#: Close code when the link endpoint is asked of a server that is not the master.
-CLOSE_NOT_MASTER = 4404
-
 
 @router.websocket("/api/edge/link")
 async def edge_link(websocket: WebSocket) -> None:
-    node = get_node(websocket)
-    links = getattr(node.role, "links", None)
-    if links is None:
-        await websocket.close(code=CLOSE_NOT_MASTER, reason="not the master")
-        return
-    await links.serve(websocket)
+    """The master serves its edges' links; an edge closes with ``CLOSE_NOT_MASTER``."""
+    await get_node(websocket).links.serve(websocket)

@@ -39,7 +39,7 @@ def install(app: FastAPI, node: Node) -> None:
     app.state.status_board = StatusBoard(
         node.store,
         node.catalog,
-        lambda: node.control,
+        node.control,
         node_name=node.settings.node_name,
         edge_id=node.settings.edge_id,
     )

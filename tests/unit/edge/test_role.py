@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from app.edge.compose import compose_edge
 from app.edge.role import EdgeRole
 from app.link import Control, Welcome
-from app.node import Node
 from app.settings import Settings
 
 
@@ -48,9 +48,10 @@ async def edge(tmp_path: Path) -> AsyncIterator[EdgeRole]:
         master_url="http://127.0.0.1:9",
         edge_secret="edge-secret",
     )
-    node = Node(settings)
+    node = compose_edge(settings)
     await node.store.open()
-    role = EdgeRole(node)
+    role = node.role
+    assert isinstance(role, EdgeRole)
     try:
         yield role
     finally:

@@ -25,7 +25,7 @@ from app.link import (
     receive_frame,
 )
 from app.link.connection import Handler
-from app.master.links import CLOSE_REPLACED, CLOSE_UNRESPONSIVE, Admission, EdgeLinks
+from app.master.links import CLOSE_REPLACED, CLOSE_UNRESPONSIVE, Admission, EdgeLinks, LinkTable
 from tests.support.wait import wait_until
 
 EDGE = "edge-1"
@@ -92,15 +92,17 @@ def listener() -> Listener:
 
 @pytest.fixture
 async def url(listener: Listener) -> AsyncIterator[str]:
+    secrets = Secrets()
     links = EdgeLinks(
-        secrets=Secrets(),
+        secrets=secrets,
+        table=LinkTable(secrets),
+        listener=listener,
         handlers=lambda edge_id: {},
         on_event=no_event,
         max_frame=1 << 20,
         request_timeout=WAIT,
         ping_interval=PING_S,
     )
-    links.listener = listener
     app = Starlette(routes=[WebSocketRoute("/api/edge/link", links.serve)])
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
