@@ -82,6 +82,21 @@ def client_tls(settings: Settings) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=str(settings.tls_ca) if settings.tls_ca else None)
 
 
+class CurrentLink:
+    """The edge's link to the master while it is up: set by the :class:`Uplink`, read by
+    whatever sends to the master."""
+
+    def __init__(self) -> None:
+        self.link: LinkConnection | None = None
+
+    def get(self) -> LinkConnection | None:
+        return self.link
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None and not self.link.closed
+
+
 class Uplink:
     """Keeps one authenticated link to the master, retrying every ``link_retry_s``."""
 
@@ -89,6 +104,7 @@ class Uplink:
         self,
         settings: Settings,
         *,
+        current: CurrentLink,
         handlers: Mapping[str, Handler],
         on_event: EventHandler,
         listener: UplinkListener,
@@ -107,11 +123,7 @@ class Uplink:
         self._on_event = on_event
         self._listener = listener
         self._boot_time = boot_time
-        self.link: LinkConnection | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self.link is not None and not self.link.closed
+        self._current = current
 
     async def run_forever(self) -> None:
         """Connect, serve until the link drops, wait ``link_retry_s``, again."""
@@ -154,14 +166,14 @@ class Uplink:
                 max_size=self._settings.link_max_frame,
                 default_timeout=self._settings.request_timeout_s,
             )
-            self.link = link
+            self._current.link = link
             runner = asyncio.create_task(link.run())
             try:
                 await self._listener.connected(link, welcome, control)
                 await runner
             finally:
                 runner.cancel()
-                self.link = None
+                self._current.link = None
                 code = websocket.close_code
                 await self._listener.disconnected(
                     f"the link dropped (close code {code})" if code else "the link dropped"

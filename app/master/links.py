@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 CLOSE_REPLACED = 4000
 #: Close code for a link whose edge stopped answering.
 CLOSE_UNRESPONSIVE = 4008
+
 #: Ping intervals without an answer after which a link is dead (DESIGN §2).
 MISSED_PINGS = 3
 #: Seconds an edge has for each handshake step.
@@ -148,6 +149,14 @@ class LinkTable:
         log.warning("edge %s: the secret of its live link was revoked: closing it", edge_id)
         self.failed(edge_id, "the secret this link authenticated with was revoked")
         await link.close(CLOSE_AUTH_FAILED, "secret revoked")
+
+    async def broadcast(self, event: str, **fields: Any) -> None:
+        """Tell every connected edge; an edge whose link just closed misses it."""
+        for edge_id in self.connected():
+            link = self.get(edge_id)
+            if link is not None:
+                with contextlib.suppress(LinkClosed):
+                    await link.send_event(event, **fields)
 
     async def close_all(self) -> None:
         for link in list(self._links.values()):
