@@ -19,7 +19,7 @@ from app.edge.role import EdgeRole
 from app.edge.uplink import CurrentLink, Uplink
 from app.edge.watcher import ConfigurationWatcher
 from app.edge.witness import MasterWitness
-from app.link import CLOSE_NOT_MASTER
+from app.link import CloseCode
 from app.node import Node, Services
 from app.services.modules import Locations, ModuleService
 from app.services.operations import NoForwarding, Operations, no_fanout
@@ -32,7 +32,7 @@ class NoLinks:
     """An edge takes no control links: ``WS /api/edge/link`` is the master's."""
 
     async def serve(self, websocket: WebSocket) -> None:
-        await websocket.close(code=CLOSE_NOT_MASTER, reason="not the master")
+        await websocket.close(code=CloseCode.NOT_MASTER, reason="not the master")
 
 
 def compose_edge(settings: Settings, store: Store | None = None) -> Node:

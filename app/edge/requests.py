@@ -1,7 +1,8 @@
-"""What the master asks of an edge over the link (DESIGN §6), one handler per operation."""
+"""What the master asks of an edge over the link (DESIGN §6): one typed table."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from app.edge.controller import EdgeController
@@ -9,7 +10,21 @@ from app.edge.forwarder import StatusForwarder
 from app.edge.replica import Replica
 from app.edge.uplink import CurrentLink
 from app.errors import NotFound
-from app.link.connection import Handler
+from app.link.ops import (
+    ControlArgs,
+    ExecArgs,
+    Handler,
+    ModelUpdatedArgs,
+    ModuleArgs,
+    NoArgs,
+    Op,
+    ReloadArgs,
+    RepositoryArgs,
+    StateSyncArgs,
+    StatusArgs,
+    SystemArgs,
+    op_table,
+)
 from app.runtime.module import LocalModule
 from app.services.modules import ModuleService
 from app.services.operations import Operations
@@ -37,88 +52,79 @@ class MasterRequests:
         self._replica = replica
         self._current = current
 
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "exec": self._exec,
-            "status": self._status,
-            "module.start": self._module_start,
-            "module.stop": self._module_stop,
-            "system.start": self._system_start,
-            "system.stop": self._system_stop,
-            "repository": self._repository,
-            "reload": self._reload,
-            "model.updated": self._model_updated,
-            "cache.expire": self._cache_expire,
-            "debug.subscribe": self._debug_subscribe,
-            "debug.unsubscribe": self._debug_unsubscribe,
-            "control": self._control,
-            "state.sync": self._state_sync,
-            "ping": self._ping,
-        }
-
-    async def _exec(self, args: dict[str, Any]) -> Any:
-        handle = self._loaded(str(args["module_id"]))
-        return await handle.exec(
-            str(args["method"]),
-            list(args.get("args", [])),
-            dict(args.get("kwargs", {})),
-            args.get("timeout"),
+    def handlers(self) -> Mapping[str, Handler]:
+        return op_table(
+            Op("exec", ExecArgs, self._exec),
+            Op("status", StatusArgs, self._status),
+            Op("module.start", ModuleArgs, self._module_start),
+            Op("module.stop", ModuleArgs, self._module_stop),
+            Op("system.start", SystemArgs, self._system_start),
+            Op("system.stop", SystemArgs, self._system_stop),
+            Op("repository", RepositoryArgs, self._repository),
+            Op("reload", ReloadArgs, self._reload),
+            Op("model.updated", ModelUpdatedArgs, self._model_updated),
+            Op("cache.expire", NoArgs, self._cache_expire),
+            Op("debug.subscribe", ModuleArgs, self._debug_subscribe),
+            Op("debug.unsubscribe", ModuleArgs, self._debug_unsubscribe),
+            Op("control", ControlArgs, self._control),
+            Op("state.sync", StateSyncArgs, self._state_sync),
+            Op("ping", NoArgs, self._ping),
         )
 
-    async def _status(self, args: dict[str, Any]) -> Any:
-        ids = args.get("module_ids")
-        return self._ops.status(list(ids) if ids is not None else None)
+    async def _exec(self, args: ExecArgs) -> Any:
+        handle = self._loaded(args.module_id)
+        return await handle.exec(args.method, args.args, args.keywords, args.timeout)
 
-    async def _module_start(self, args: dict[str, Any]) -> Any:
-        return await self._ops.start_module(str(args["module_id"]))
+    async def _status(self, args: StatusArgs) -> dict[str, dict[str, Any]]:
+        return self._ops.status(args.module_ids)
 
-    async def _module_stop(self, args: dict[str, Any]) -> Any:
-        return await self._ops.stop_module(str(args["module_id"]))
+    async def _module_start(self, args: ModuleArgs) -> dict[str, Any]:
+        return await self._ops.start_module(args.module_id)
 
-    async def _system_start(self, args: dict[str, Any]) -> Any:
-        return {"failed": await self._ops.start_system(str(args["system_id"]))}
+    async def _module_stop(self, args: ModuleArgs) -> dict[str, Any]:
+        return await self._ops.stop_module(args.module_id)
 
-    async def _system_stop(self, args: dict[str, Any]) -> Any:
-        await self._ops.stop_system(str(args["system_id"]))
+    async def _system_start(self, args: SystemArgs) -> dict[str, Any]:
+        return {"failed": await self._ops.start_system(args.system_id)}
+
+    async def _system_stop(self, args: SystemArgs) -> dict[str, Any]:
+        await self._ops.stop_system(args.system_id)
         return {}
 
-    async def _repository(self, args: dict[str, Any]) -> Any:
-        return await self._ops.repository(
-            str(args["action"]), args.get("commit"), bool(args.get("reload", False))
-        )
+    async def _repository(self, args: RepositoryArgs) -> dict[str, Any]:
+        return await self._ops.repository(args.action, args.commit, args.reload)
 
-    async def _reload(self, args: dict[str, Any]) -> Any:
-        return await self._ops.reload_driver(str(args["driver_id"]), args.get("files"))
+    async def _reload(self, args: ReloadArgs) -> dict[str, Any]:
+        return await self._ops.reload_driver(args.driver_id, args.files)
 
-    async def _model_updated(self, args: dict[str, Any]) -> Any:
+    async def _model_updated(self, args: ModelUpdatedArgs) -> dict[str, Any]:
         link = self._current.link
         if link is not None:
-            await self._replica.updated(link, dict(args.get("versions", {})))
+            await self._replica.updated(link, args.versions)
         await self._modules.reconcile()
         return {"replica_seq": self._replica.seq}
 
-    async def _cache_expire(self, args: dict[str, Any]) -> Any:
+    async def _cache_expire(self, args: NoArgs) -> dict[str, Any]:
         await self._modules.reconcile()
         return {}
 
-    async def _debug_subscribe(self, args: dict[str, Any]) -> Any:
-        module_id = str(args["module_id"])
-        self._forwarder.debug(module_id, self._loaded(module_id))
+    async def _debug_subscribe(self, args: ModuleArgs) -> dict[str, Any]:
+        self._forwarder.debug(args.module_id, self._loaded(args.module_id))
         return {}
 
-    async def _debug_unsubscribe(self, args: dict[str, Any]) -> Any:
-        self._forwarder.debug(str(args["module_id"]), None)
+    async def _debug_unsubscribe(self, args: ModuleArgs) -> dict[str, Any]:
+        self._forwarder.debug(args.module_id, None)
         return {}
 
-    async def _control(self, args: dict[str, Any]) -> Any:
-        stopped = await self._controller.obey(str(args["controller"]), int(args["epoch"]))
+    async def _control(self, args: ControlArgs) -> dict[str, Any]:
+        stopped = await self._controller.obey(args.controller, args.epoch)
         return {"status": stopped, "controller": self._controller.state.controller}
 
-    async def _state_sync(self, args: dict[str, Any]) -> Any:
-        self._controller.hand_status(dict(args.get("status", {})))
+    async def _state_sync(self, args: StateSyncArgs) -> dict[str, Any]:
+        self._controller.hand_status(args.status)
         return {}
 
-    async def _ping(self, args: dict[str, Any]) -> Any:
+    async def _ping(self, args: NoArgs) -> dict[str, Any]:
         return {}
 
     def _loaded(self, module_id: str) -> LocalModule:

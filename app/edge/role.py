@@ -17,6 +17,7 @@ from app.edge.follower import ReplicaFollower
 from app.edge.forwarder import StatusForwarder
 from app.edge.uplink import CurrentLink, Uplink
 from app.edge.watcher import ConfigurationWatcher
+from app.link import CloseCode
 from app.metrics import Metrics
 
 
@@ -68,4 +69,4 @@ class EdgeRole:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         link = self._current.link
         if link is not None:
-            await link.close(1001, "edge shutting down")
+            await link.close(CloseCode.GOING_AWAY, "edge shutting down")

@@ -17,9 +17,9 @@ from typing import Protocol
 from websockets.asyncio.client import connect
 
 from app.link import (
-    CLOSE_AUTH_FAILED,
     AuthFailed,
     Challenge,
+    CloseCode,
     Control,
     EdgeHandshake,
     FrameError,
@@ -30,7 +30,8 @@ from app.link import (
     encode,
     receive_frame,
 )
-from app.link.connection import EventHandler, Handler
+from app.link.connection import EventHandler
+from app.link.ops import Handler
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class Uplink:
             try:
                 welcome, control = await self._handshake(transport)
             except TransportClosed:
-                if websocket.close_code == CLOSE_AUTH_FAILED:
+                if websocket.close_code == CloseCode.AUTH_FAILED:
                     raise LinkRefused() from None
                 raise
             link = LinkConnection(

@@ -27,8 +27,8 @@ from starlette.websockets import WebSocket
 
 from app.control.clock import now_utc
 from app.link import (
-    CLOSE_AUTH_FAILED,
     AuthFailed,
+    CloseCode,
     Control,
     FailureThrottle,
     FrameError,
@@ -44,16 +44,11 @@ from app.link import (
     encode,
     receive_frame,
 )
-from app.link.connection import Handler
 from app.link.messages import Event
+from app.link.ops import Handler
 from app.store.base import StoreError
 
 log = logging.getLogger(__name__)
-
-#: Close code for a link replaced by a newer authenticated connection of the same edge.
-CLOSE_REPLACED = 4000
-#: Close code for a link whose edge stopped answering.
-CLOSE_UNRESPONSIVE = 4008
 
 #: Ping intervals without an answer after which a link is dead (DESIGN §2).
 MISSED_PINGS = 3
@@ -148,7 +143,7 @@ class LinkTable:
             return
         log.warning("edge %s: the secret of its live link was revoked: closing it", edge_id)
         self.failed(edge_id, "the secret this link authenticated with was revoked")
-        await link.close(CLOSE_AUTH_FAILED, "secret revoked")
+        await link.close(CloseCode.AUTH_FAILED, "secret revoked")
 
     async def broadcast(self, event: str, **fields: Any) -> None:
         """Tell every connected edge; an edge whose link just closed misses it."""
@@ -160,7 +155,7 @@ class LinkTable:
 
     async def close_all(self) -> None:
         for link in list(self._links.values()):
-            await link.close(1001, "master shutting down")
+            await link.close(CloseCode.GOING_AWAY, "master shutting down")
 
 
 class EdgeLinks:
@@ -240,7 +235,7 @@ class EdgeLinks:
         previous = self._table.install(edge_id, link)
         if previous is not None and not previous.closed:
             log.info("edge %s reconnected: closing its previous link", edge_id)
-            await previous.close(CLOSE_REPLACED, "replaced by a newer connection")
+            await previous.close(CloseCode.REPLACED, "replaced by a newer connection")
         return link
 
     async def _run(self, edge_id: str, link: LinkConnection, hello: Hello) -> None:
@@ -256,7 +251,7 @@ class EdgeLinks:
                 silent = MISSED_PINGS * self._ping_interval
                 self._failed(edge_id, f"no answer to pings for {silent:g} s")
                 with contextlib.suppress(TransportClosed, RuntimeError):  # closed meanwhile
-                    await link.close(CLOSE_UNRESPONSIVE, "no answer to pings")
+                    await link.close(CloseCode.UNRESPONSIVE, "no answer to pings")
             elif edge_id not in self._table.link_errors and self._table.current(edge_id, link):
                 self._failed(edge_id, "the link closed")
             # link_up finishes promptly now: whatever it still waits for failed with the link.
@@ -299,7 +294,7 @@ class EdgeLinks:
         except (AuthFailed, FrameError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, AuthFailed) else f"bad handshake: {exc}"
             self._refused(peer, claimed, reason, known=bool(valid))
-            await transport.close(CLOSE_AUTH_FAILED)
+            await transport.close(CloseCode.AUTH_FAILED)
             return None
         except TransportClosed:
             return None

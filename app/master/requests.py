@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from app.link.connection import Handler
+from app.link.ops import Handler, Op, ReplicaChangesArgs, ReplicaFetchArgs, op_table
 from app.master.feed import replica_changes, replica_fetch
 from app.metrics import Metrics
 from app.services.limits import describe_skipped
@@ -27,12 +27,13 @@ class ReplicaFeed:
         self.errors: dict[str, str] = {}
 
     def handlers(self, edge_id: str) -> Mapping[str, Handler]:
-        return {
-            "replica.changes": lambda args: self._changes(edge_id, args),
-            "replica.fetch": lambda args: replica_fetch(self._store, args),
-        }
+        """The table an edge's link serves, by op."""
+        return op_table(
+            Op("replica.changes", ReplicaChangesArgs, lambda args: self._changes(edge_id, args)),
+            Op("replica.fetch", ReplicaFetchArgs, lambda args: replica_fetch(self._store, args)),
+        )
 
-    async def _changes(self, edge_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> dict[str, Any]:
         max_bytes = self._max_frame - LINK_ENVELOPE_BYTES
         answer = await replica_changes(self._store, args, max_bytes=max_bytes)
         skipped = answer.get("skipped")

@@ -14,6 +14,7 @@ import pytest
 from app.edge.replica import Replicator, XdcrReplicator, replica_for
 from app.errors import ResyncRequired
 from app.link import LinkClosed, LinkConnection, LinkRequestError
+from app.link.ops import ReplicaChangesArgs
 from app.master.feed import replica_changes
 from app.store import (
     Change,
@@ -51,7 +52,9 @@ class FakeMaster:
         if self.before_answer is not None:
             await self.before_answer(len(self.asked))
         await self.gate.wait()
-        answer = await replica_changes(self.store, args, max_bytes=1 << 20)
+        answer = await replica_changes(
+            self.store, ReplicaChangesArgs.model_validate(args), max_bytes=1 << 20
+        )
         answer["changes"] += [change.as_json() for change in self.extra]
         return answer
 
