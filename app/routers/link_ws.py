@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
-from app.routers.deps import get_node
+from app.routers.deps import NodeDep
 
 router = APIRouter()
 
 
 @router.websocket("/api/edge/link")
-async def edge_link(websocket: WebSocket) -> None:
-    """The master serves its edges' links; an edge closes with ``CLOSE_NOT_MASTER``."""
-    await get_node(websocket).links.serve(websocket)
+async def edge_link(websocket: WebSocket, node: NodeDep) -> None:
+    """The master serves its edges' links; an edge closes with ``CloseCode.NOT_MASTER``."""
+    await node.links.serve(websocket)
