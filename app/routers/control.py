@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,8 +16,19 @@ from app.services.auth import require_edge_admin
 from app.services.catalog import EDGE
 from app.services.control import history
 from app.services.witness import QuestionRefused
+from app.store.base import Document
 
 router = APIRouter(prefix="/edges/{edge_id}", tags=["control"])
+
+
+async def administered_edge(edge_id: str, catalog: CatalogDep, user: CurrentUser) -> Document:
+    """The edge in the path, which the caller may administer (401, 404, then 403)."""
+    edge = await catalog.get(EDGE, edge_id)
+    require_edge_admin(user, edge)
+    return edge
+
+
+AdministeredEdge = Annotated[Document, Depends(administered_edge)]
 
 
 class RepositoryRequest(BaseModel):
@@ -47,11 +58,7 @@ async def get_control(
     summary="Hand control back to a connected edge now",
     responses=problems(401, 403, 404, 409),
 )
-async def restore(
-    edge_id: str, control: ControlDep, catalog: CatalogDep, user: CurrentUser
-) -> dict[str, Any]:
-    edge = await catalog.get(EDGE, edge_id)
-    require_edge_admin(user, edge)
+async def restore(edge: AdministeredEdge, control: ControlDep, user: CurrentUser) -> dict[str, Any]:
     return await control.restore(edge, by=user.user_id)
 
 
@@ -62,10 +69,8 @@ async def restore(
     responses=problems(401, 403, 404),
 )
 async def takeover(
-    edge_id: str, control: ControlDep, catalog: CatalogDep, user: CurrentUser
+    edge: AdministeredEdge, control: ControlDep, user: CurrentUser
 ) -> dict[str, Any]:
-    edge = await catalog.get(EDGE, edge_id)
-    require_edge_admin(user, edge)
     return await control.takeover(edge, by=user.user_id)
 
 
@@ -152,12 +157,6 @@ async def witness(
     responses=problems(401, 403, 404, 409, 503),
 )
 async def repository(
-    edge_id: str,
-    body: RepositoryRequest,
-    control: ControlDep,
-    catalog: CatalogDep,
-    user: CurrentUser,
+    body: RepositoryRequest, edge: AdministeredEdge, control: ControlDep
 ) -> dict[str, Any]:
-    edge = await catalog.get(EDGE, edge_id)
-    require_edge_admin(user, edge)
     return await control.repository(edge, body.action, body.commit, body.reload)
