@@ -12,8 +12,11 @@ from app.edge.uplink import CurrentLink
 from app.errors import NotFound
 from app.link.ops import (
     ControlArgs,
+    ControlObeyed,
+    Empty,
     ExecArgs,
     Handler,
+    ModelUpdated,
     ModelUpdatedArgs,
     ModuleArgs,
     NoArgs,
@@ -23,6 +26,7 @@ from app.link.ops import (
     StateSyncArgs,
     StatusArgs,
     SystemArgs,
+    SystemStarted,
     op_table,
 )
 from app.runtime.module import LocalModule
@@ -84,10 +88,10 @@ class MasterRequests:
     async def _module_stop(self, args: ModuleArgs) -> dict[str, Any]:
         return await self._ops.stop_module(args.module_id)
 
-    async def _system_start(self, args: SystemArgs) -> dict[str, Any]:
+    async def _system_start(self, args: SystemArgs) -> SystemStarted:
         return {"failed": await self._ops.start_system(args.system_id)}
 
-    async def _system_stop(self, args: SystemArgs) -> dict[str, Any]:
+    async def _system_stop(self, args: SystemArgs) -> Empty:
         await self._ops.stop_system(args.system_id)
         return {}
 
@@ -97,34 +101,34 @@ class MasterRequests:
     async def _reload(self, args: ReloadArgs) -> dict[str, Any]:
         return await self._ops.reload_driver(args.driver_id, args.files)
 
-    async def _model_updated(self, args: ModelUpdatedArgs) -> dict[str, Any]:
+    async def _model_updated(self, args: ModelUpdatedArgs) -> ModelUpdated:
         link = self._current.link
         if link is not None:
             await self._replica.updated(link, args.versions)
         await self._modules.reconcile()
         return {"replica_seq": self._replica.seq}
 
-    async def _cache_expire(self, args: NoArgs) -> dict[str, Any]:
+    async def _cache_expire(self, args: NoArgs) -> Empty:
         await self._modules.reconcile()
         return {}
 
-    async def _debug_subscribe(self, args: ModuleArgs) -> dict[str, Any]:
+    async def _debug_subscribe(self, args: ModuleArgs) -> Empty:
         self._forwarder.debug(args.module_id, self._loaded(args.module_id))
         return {}
 
-    async def _debug_unsubscribe(self, args: ModuleArgs) -> dict[str, Any]:
+    async def _debug_unsubscribe(self, args: ModuleArgs) -> Empty:
         self._forwarder.debug(args.module_id, None)
         return {}
 
-    async def _control(self, args: ControlArgs) -> dict[str, Any]:
+    async def _control(self, args: ControlArgs) -> ControlObeyed:
         stopped = await self._controller.obey(args.controller, args.epoch)
         return {"status": stopped, "controller": self._controller.state.controller}
 
-    async def _state_sync(self, args: StateSyncArgs) -> dict[str, Any]:
+    async def _state_sync(self, args: StateSyncArgs) -> Empty:
         self._controller.hand_status(args.status)
         return {}
 
-    async def _ping(self, args: NoArgs) -> dict[str, Any]:
+    async def _ping(self, args: NoArgs) -> Empty:
         return {}
 
     def _loaded(self, module_id: str) -> LocalModule:

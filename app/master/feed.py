@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.errors import ResyncRequired
-from app.link.ops import ReplicaChangesArgs, ReplicaFetchArgs
+from app.link.ops import ReplicaBatch, ReplicaChangesArgs, ReplicaDocuments, ReplicaFetchArgs
 from app.services.limits import encoded_size, unshippable
 from app.store.base import MASTER_ONLY_TYPES, FeedCompacted, Store
 
@@ -22,7 +22,7 @@ MAX_BATCH = 1000
 
 async def replica_changes(
     store: Store, args: ReplicaChangesArgs, *, max_bytes: int
-) -> dict[str, Any]:
+) -> ReplicaBatch:
     """One batch of the feed after ``args.since`` (``limit``, ``horizon`` as the edge asks)."""
     since, horizon = args.since, args.horizon
     limit = max(1, min(MAX_BATCH if args.limit is None else args.limit, MAX_BATCH))
@@ -56,8 +56,13 @@ def _answer(
     *,
     more: bool,
     horizon: int,
-) -> dict[str, Any]:
-    answer = {"changes": changes, "last_seq": last_seq, "more": more, "horizon": horizon}
+) -> ReplicaBatch:
+    answer: ReplicaBatch = {
+        "changes": changes,
+        "last_seq": last_seq,
+        "more": more,
+        "horizon": horizon,
+    }
     if skipped:
         answer["skipped"] = skipped
     return answer
@@ -79,7 +84,7 @@ async def versions_since(store: Store, seq: int) -> tuple[dict[str, str | None],
     return versions, seq
 
 
-async def replica_fetch(store: Store, args: ReplicaFetchArgs) -> dict[str, Any]:
+async def replica_fetch(store: Store, args: ReplicaFetchArgs) -> ReplicaDocuments:
     """The master's current copy of the documents an edge asks for (never its secrets)."""
     found = await store.get_many(args.ids)
     return {

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
-from app.link.ops import Handler, Op, ReplicaChangesArgs, ReplicaFetchArgs, op_table
+from app.link.ops import Handler, Op, ReplicaBatch, ReplicaChangesArgs, ReplicaFetchArgs, op_table
 from app.master.feed import replica_changes, replica_fetch
 from app.metrics import Metrics
 from app.services.limits import describe_skipped
@@ -33,7 +32,7 @@ class ReplicaFeed:
             Op("replica.fetch", ReplicaFetchArgs, lambda args: replica_fetch(self._store, args)),
         )
 
-    async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> dict[str, Any]:
+    async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> ReplicaBatch:
         max_bytes = self._max_frame - LINK_ENVELOPE_BYTES
         answer = await replica_changes(self._store, args, max_bytes=max_bytes)
         skipped = answer.get("skipped")
