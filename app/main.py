@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.logging_filters import install_redaction
-from app.node import Node, Role
+from app.node import Node
 from app.routers import (
     client_ws,
     control,
@@ -38,32 +38,22 @@ from app.settings import Settings, load_settings
 API_VERSION = "1.0.0"
 
 
-def build_role(node: Node) -> Role:
-    """The master unless ``ENGINE_EDGE_ID`` names an edge."""
-    if node.settings.is_edge:
-        from app.edge.placement import EdgePlacement
-        from app.edge.role import EdgeRole
+def compose(settings: Settings) -> Node:
+    """The master unless ``ENGINE_EDGE_ID`` names an edge, built by its composition root."""
+    if settings.is_edge:
+        from app.edge.compose import compose_edge
 
-        edge = EdgeRole(node)
-        node.placement = EdgePlacement(edge)
-        return edge
-    from app.master.forward import EdgeReloads, LinkForwarder
-    from app.master.placement import MasterPlacement
-    from app.master.role import MasterRole
+        return compose_edge(settings)
+    from app.master.compose import compose_master
 
-    master = MasterRole(node)
-    node.placement = MasterPlacement(master)
-    node.operations.fanout = EdgeReloads(master)
-    node.operations.forward = LinkForwarder(master)
-    return master
+    return compose_master(settings)
 
 
 def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
     """Build the application; settings come from the environment unless given."""
     settings = settings or load_settings()
     install_redaction([settings.edge_secret, settings.admin_token])
-    node = node or Node(settings)
-    node.role = node.role or build_role(node)
+    node = node or compose(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

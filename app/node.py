@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+from starlette.websockets import WebSocket
 
 from app.metrics import Metrics
+from app.runtime.handle import ModuleLookup
 from app.runtime.manager import ModuleManager
 from app.runtime.repository import DriverRepository
 from app.services.auth import Authenticator
@@ -61,9 +63,19 @@ class Role(Protocol):
 
     async def stop(self) -> None: ...
 
+    def live_counts(self) -> dict[str, Any]:
+        """The role's part of ``/api/ready``, read now."""
+        ...
 
-class Node:
-    """The services every role shares; the role is attached by :func:`app.main.create_app`."""
+
+class LinkEndpoint(Protocol):
+    """Serves ``WS /api/edge/link``: the master's edge links; an edge refuses it."""
+
+    async def serve(self, websocket: WebSocket) -> None: ...
+
+
+class Services:
+    """What every role shares, built before the role (see the roles' ``compose``)."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
@@ -75,12 +87,6 @@ class Node:
         self.catalog.on_change = self.auth.changed
         self.secrets = EdgeSecrets(self.store)
         self.repository = DriverRepository(settings.drivers_path, bundled_drivers())
-        self.modules = ModuleService(
-            self.store,
-            ModuleManager(self.repository, exec_timeout=settings.request_timeout_s),
-        )
-        self.operations = Operations(self.catalog, self.modules, self.repository)
-        self.metrics.modules_running.set_function(self.modules_running)
         self.housekeeping = Housekeeping(
             self.store,
             Retention(
@@ -94,24 +100,13 @@ class Node:
             on_purged=self.metrics.tombstones_purged.inc,
             on_pruned=self.metrics.control_events_pruned.inc,
         )
-        self.role: Role | None = None
-        #: Set by the role: how this server answers control questions.
-        self.control: ControlService | None = None
-        #: Set by the role: where requests about a location go.
-        self.placement: PlacementSource | None = None
         self._proxy_client: httpx.AsyncClient | None = None
 
-    def modules_running(self) -> int:
-        """Modules running on this server now."""
-        return len(self.modules.manager.running_ids())
-
-    def live_counts(self) -> dict[str, Any]:
-        """What ``/api/ready`` reports as it is now, not as it was at boot."""
-        counts: dict[str, Any] = {"modules_running": self.modules_running()}
-        role_counts = getattr(self.role, "live_counts", None)
-        if callable(role_counts):
-            counts.update(role_counts())
-        return counts
+    def manager(self, lookup: ModuleLookup | None = None) -> ModuleManager:
+        """The module runtime, finding what runs elsewhere through ``lookup``."""
+        return ModuleManager(
+            self.repository, exec_timeout=self.settings.request_timeout_s, lookup=lookup
+        )
 
     def proxy_client(self) -> httpx.AsyncClient:
         """The one pooled client used to reverse-proxy requests to other servers."""
@@ -126,20 +121,70 @@ class Node:
             )
         return self._proxy_client
 
+    async def close_proxy_client(self) -> None:
+        if self._proxy_client is not None:
+            await self._proxy_client.aclose()
+
+
+class Node:
+    """One engine process: the shared services and the role, all given at construction
+    by the role's composition root (:mod:`app.master.compose`, :mod:`app.edge.compose`)."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        modules: ModuleService,
+        operations: Operations,
+        role: Role,
+        control: ControlService,
+        placement: PlacementSource,
+        links: LinkEndpoint,
+    ) -> None:
+        self._services = services
+        self.settings = services.settings
+        self.store = services.store
+        self.metrics = services.metrics
+        self.boot = services.boot
+        self.catalog = services.catalog
+        self.auth = services.auth
+        self.secrets = services.secrets
+        self.repository = services.repository
+        self.housekeeping = services.housekeeping
+        self.modules = modules
+        self.operations = operations
+        self.role = role
+        #: How this server answers control questions.
+        self.control = control
+        #: Where requests about a location go.
+        self.placement = placement
+        #: Who serves the edges' control links.
+        self.links = links
+        self.metrics.modules_running.set_function(self.modules_running)
+
+    def modules_running(self) -> int:
+        """Modules running on this server now."""
+        return len(self.modules.manager.running_ids())
+
+    def live_counts(self) -> dict[str, Any]:
+        """What ``/api/ready`` reports as it is now, not as it was at boot."""
+        return {"modules_running": self.modules_running(), **self.role.live_counts()}
+
+    def proxy_client(self) -> httpx.AsyncClient:
+        """The one pooled client used to reverse-proxy requests to other servers."""
+        return self._services.proxy_client()
+
     async def start(self) -> None:
         await self.store.open()
         await self.repository.ensure()
-        if self.role is not None:
-            await self.role.start()
+        await self.role.start()
         self.housekeeping.start()
 
     async def stop(self) -> None:
         try:
             await self.housekeeping.stop()
-            if self.role is not None:
-                await self.role.stop()
+            await self.role.stop()
             await self.modules.manager.stop_all()
-            if self._proxy_client is not None:
-                await self._proxy_client.aclose()
+            await self._services.close_proxy_client()
         finally:
             await self.store.close()

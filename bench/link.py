@@ -30,15 +30,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Any, Self
 
 import uvicorn
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from app.link import DEFAULT_MAX_SIZE, LinkConnection, Request, WebsocketsTransport, encode
-from app.main import create_app
-from app.master.role import MasterRole
-from app.node import Node
+from app.main import compose, create_app
 from app.node_process import HOST, ROOT, NodeProcess, free_port
 from app.runtime.handle import ModuleHandle
 from app.settings import Settings
@@ -80,7 +78,7 @@ class InProcessMaster:
             port=port,
             boot_wait_s=0.5,
         )
-        self.node = Node(settings)
+        self.node = compose(settings)
         self.app = create_app(settings, node=self.node)
         config = uvicorn.Config(
             self.app,
@@ -109,7 +107,7 @@ class InProcessMaster:
 
     def module(self, module_id: str) -> ModuleHandle:
         """The master's handle of a module, as its routers would get it."""
-        handle = cast(MasterRole, self.node.role).remote_module(module_id)
+        handle = self.node.modules.manager.find(module_id)
         if handle is None:
             raise RuntimeError(f"the master does not see {module_id} on an edge")
         return handle

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from app.main import create_app
-from app.node import Node
+from app.main import compose, create_app
 from app.node_process import ROOT, NodeProcess
 from app.settings import Settings
 from bench import boot
@@ -110,7 +109,7 @@ async def boot_profile(workdir: Path, modules: int) -> str:
         drivers_path=workdir / "drivers",
         boot_wait_s=0,
     )
-    node = Node(settings)
+    node = compose(settings)
     create_app(settings, node=node)
     profiler = cProfile.Profile()
     profiler.enable()

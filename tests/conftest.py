@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.main import create_app
+from app.main import compose, create_app
 from app.node import Node
 from app.settings import Settings
 from tests.support.wait import wait_until
@@ -28,7 +28,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def node(settings: Settings) -> Node:
-    return Node(settings)
+    return compose(settings)
 
 
 @pytest.fixture

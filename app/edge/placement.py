@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from app.edge.controller import EdgeController
 from app.services.routing import Placement
-
-if TYPE_CHECKING:
-    from app.edge.role import EdgeRole
 
 
 class EdgePlacement:
     """An edge answers for its own location while it runs it; the master answers the rest."""
 
-    def __init__(self, role: EdgeRole) -> None:
-        self._role = role
+    def __init__(self, controller: EdgeController, *, edge_id: str, master_url: str | None) -> None:
+        self._controller = controller
+        self._edge_id = edge_id
+        self._master_url = master_url.rstrip("/") if master_url else None
 
     async def placement(self, location: str | None) -> Placement:
-        role = self._role
-        if location == role.edge_id and role.control.modules_running:
+        if location == self._edge_id and self._controller.modules_running:
             return Placement("here")
-        master_url = role.node.settings.master_url
         return Placement(
             "elsewhere",
             "the master",
-            master_url.rstrip("/") if master_url else None,
+            self._master_url,
             reachable=True,
-            reason="the master controls this location" if location == role.edge_id else "",
+            reason="the master controls this location" if location == self._edge_id else "",
         )

@@ -24,8 +24,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from app.errors import ResyncRequired
-from app.link import LinkRequestError
+from app.link import ErrorCode, LinkRequestError
 from app.services.limits import describe_skipped
 from app.store.base import (
     MASTER_ONLY_TYPES,
@@ -96,7 +95,7 @@ def replica_for(
 
 
 def _resync_required(exc: LinkRequestError) -> bool:
-    return exc.code == ResyncRequired.__name__
+    return exc.code == ErrorCode.RESYNC_REQUIRED
 
 
 async def fetch_changes(link: Requester, since: int, limit: int, horizon: int = 0) -> ChangeBatch:

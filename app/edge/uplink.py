@@ -17,9 +17,9 @@ from typing import Protocol
 from websockets.asyncio.client import connect
 
 from app.link import (
-    CLOSE_AUTH_FAILED,
     AuthFailed,
     Challenge,
+    CloseCode,
     Control,
     EdgeHandshake,
     FrameError,
@@ -30,8 +30,10 @@ from app.link import (
     encode,
     receive_frame,
 )
-from app.link.connection import EventHandler, Handler
+from app.link.connection import EventHandler
+from app.link.ops import Handler
 from app.settings import Settings
+from app.urls import LINK_PATH, websocket_url
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +67,26 @@ class UplinkListener(Protocol):
         ...
 
 
-def link_url(master_url: str) -> str:
-    """``https://master`` → ``wss://master/api/edge/link``."""
-    base = master_url.rstrip("/")
-    if base.startswith("https://"):
-        return "wss://" + base.removeprefix("https://") + "/api/edge/link"
-    if base.startswith("http://"):
-        return "ws://" + base.removeprefix("http://") + "/api/edge/link"
-    return base + "/api/edge/link"
-
-
 def client_tls(settings: Settings) -> ssl.SSLContext | None:
     """Verify the master against ``ENGINE_TLS_CA`` when given (system roots otherwise)."""
     if not settings.master_url or not settings.master_url.startswith("https://"):
         return None
     return ssl.create_default_context(cafile=str(settings.tls_ca) if settings.tls_ca else None)
+
+
+class CurrentLink:
+    """The edge's link to the master while it is up: set by the :class:`Uplink`, read by
+    whatever sends to the master."""
+
+    def __init__(self) -> None:
+        self.link: LinkConnection | None = None
+
+    def get(self) -> LinkConnection | None:
+        return self.link
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None and not self.link.closed
 
 
 class Uplink:
@@ -89,6 +96,7 @@ class Uplink:
         self,
         settings: Settings,
         *,
+        current: CurrentLink,
         handlers: Mapping[str, Handler],
         on_event: EventHandler,
         listener: UplinkListener,
@@ -101,17 +109,13 @@ class Uplink:
         self._settings = settings
         self._edge_id: str = settings.edge_id
         self._secret: str = settings.edge_secret
-        self._url = link_url(settings.link_url or settings.master_url)
+        self._url = websocket_url(settings.link_url or settings.master_url, LINK_PATH)
         self._tls = client_tls(settings)
         self._handlers = handlers
         self._on_event = on_event
         self._listener = listener
         self._boot_time = boot_time
-        self.link: LinkConnection | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self.link is not None and not self.link.closed
+        self._current = current
 
     async def run_forever(self) -> None:
         """Connect, serve until the link drops, wait ``link_retry_s``, again."""
@@ -143,7 +147,7 @@ class Uplink:
             try:
                 welcome, control = await self._handshake(transport)
             except TransportClosed:
-                if websocket.close_code == CLOSE_AUTH_FAILED:
+                if websocket.close_code == CloseCode.AUTH_FAILED:
                     raise LinkRefused() from None
                 raise
             link = LinkConnection(
@@ -154,14 +158,14 @@ class Uplink:
                 max_size=self._settings.link_max_frame,
                 default_timeout=self._settings.request_timeout_s,
             )
-            self.link = link
+            self._current.link = link
             runner = asyncio.create_task(link.run())
             try:
                 await self._listener.connected(link, welcome, control)
                 await runner
             finally:
                 runner.cancel()
-                self.link = None
+                self._current.link = None
                 code = websocket.close_code
                 await self._listener.disconnected(
                     f"the link dropped (close code {code})" if code else "the link dropped"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from app.link.auth import AuthFailed, FailureThrottle, NonceRegistry
 from app.link.codec import DEFAULT_MAX_SIZE, FrameError, decode, encode
+from app.link.codes import CloseCode, ErrorCode
 from app.link.connection import (
     FrameTransport,
     LinkConnection,
@@ -18,8 +19,6 @@ from app.link.connection import (
 )
 from app.link.handshake import EdgeHandshake, MasterHandshake
 from app.link.messages import (
-    CLOSE_AUTH_FAILED,
-    CLOSE_TOO_LARGE,
     Challenge,
     Control,
     ErrorBody,
@@ -32,15 +31,21 @@ from app.link.messages import (
 )
 from app.link.pending import LinkClosed, LinkRequestError, LinkTimeout, PendingRequests
 
+#: Aliases of :class:`CloseCode` members, for callers not yet moved to the enum.
+CLOSE_AUTH_FAILED = CloseCode.AUTH_FAILED
+CLOSE_TOO_LARGE = CloseCode.TOO_LARGE
+
 __all__ = [
     "CLOSE_AUTH_FAILED",
     "CLOSE_TOO_LARGE",
     "DEFAULT_MAX_SIZE",
     "AuthFailed",
     "Challenge",
+    "CloseCode",
     "Control",
     "EdgeHandshake",
     "ErrorBody",
+    "ErrorCode",
     "Event",
     "FailureThrottle",
     "Frame",

@@ -27,13 +27,12 @@ from websockets.exceptions import ConnectionClosed
 
 from app.errors import ContentTooLarge, EngineError
 from app.link.codec import DEFAULT_MAX_SIZE, FrameError, decode, encode, frame_size
-from app.link.messages import CLOSE_TOO_LARGE, Event, Frame, Request, Response
+from app.link.codes import CloseCode, ErrorCode
+from app.link.messages import Event, Frame, Request, Response
+from app.link.ops import BadArgs, Handler
 from app.link.pending import LinkClosed, PendingRequests, error_code
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-"""Answers one op: takes the request's ``args``, returns the JSON-able result."""
 
 EventHandler = Callable[[Event], Awaitable[None] | None]
 
@@ -53,7 +52,7 @@ class TransportClosed(Exception):
 
 
 #: Close codes that mean a frame was over a limit (the websocket's or ours).
-SIZE_CLOSE_CODES = frozenset({CLOSE_TOO_LARGE})
+SIZE_CLOSE_CODES = frozenset({CloseCode.TOO_LARGE})
 
 
 def _closed(exc: ConnectionClosed) -> TransportClosed:
@@ -176,6 +175,8 @@ class LinkConnection:
         self._pending = PendingRequests(name, clock=time.monotonic)
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: The websocket close code the link closed with, once it has.
+        self._close_code: int | None = None
         #: The largest frame sent so far, in bytes: the likely cause of a close for size.
         self._largest_sent = 0
 
@@ -200,6 +201,7 @@ class LinkConnection:
                     data = await self._transport.recv()
                 except TransportClosed as exc:
                     self._log_close(exc)
+                    self._close_code = self._close_code or exc.code
                     return
                 await self._dispatch(data)
         finally:
@@ -223,7 +225,7 @@ class LinkConnection:
         request would not fit in one frame; nothing was sent) or `LinkClosed`.
         """
         if self._closed:
-            raise LinkClosed(self._name)
+            raise LinkClosed(self._name, self._close_code)
         request_id, reply = self._pending.open(
             op, self._default_timeout if timeout is None else timeout
         )
@@ -241,20 +243,21 @@ class LinkConnection:
         An event too large for one frame is dropped with a warning: the link stays up.
         """
         if self._closed:
-            raise LinkClosed(self._name)
+            raise LinkClosed(self._name, self._close_code)
         try:
             await self._send(Event(event=event, **fields))
         except ContentTooLarge as exc:
             logger.warning("event %r to %s not sent: %s", event, self._name, exc.detail)
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Fail what is pending now and close the transport; `run` then returns."""
+        self._close_code = self._close_code or code
         self._mark_closed()
         await self._transport.close(code, reason)
 
     def _mark_closed(self) -> None:
         self._closed = True
-        self._pending.fail_all(LinkClosed(self._name))
+        self._pending.fail_all(LinkClosed(self._name, self._close_code))
 
     def _log_close(self, exc: TransportClosed) -> None:
         """A link closed for a frame over the limit says so, with the code and the size."""
@@ -285,7 +288,7 @@ class LinkConnection:
             await self._transport.send(text)
         except TransportClosed:
             self._mark_closed()
-            raise LinkClosed(self._name) from None
+            raise LinkClosed(self._name, self._close_code) from None
 
     async def _dispatch(self, data: str | bytes) -> None:
         try:
@@ -302,18 +305,19 @@ class LinkConnection:
         elif isinstance(frame, Event):
             await self._deliver(frame)
         else:
-            await self._notify_error("unexpected_frame", f"no {frame.type} frame after handshake")
+            message = f"no {frame.type} frame after handshake"
+            await self._notify_error(ErrorCode.UNEXPECTED_FRAME, message)
 
     async def _reject(self, error: FrameError) -> None:
         logger.warning("%s sent a bad frame: %s", self._name, error.message)
-        if error.code == "too_large":
+        if error.code == ErrorCode.TOO_LARGE:
             logger.error(
                 "closing the link with %s for size: close code %d; %s",
                 self._name,
-                CLOSE_TOO_LARGE,
+                CloseCode.TOO_LARGE,
                 error.message,
             )
-            await self.close(CLOSE_TOO_LARGE, "frame too large")
+            await self.close(CloseCode.TOO_LARGE, "frame too large")
         elif error.request_id is not None:
             with suppress(LinkClosed):
                 await self._send(Response.failure(error.request_id, error.code, error.message))
@@ -341,27 +345,27 @@ class LinkConnection:
                 await self._send(response)
             except PydanticSerializationError as exc:
                 message = f"the result of {request.op!r} is not JSON: {exc}"
-                await self._send(Response.failure(request.id, "bad_result", message))
+                await self._send(Response.failure(request.id, ErrorCode.BAD_RESULT, message))
             except ContentTooLarge as exc:
                 logger.warning("the answer to %r from %s: %s", request.op, self._name, exc.detail)
                 message = f"the result of {request.op!r} is too large: {exc.detail}"
-                await self._send(Response.failure(request.id, "too_large", message))
+                await self._send(Response.failure(request.id, ErrorCode.TOO_LARGE, message))
 
     async def _call(self, request: Request) -> Response:
         handler = self._handlers.get(request.op)
         if handler is None:
-            return Response.failure(request.id, "unknown_op", f"unknown op {request.op!r}")
+            message = f"unknown op {request.op!r}"
+            return Response.failure(request.id, ErrorCode.UNKNOWN_OP, message)
         try:
             result = await handler(request.args)
-        except KeyError as exc:
-            return Response.failure(request.id, "bad_args", f"missing argument {exc}")
-        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
-            return Response.failure(request.id, "bad_args", str(exc))
+        except BadArgs as exc:
+            return Response.failure(request.id, ErrorCode.BAD_ARGS, str(exc))
         except EngineError as exc:
             return Response.failure(request.id, error_code(exc), exc.detail)
-        except Exception as exc:
+        except Exception as exc:  # a bug in the handler: never the peer's fault
             logger.exception("op %r from %s failed", request.op, self._name)
-            return Response.failure(request.id, "internal", f"{type(exc).__name__}: {exc}")
+            message = f"{type(exc).__name__}: {exc}"
+            return Response.failure(request.id, ErrorCode.INTERNAL, message)
         return Response.success(request.id, result)
 
     async def _expire_deadlines(self) -> None:

@@ -20,12 +20,6 @@ from pydantic import (
     model_validator,
 )
 
-CLOSE_TOO_LARGE = 1009
-"""Websocket close code for a frame over the size limit (RFC 6455 "message too big")."""
-
-CLOSE_AUTH_FAILED = 4401
-"""Websocket close code for a failed handshake; sent without any detail."""
-
 HexDigest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 """A nonce (32 random bytes) or an HMAC-SHA256 proof, as lowercase hex."""
 

@@ -8,33 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
 from app.errors import EngineError, GatewayTimeout, Unavailable
+from app.link.codes import ErrorCode, domain_code
 from app.link.messages import Response
 
 
 class LinkRequestError(EngineError):
-    """The peer answered a request with an error.
-
-    The peer's ``code`` is kept; when it names a domain error (``NotFound``, ``Conflict``…)
-    the HTTP status follows that error, so a 404 on the edge is a 404 on the master.
-    Any other code is a 502: the peer failed.
-    """
-
-    status = 502
-    title = "Bad Gateway"
+    """The peer answered a request with an error; ``code`` is the peer's (an
+    :class:`ErrorCode`, or a string a newer peer sent). What it means to an HTTP client
+    is decided by the routers (:func:`app.routers.problems.status_of`)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message, code=code)
         self.code = code
-        domain_error = _domain_error_named(code)
-        if domain_error is not None:
-            self.status = domain_error.status
-            self.title = domain_error.title
 
 
 class LinkTimeout(GatewayTimeout):
@@ -42,26 +33,24 @@ class LinkTimeout(GatewayTimeout):
 
 
 class LinkClosed(Unavailable):
-    """The link is down; ``peer`` names the other side, e.g. ``"edge 'edge-1'"``."""
+    """The link is down; ``peer`` names the other side, e.g. ``"edge 'edge-1'"``, and
+    ``close_code`` is the websocket close code when the link closed with one."""
 
-    def __init__(self, peer: str) -> None:
+    def __init__(self, peer: str, close_code: int | None = None) -> None:
         super().__init__(f"{peer} is not connected")
         self.peer = peer
+        self.close_code = close_code
 
 
 def error_code(exc: EngineError) -> str:
-    """The wire code for a domain error: its class name, or the code it passes on."""
-    return exc.code if isinstance(exc, LinkRequestError) else type(exc).__name__
-
-
-def _domain_error_named(code: str) -> type[EngineError] | None:
-    return next((cls for cls in _subclasses(EngineError) if cls.__name__ == code), None)
-
-
-def _subclasses(cls: type[EngineError]) -> Iterator[type[EngineError]]:
-    for subclass in cls.__subclasses__():
-        yield subclass
-        yield from _subclasses(subclass)
+    """The wire code for a domain error; a peer's error passes on the peer's code."""
+    if isinstance(exc, LinkRequestError):
+        return exc.code
+    if isinstance(exc, LinkClosed):
+        return ErrorCode.LINK_CLOSED
+    if isinstance(exc, LinkTimeout):
+        return ErrorCode.LINK_TIMEOUT
+    return domain_code(exc)
 
 
 @dataclass(slots=True)

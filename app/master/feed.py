@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.errors import ResyncRequired
+from app.link.ops import ReplicaBatch, ReplicaChangesArgs, ReplicaDocuments, ReplicaFetchArgs
 from app.services.limits import encoded_size, unshippable
 from app.store.base import MASTER_ONLY_TYPES, FeedCompacted, Store
 
@@ -19,11 +20,12 @@ from app.store.base import MASTER_ONLY_TYPES, FeedCompacted, Store
 MAX_BATCH = 1000
 
 
-async def replica_changes(store: Store, args: dict[str, Any], *, max_bytes: int) -> dict[str, Any]:
+async def replica_changes(
+    store: Store, args: ReplicaChangesArgs, *, max_bytes: int
+) -> ReplicaBatch:
     """One batch of the feed after ``args.since`` (``limit``, ``horizon`` as the edge asks)."""
-    since = int(args.get("since", 0))
-    limit = max(1, min(int(args.get("limit", MAX_BATCH)), MAX_BATCH))
-    horizon = int(args.get("horizon", 0))
+    since, horizon = args.since, args.horizon
+    limit = max(1, min(MAX_BATCH if args.limit is None else args.limit, MAX_BATCH))
     try:
         batch = await store.changes_since(since, limit=limit, horizon=horizon)
     except FeedCompacted as exc:
@@ -54,8 +56,13 @@ def _answer(
     *,
     more: bool,
     horizon: int,
-) -> dict[str, Any]:
-    answer = {"changes": changes, "last_seq": last_seq, "more": more, "horizon": horizon}
+) -> ReplicaBatch:
+    answer: ReplicaBatch = {
+        "changes": changes,
+        "last_seq": last_seq,
+        "more": more,
+        "horizon": horizon,
+    }
     if skipped:
         answer["skipped"] = skipped
     return answer
@@ -77,9 +84,9 @@ async def versions_since(store: Store, seq: int) -> tuple[dict[str, str | None],
     return versions, seq
 
 
-async def replica_fetch(store: Store, args: dict[str, Any]) -> dict[str, Any]:
+async def replica_fetch(store: Store, args: ReplicaFetchArgs) -> ReplicaDocuments:
     """The master's current copy of the documents an edge asks for (never its secrets)."""
-    found = await store.get_many([str(doc_id) for doc_id in args.get("ids", [])])
+    found = await store.get_many(args.ids)
     return {
         "documents": [doc.as_json() for doc in found.values() if doc.type not in MASTER_ONLY_TYPES]
     }

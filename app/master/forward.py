@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.link import LinkClosed
-
-if TYPE_CHECKING:
-    from app.master.role import MasterRole
+from app.master.links import LinkTable
+from app.services.modules import ModuleService
 
 log = logging.getLogger(__name__)
 
@@ -17,12 +16,12 @@ log = logging.getLogger(__name__)
 class EdgeReloads:
     """After the master reloads a driver, the connected edges running it reload too."""
 
-    def __init__(self, role: MasterRole) -> None:
-        self._role = role
+    def __init__(self, modules: ModuleService, links: LinkTable) -> None:
+        self._modules = modules
+        self._links = links
 
     async def __call__(self, driver_id: str, files: dict[str, str] | None) -> dict[str, Any]:
-        role = self._role
-        topology = await role.node.modules.topology()
+        topology = await self._modules.topology()
         edges = {
             location
             for module_id, location in topology.module_locations.items()
@@ -30,7 +29,7 @@ class EdgeReloads:
             and module_id in topology.modules
             and topology.modules[module_id].body.get("driver_id") == driver_id
         }
-        targets = [(edge_id, role.links.get(edge_id)) for edge_id in sorted(edges)]
+        targets = [(edge_id, self._links.get(edge_id)) for edge_id in sorted(edges)]
         results = await asyncio.gather(
             *(
                 link.request("reload", {"driver_id": driver_id, "files": files})
@@ -59,25 +58,26 @@ class LinkForwarder:
     client); the calls themselves go to the edge that runs the modules.
     """
 
-    def __init__(self, role: MasterRole) -> None:
-        self._role = role
+    def __init__(self, modules: ModuleService, links: LinkTable) -> None:
+        self._modules = modules
+        self._links = links
 
     def edge_for_module(self, module_id: str) -> str | None:
-        topology = self._role.node.modules.cached_topology
+        topology = self._modules.cached_topology
         return self._linked(topology.module_locations.get(module_id) if topology else None)
 
     def edge_for_system(self, system_id: str) -> str | None:
-        topology = self._role.node.modules.cached_topology
+        topology = self._modules.cached_topology
         return self._linked(topology.location_of_system(system_id) if topology else None)
 
     async def request(self, edge_id: str, op: str, args: dict[str, Any]) -> Any:
-        link = self._role.links.get(edge_id)
+        link = self._links.get(edge_id)
         if link is None:
             raise LinkClosed(f"edge {edge_id!r}")
         return await link.request(op, args)
 
     def _linked(self, edge_id: str | None) -> str | None:
         """The edge, when it runs the location now and its link is up."""
-        if edge_id is None or self._role.node.modules.runs(edge_id):
+        if edge_id is None or self._modules.runs(edge_id):
             return None
-        return edge_id if self._role.links.get(edge_id) is not None else None
+        return edge_id if self._links.get(edge_id) is not None else None

@@ -4,7 +4,7 @@ The handshake itself is pure (:mod:`app.link.handshake`); this class does the I/
 around it — bounding each step in time, replacing an edge's old link when it connects
 again, dropping a link whose edge stopped answering, closing a link whose secret was
 revoked — and reports links up and down to a listener, which decides control. It
-remembers why each edge's link was last refused or failed (``link_errors``).
+records in a :class:`LinkTable` why each edge's link was last refused or failed.
 
 Failed handshakes are counted per (address, claimed edge id). A correct proof is
 never refused, whatever others sent before it from the same address (NAT, reverse
@@ -21,14 +21,14 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 
 from app.control.clock import now_utc
 from app.link import (
-    CLOSE_AUTH_FAILED,
     AuthFailed,
+    CloseCode,
     Control,
     FailureThrottle,
     FrameError,
@@ -44,16 +44,12 @@ from app.link import (
     encode,
     receive_frame,
 )
-from app.link.connection import Handler
 from app.link.messages import Event
+from app.link.ops import Handler
 from app.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
-#: Close code for a link replaced by a newer authenticated connection of the same edge.
-CLOSE_REPLACED = 4000
-#: Close code for a link whose edge stopped answering.
-CLOSE_UNRESPONSIVE = 4008
 #: Ping intervals without an answer after which a link is dead (DESIGN §2).
 MISSED_PINGS = 3
 #: Seconds an edge has for each handshake step.
@@ -99,6 +95,69 @@ class LinkError:
     at: datetime
 
 
+class LinkTable:
+    """The current link of each edge, the secret it authenticated with, and why each
+    edge's link was last refused or failed: what the rest of the master reads."""
+
+    def __init__(self, secrets: SecretSource) -> None:
+        self._secrets = secrets
+        self._links: dict[str, LinkConnection] = {}
+        #: The secret each live link authenticated with (revoking it closes the link).
+        self._secret_used: dict[str, str] = {}
+        #: Why each edge's link was last refused or failed; cleared when it authenticates.
+        self.link_errors: dict[str, LinkError] = {}
+
+    def get(self, edge_id: str) -> LinkConnection | None:
+        link = self._links.get(edge_id)
+        return None if link is None or link.closed else link
+
+    def connected(self) -> list[str]:
+        return [edge_id for edge_id, link in self._links.items() if not link.closed]
+
+    def install(self, edge_id: str, link: LinkConnection) -> LinkConnection | None:
+        """Make ``link`` the edge's link; returns the one it replaces."""
+        previous = self._links.get(edge_id)
+        self._links[edge_id] = link
+        return previous
+
+    def authenticated(self, edge_id: str, secret: str) -> None:
+        self._secret_used[edge_id] = secret
+
+    def remove(self, edge_id: str, link: LinkConnection) -> None:
+        """The link ended: forget it unless a newer one replaced it."""
+        if self._links.get(edge_id) is link:
+            del self._links[edge_id]
+            self._secret_used.pop(edge_id, None)
+
+    def current(self, edge_id: str, link: LinkConnection) -> bool:
+        return self._links.get(edge_id) is link
+
+    def failed(self, edge_id: str, reason: str) -> None:
+        self.link_errors[edge_id] = LinkError(reason, now_utc())
+
+    async def revoke(self, edge_id: str) -> None:
+        """Close the edge's live link when the secret it authenticated with is no longer valid."""
+        used = self._secret_used.get(edge_id)
+        link = self.get(edge_id)
+        if used is None or link is None or used in await self._secrets.valid(edge_id):
+            return
+        log.warning("edge %s: the secret of its live link was revoked: closing it", edge_id)
+        self.failed(edge_id, "the secret this link authenticated with was revoked")
+        await link.close(CloseCode.AUTH_FAILED, "secret revoked")
+
+    async def broadcast(self, event: str, **fields: Any) -> None:
+        """Tell every connected edge; an edge whose link just closed misses it."""
+        for edge_id in self.connected():
+            link = self.get(edge_id)
+            if link is not None:
+                with contextlib.suppress(LinkClosed):
+                    await link.send_event(event, **fields)
+
+    async def close_all(self) -> None:
+        for link in list(self._links.values()):
+            await link.close(CloseCode.GOING_AWAY, "master shutting down")
+
+
 class EdgeLinks:
     """Accepts edges on ``WS /api/edge/link`` and keeps the current link of each."""
 
@@ -106,6 +165,8 @@ class EdgeLinks:
         self,
         *,
         secrets: SecretSource,
+        table: LinkTable,
+        listener: LinkListener,
         handlers: Callable[[str], Mapping[str, Handler]],
         on_event: Callable[[str, Event], Awaitable[None]],
         max_frame: int,
@@ -114,6 +175,8 @@ class EdgeLinks:
         throttle: FailureThrottle | None = None,
     ) -> None:
         self._secrets = secrets
+        self._table = table
+        self._listener = listener
         self._handlers = handlers
         self._on_event = on_event
         self._max_frame = max_frame
@@ -121,21 +184,8 @@ class EdgeLinks:
         self._ping_interval = ping_interval
         self._throttle = throttle or FailureThrottle()
         self._nonces = NonceRegistry(ttl=3600.0)
-        self._links: dict[str, LinkConnection] = {}
         #: The latest admitted connection of each edge; only its end is the edge's link down.
         self._admissions: dict[str, object] = {}
-        #: The secret each live link authenticated with (revoking it closes the link).
-        self._secret_used: dict[str, str] = {}
-        #: Why each edge's link was last refused or failed; cleared when it authenticates.
-        self.link_errors: dict[str, LinkError] = {}
-        self.listener: LinkListener | None = None
-
-    def get(self, edge_id: str) -> LinkConnection | None:
-        link = self._links.get(edge_id)
-        return None if link is None or link.closed else link
-
-    def connected(self) -> list[str]:
-        return [edge_id for edge_id, link in self._links.items() if not link.closed]
 
     async def serve(self, websocket: WebSocket) -> None:
         """Run one edge connection from handshake to close."""
@@ -150,7 +200,7 @@ class EdgeLinks:
         self._admissions[edge_id] = admission
         link: LinkConnection | None = None
         try:
-            admitted = await self._admit(hello)
+            admitted = await self._listener.admit(hello)
             await transport.send(
                 encode(
                     handshake.welcome(
@@ -160,19 +210,17 @@ class EdgeLinks:
             )
             await transport.send(encode(admitted.control))
             link = await self._register(edge_id, transport)
-            self._secret_used[edge_id] = secret
+            self._table.authenticated(edge_id, secret)
             await self._run(edge_id, link, hello)
         except TransportClosed:
             log.info("edge %s went away during its handshake", edge_id)
             self._failed(edge_id, "the edge went away during its handshake")
         finally:
-            if link is not None and self._links.get(edge_id) is link:
-                del self._links[edge_id]
-                self._secret_used.pop(edge_id, None)
+            if link is not None:
+                self._table.remove(edge_id, link)
             if self._admissions.get(edge_id) is admission:
                 del self._admissions[edge_id]
-                if self.listener is not None:
-                    await self.listener.link_down(edge_id)
+                await self._listener.link_down(edge_id)
 
     async def _register(self, edge_id: str, transport: StarletteTransport) -> LinkConnection:
         """Make ``transport`` the edge's link, closing the one it replaces."""
@@ -184,20 +232,18 @@ class EdgeLinks:
             max_size=self._max_frame,
             default_timeout=self._request_timeout,
         )
-        previous = self._links.get(edge_id)
-        self._links[edge_id] = link
+        previous = self._table.install(edge_id, link)
         if previous is not None and not previous.closed:
             log.info("edge %s reconnected: closing its previous link", edge_id)
-            await previous.close(CLOSE_REPLACED, "replaced by a newer connection")
+            await previous.close(CloseCode.REPLACED, "replaced by a newer connection")
         return link
 
     async def _run(self, edge_id: str, link: LinkConnection, hello: Hello) -> None:
         """Serve the link until it closes or the edge stops answering."""
         runner = asyncio.create_task(link.run())
         heartbeat = asyncio.create_task(self._heartbeat(link))
-        tasks = [runner, heartbeat]
-        if self.listener is not None:
-            tasks.append(asyncio.create_task(self.listener.link_up(edge_id, link, hello)))
+        listening = asyncio.create_task(self._listener.link_up(edge_id, link, hello))
+        tasks = [runner, heartbeat, listening]
         try:
             await asyncio.wait([runner, heartbeat], return_when=asyncio.FIRST_COMPLETED)
             if heartbeat.done() and heartbeat.result():
@@ -205,8 +251,8 @@ class EdgeLinks:
                 silent = MISSED_PINGS * self._ping_interval
                 self._failed(edge_id, f"no answer to pings for {silent:g} s")
                 with contextlib.suppress(TransportClosed, RuntimeError):  # closed meanwhile
-                    await link.close(CLOSE_UNRESPONSIVE, "no answer to pings")
-            elif edge_id not in self.link_errors and self._links.get(edge_id) is link:
+                    await link.close(CloseCode.UNRESPONSIVE, "no answer to pings")
+            elif edge_id not in self._table.link_errors and self._table.current(edge_id, link):
                 self._failed(edge_id, "the link closed")
             # link_up finishes promptly now: whatever it still waits for failed with the link.
             await asyncio.gather(*tasks[2:])
@@ -248,12 +294,12 @@ class EdgeLinks:
         except (AuthFailed, FrameError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, AuthFailed) else f"bad handshake: {exc}"
             self._refused(peer, claimed, reason, known=bool(valid))
-            await transport.close(CLOSE_AUTH_FAILED)
+            await transport.close(CloseCode.AUTH_FAILED)
             return None
         except TransportClosed:
             return None
         self._throttle.record_success(f"{peer} {claimed}")
-        self.link_errors.pop(claimed, None)
+        self._table.link_errors.pop(claimed, None)
         log.info("edge %s authenticated from %s", claimed, peer)
         if len(valid) > 1 and secret == valid[0]:
             await self._end_grace(claimed)
@@ -277,29 +323,10 @@ class EdgeLinks:
             self._failed(claimed, f"{reason} (from {peer})")
 
     def _failed(self, edge_id: str, reason: str) -> None:
-        self.link_errors[edge_id] = LinkError(reason, now_utc())
+        self._table.failed(edge_id, reason)
 
     async def _end_grace(self, edge_id: str) -> None:
         try:
             await self._secrets.end_grace(edge_id)
         except StoreError as exc:
             log.warning("edge %s: the previous secret stays until its grace ends: %s", edge_id, exc)
-
-    async def revoke(self, edge_id: str) -> None:
-        """Close the edge's live link when the secret it authenticated with is no longer valid."""
-        used = self._secret_used.get(edge_id)
-        link = self.get(edge_id)
-        if used is None or link is None or used in await self._secrets.valid(edge_id):
-            return
-        log.warning("edge %s: the secret of its live link was revoked: closing it", edge_id)
-        self._failed(edge_id, "the secret this link authenticated with was revoked")
-        await link.close(CLOSE_AUTH_FAILED, "secret revoked")
-
-    async def _admit(self, hello: Hello) -> Admission:
-        if self.listener is None:
-            return Admission(False, Control(controller="edge", epoch=0))
-        return await self.listener.admit(hello)
-
-    async def close_all(self) -> None:
-        for link in list(self._links.values()):
-            await link.close(1001, "master shutting down")

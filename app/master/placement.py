@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from app.control.clock import now_utc
 from app.control.supervisor import retry_after
+from app.master.edges import SupervisedEdges
+from app.master.links import LinkTable
+from app.services.modules import ModuleService
 from app.services.routing import Placement
-from app.store.base import DocumentNotFound
-
-if TYPE_CHECKING:
-    from app.master.role import MasterRole
+from app.store.base import DocumentNotFound, Store
 
 
 class MasterPlacement:
     """The master runs its own location and any edge it holds; an edge runs the rest."""
 
-    def __init__(self, role: MasterRole) -> None:
-        self._role = role
+    def __init__(
+        self, store: Store, modules: ModuleService, edges: SupervisedEdges, links: LinkTable
+    ) -> None:
+        self._store = store
+        self._modules = modules
+        self._edges = edges
+        self._links = links
 
     async def placement(self, location: str | None) -> Placement:
-        role = self._role
-        if location is None or role.node.modules.runs(location):
+        if location is None or self._modules.runs(location):
             return Placement("here")
         name = f"edge {location!r}"
-        supervisor = role.supervisors.get(location)
+        supervisor = self._edges.get(location)
         try:
-            url = (await role.node.store.get(location)).body.get("api_url")
+            url = (await self._store.get(location)).body.get("api_url")
         except DocumentNotFound:
             url = None
-        linked = role.links.get(location) is not None
+        linked = self._links.get(location) is not None
         if supervisor is None:
             return Placement(
                 "elsewhere",

@@ -14,7 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.link import LinkClosed, LinkConnection
+from app.master.links import LinkTable
+from app.runtime.handle import ModuleHandle
 from app.runtime.status import DebugCallback, StatusCallback, Subscribers, Unsubscribe
+from app.services.modules import Locations
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +187,51 @@ class RemoteModule:
 
     def subscribe_debug(self, callback: DebugCallback) -> Unsubscribe:
         return self._debug.subscribe(self._id, self._link, callback)
+
+
+class RemoteModules:
+    """The proxies of the modules edges control now, one per module, kept while it stays.
+
+    The module manager's ``lookup``: finds what this server does not run itself.
+    """
+
+    def __init__(
+        self,
+        locations: Locations,
+        links: LinkTable,
+        mirror: StatusMirror,
+        debug: DebugRelay,
+        *,
+        default_timeout: float,
+    ) -> None:
+        self._locations = locations
+        self._links = links
+        self._mirror = mirror
+        self._debug = debug
+        self._default_timeout = default_timeout
+        self._remote: dict[str, RemoteModule] = {}
+
+    def __call__(self, module_id: str) -> ModuleHandle | None:
+        """The proxy of a module an edge controls now; None for the master's own."""
+        topology = self._locations.cached_topology
+        if topology is None:
+            return None
+        edge_id = topology.module_locations.get(module_id)
+        if edge_id is None or self._locations.runs(edge_id):
+            return None
+        module = topology.modules.get(module_id)
+        if module is None:
+            return None
+        remote = self._remote.get(module_id)
+        if remote is None or remote.edge_id != edge_id or remote.name != module.body["name"]:
+            remote = RemoteModule(
+                module_id,
+                str(module.body["name"]),
+                edge_id,
+                link=lambda: self._links.get(edge_id),
+                mirror=self._mirror,
+                debug=self._debug,
+                default_timeout=self._default_timeout,
+            )
+            self._remote[module_id] = remote
+        return remote

@@ -20,6 +20,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.errors import EngineError, UnknownModule, UnknownSystem
+from app.routers.problems import status_of
 from app.services.validation import describe_errors
 
 RequestId = int | str | None
@@ -53,9 +54,10 @@ def code_for(error: EngineError) -> ErrorCode:
         return ErrorCode.SYSTEM_NOT_FOUND
     if isinstance(error, UnknownModule):
         return ErrorCode.MODULE_NOT_FOUND
-    if error.status in (400, 422):
+    status, _ = status_of(error)
+    if status in (400, 422):
         return ErrorCode.BAD_REQUEST
-    if error.status in (401, 403):
+    if status in (401, 403):
         return ErrorCode.ACCESS_DENIED
     return ErrorCode.REQUEST_FAILED
 

@@ -44,6 +44,7 @@ from app.routers.client_protocol import (
 from app.routers.deps import NodeDep
 from app.runtime.status import DebugCallback, StatusCallback, Unsubscribe
 from app.services.resolve import RuntimeTargets
+from app.urls import CLIENT_PATH, websocket_url
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ OUTBOX_LIMIT = 1024
 MAX_CALLS = 64
 
 #: Where front ends open the client websocket: ours, PlaceOS's and the ACA Engine's.
-PATHS = ("/api/ws", "/api/engine/v2/systems/control", "/control/websocket")
+PATHS = (CLIENT_PATH, "/api/engine/v2/systems/control", "/control/websocket")
 
 router = APIRouter()
 
@@ -100,12 +101,6 @@ async def client_websocket(websocket: WebSocket, node: NodeDep) -> None:
 
 for _path in PATHS:
     router.add_api_websocket_route(_path, client_websocket, name=f"clientWebsocket {_path}")
-
-
-def websocket_url(base_url: str) -> str:
-    """``https://edge`` → ``wss://edge/api/ws``."""
-    scheme, _, rest = base_url.partition("://")
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{PATHS[0]}"
 
 
 class Outbox:
@@ -335,9 +330,9 @@ class ClientSession:
         moved = [k for k in self._bindings if topology.location_of_system(k.sys) == location]
         if not moved:
             return
-        placement = await self._node.placement.placement(location) if self._node.placement else None
-        here = placement is None or placement.controller == "here"
-        url = self._node.settings.base_url if here else placement.url if placement else None
+        placement = await self._node.placement.placement(location)
+        here = placement.controller == "here"
+        url = self._node.settings.base_url if here else placement.url
         for key in moved:
             _drop(self._bindings, key)
             try:
@@ -353,7 +348,7 @@ class ClientSession:
             self._send(protocol.notify(key, handle.state().get(key.name)))
         if url:
             for system_id in sorted({key.sys for key in moved}):
-                self._send(protocol.redirect(system_id, websocket_url(url)))
+                self._send(protocol.redirect(system_id, websocket_url(url, CLIENT_PATH)))
 
     def _release(self) -> None:
         for unsubscribe in [*self._bindings.values(), *self._watches.values()]:

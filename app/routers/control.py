@@ -4,21 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import Unauthorized, Unavailable
-from app.node import Node
 from app.routers.conditional import cached_json
 from app.routers.crud import problems
-from app.routers.deps import CatalogDep, CurrentUser, NodeDep
+from app.routers.deps import CatalogDep, ControlDep, CurrentUser, NodeDep
 from app.services.auth import require_edge_admin
 from app.services.catalog import EDGE
-from app.services.control import ControlService, history
+from app.services.control import history
 from app.services.witness import QuestionRefused
+from app.store.base import Document
 
 router = APIRouter(prefix="/edges/{edge_id}", tags=["control"])
+
+
+async def administered_edge(edge_id: str, catalog: CatalogDep, user: CurrentUser) -> Document:
+    """The edge in the path, which the caller may administer (401, 404, then 403)."""
+    edge = await catalog.get(EDGE, edge_id)
+    require_edge_admin(user, edge)
+    return edge
+
+
+AdministeredEdge = Annotated[Document, Depends(administered_edge)]
 
 
 class RepositoryRequest(BaseModel):
@@ -29,12 +39,6 @@ class RepositoryRequest(BaseModel):
     reload: bool = False
 
 
-def _control(node: Node) -> ControlService:
-    if node.control is None:
-        raise Unavailable("control is not available yet: the server is still booting")
-    return node.control
-
-
 @router.get(
     "/control",
     operation_id="getEdgeControl",
@@ -42,10 +46,10 @@ def _control(node: Node) -> ControlService:
     responses=problems(401, 404),
 )
 async def get_control(
-    request: Request, edge_id: str, node: NodeDep, catalog: CatalogDep, _user: CurrentUser
+    request: Request, edge_id: str, control: ControlDep, catalog: CatalogDep, _user: CurrentUser
 ) -> Response:
     edge = await catalog.get(EDGE, edge_id)
-    return cached_json(request, await _control(node).describe(edge), cache_control="no-cache")
+    return cached_json(request, await control.describe(edge), cache_control="no-cache")
 
 
 @router.post(
@@ -54,12 +58,8 @@ async def get_control(
     summary="Hand control back to a connected edge now",
     responses=problems(401, 403, 404, 409),
 )
-async def restore(
-    edge_id: str, node: NodeDep, catalog: CatalogDep, user: CurrentUser
-) -> dict[str, Any]:
-    edge = await catalog.get(EDGE, edge_id)
-    require_edge_admin(user, edge)
-    return await _control(node).restore(edge, by=user.user_id)
+async def restore(edge: AdministeredEdge, control: ControlDep, user: CurrentUser) -> dict[str, Any]:
+    return await control.restore(edge, by=user.user_id)
 
 
 @router.post(
@@ -69,11 +69,9 @@ async def restore(
     responses=problems(401, 403, 404),
 )
 async def takeover(
-    edge_id: str, node: NodeDep, catalog: CatalogDep, user: CurrentUser
+    edge: AdministeredEdge, control: ControlDep, user: CurrentUser
 ) -> dict[str, Any]:
-    edge = await catalog.get(EDGE, edge_id)
-    require_edge_admin(user, edge)
-    return await _control(node).takeover(edge, by=user.user_id)
+    return await control.takeover(edge, by=user.user_id)
 
 
 @router.get(
@@ -105,9 +103,11 @@ async def events(
     summary="The controller probe without a body",
     responses=problems(404, 503),
 )
-async def controller_probe(edge_id: str, node: NodeDep, catalog: CatalogDep) -> Response:
+async def controller_probe(
+    edge_id: str, node: NodeDep, control: ControlDep, catalog: CatalogDep
+) -> Response:
     await catalog.get(EDGE, edge_id)
-    if _control(node).controls(edge_id):
+    if control.controls(edge_id):
         return Response(status_code=200, headers={"Cache-Control": "no-store"})
     raise Unavailable(f"this server ({node.settings.node_name}) does not control edge {edge_id!r}")
 
@@ -136,7 +136,7 @@ class WitnessAnswer(BaseModel):
 )
 async def witness(
     edge_id: str,
-    node: NodeDep,
+    control: ControlDep,
     catalog: CatalogDep,
     nonce: Annotated[str, Query(min_length=16, max_length=128)],
     proof: Annotated[str, Query(min_length=1, max_length=128)],
@@ -144,7 +144,7 @@ async def witness(
 ) -> Response:
     edge = await catalog.get(EDGE, edge_id)
     try:
-        body = await _control(node).witness(edge, nonce=nonce, proof=proof, asker=asker)
+        body = await control.witness(edge, nonce=nonce, proof=proof, asker=asker)
     except QuestionRefused:
         raise Unauthorized("the question's proof is wrong") from None
     return JSONResponse(WitnessAnswer(**body).model_dump(), headers={"Cache-Control": "no-store"})
@@ -157,8 +157,6 @@ async def witness(
     responses=problems(401, 403, 404, 409, 503),
 )
 async def repository(
-    edge_id: str, body: RepositoryRequest, node: NodeDep, catalog: CatalogDep, user: CurrentUser
+    body: RepositoryRequest, edge: AdministeredEdge, control: ControlDep
 ) -> dict[str, Any]:
-    edge = await catalog.get(EDGE, edge_id)
-    require_edge_admin(user, edge)
-    return await _control(node).repository(edge, body.action, body.commit, body.reload)
+    return await control.repository(edge, body.action, body.commit, body.reload)

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from app.node import Node
 from app.services.auth import Principal, require_admin
 from app.services.catalog import Catalog
+from app.services.control import ControlService, PlacementSource
 
 bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer <token>")
 
@@ -20,6 +21,20 @@ def get_node(connection: HTTPConnection) -> Node:
 
 
 NodeDep = Annotated[Node, Depends(get_node)]
+
+
+def get_control(node: NodeDep) -> ControlService:
+    return node.control
+
+
+ControlDep = Annotated[ControlService, Depends(get_control)]
+
+
+def get_placement(node: NodeDep) -> PlacementSource:
+    return node.placement
+
+
+PlacementDep = Annotated[PlacementSource, Depends(get_placement)]
 
 
 def get_catalog(node: NodeDep) -> Catalog:

@@ -7,11 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import Unavailable
 from app.models import EdgeCreated, EdgeSecret
 from app.node import Node
 from app.routers.crud import crud_router, problems
-from app.routers.deps import AdminUser, CatalogDep, NodeDep
+from app.routers.deps import AdminUser, CatalogDep, ControlDep
 from app.services.catalog import EDGE
 from app.store.base import Document
 
@@ -43,16 +42,14 @@ class SecretRotation(BaseModel):
 )
 async def rotate_secret(
     edge_id: str,
-    node: NodeDep,
+    control: ControlDep,
     catalog: CatalogDep,
     _admin: AdminUser,
     body: Annotated[SecretRotation | None, Body()] = None,
 ) -> EdgeSecret:
     edge = await catalog.get(EDGE, edge_id)
-    if node.control is None:
-        raise Unavailable("the server is still booting")
     grace_s = (body or SecretRotation()).grace_s
-    return EdgeSecret(id=edge_id, secret=await node.control.rotate_secret(edge, grace_s))
+    return EdgeSecret(id=edge_id, secret=await control.rotate_secret(edge, grace_s))
 
 
 router.include_router(crud_router(EDGE, after_create=_issue_secret, create_model=EdgeCreated))

@@ -39,7 +39,6 @@ async def ready(node: NodeDep) -> Response:
             phase=boot.phase,
         )
     # Counts that move (edges connected, modules running) are read now, not at boot.
-    control = node.control.health() if node.control is not None else {}
     return JSONResponse(
         {
             "status": "ready",
@@ -47,7 +46,7 @@ async def ready(node: NodeDep) -> Response:
             "phase": boot.phase,
             **boot.summary,
             **node.live_counts(),
-            **control,
+            **node.control.health(),
         }
     )
 

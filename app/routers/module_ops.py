@@ -38,6 +38,33 @@ def runtime_targets(node: NodeDep) -> RuntimeTargets:
 TargetsDep = Annotated[RuntimeTargets, Depends(runtime_targets)]
 
 
+class ActsWhereItRuns:
+    """The declaration that a start or stop acts where its target runs: passed on over
+    the link to the edge that runs it (an edge without a public URL), else on this
+    server, which must run it (409 otherwise). Only an admin may ask (401, 403 first).
+    """
+
+    def __init__(self, kind: Literal["module", "system"], param: str) -> None:
+        self.kind = kind
+        self.param = param
+
+    async def __call__(
+        self, request: Request, node: NodeDep, targets: TargetsDep, _admin: AdminUser
+    ) -> None:
+        target_id = request.path_params[self.param]
+        operations = node.operations
+        if self.kind == "module":
+            if not operations.forwards_module(target_id):
+                await targets.ensure_local_module(target_id)
+        elif not operations.forwards_system(target_id):
+            await targets.ensure_local_system(target_id)
+
+
+#: On start and stop routes: ``dependencies=[ACTS_ON_MODULE]``.
+ACTS_ON_MODULE = Depends(ActsWhereItRuns("module", "module_id"))
+ACTS_ON_SYSTEM = Depends(ActsWhereItRuns("system", "system_id"))
+
+
 def live_json(request: Request, content: Any) -> Response:
     """Runtime values with an ``ETag``, revalidated on every use."""
     return cached_json(request, jsonable_encoder(content), cache_control=LIVE_CACHE)
@@ -78,12 +105,9 @@ router = APIRouter(prefix="/modules", tags=["modules"], dependencies=[BY_MODULE]
     summary="Start a module this server runs",
     response_model=ModuleRuntime,
     responses=runtime_problems(401, 403, 404, 409, 500),
+    dependencies=[ACTS_ON_MODULE],
 )
-async def start_module(
-    module_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
-) -> dict[str, Any]:
-    if not node.operations.forwards_module(module_id):
-        await targets.ensure_local_module(module_id)
+async def start_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict[str, Any]:
     return await node.operations.start_module(module_id)
 
 
@@ -93,12 +117,9 @@ async def start_module(
     summary="Stop a module this server runs",
     response_model=ModuleRuntime,
     responses=runtime_problems(401, 403, 404, 409),
+    dependencies=[ACTS_ON_MODULE],
 )
-async def stop_module(
-    module_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
-) -> dict[str, Any]:
-    if not node.operations.forwards_module(module_id):
-        await targets.ensure_local_module(module_id)
+async def stop_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict[str, Any]:
     return await node.operations.stop_module(module_id)
 
 

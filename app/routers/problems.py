@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import EngineError
+from app.link import ErrorCode, LinkClosed, LinkRequestError, LinkTimeout
+from app.link.codes import DOMAIN_CODES
 from app.services.validation import invalid
 from app.store.base import StoreUnavailable
 
@@ -32,10 +34,26 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+#: What a peer's error code means to an HTTP client: a domain error keeps its status
+#: (a 404 on the edge is a 404 on the master); any other code is the peer failing (502).
+LINK_ERROR_STATUS: dict[str, tuple[int, str]] = {
+    **{code: (error.status, error.title) for error, code in DOMAIN_CODES.items()},
+    ErrorCode.LINK_CLOSED: (LinkClosed.status, LinkClosed.title),
+    ErrorCode.LINK_TIMEOUT: (LinkTimeout.status, LinkTimeout.title),
+}
+PEER_FAILED = (502, "Bad Gateway")
+
+
+def status_of(error: EngineError) -> tuple[int, str]:
+    """The HTTP status and title of an engine error, a peer's error by its wire code."""
+    if isinstance(error, LinkRequestError):
+        return LINK_ERROR_STATUS.get(error.code, PEER_FAILED)
+    return error.status, error.title
+
+
 def error_response(error: EngineError) -> JSONResponse:
-    return problem(
-        error.status, error.title, error.detail, headers=error.headers, **error.extensions
-    )
+    status, title = status_of(error)
+    return problem(status, title, error.detail, headers=error.headers, **error.extensions)
 
 
 async def _engine_error(_: Request, exc: Exception) -> JSONResponse:

@@ -36,7 +36,7 @@ from app.errors import (
     Unavailable,
 )
 from app.node import Node
-from app.routers.deps import CurrentUser, NodeDep
+from app.routers.deps import CurrentUser, NodeDep, PlacementDep
 from app.services.routing import (
     Local,
     Placement,
@@ -94,17 +94,17 @@ class RoutedBy:
         self.param = param
         self.prefer = prefer
 
-    async def __call__(self, request: Request, node: NodeDep, _user: CurrentUser) -> None:
-        if node.placement is None:
-            return
+    async def __call__(
+        self, request: Request, node: NodeDep, placement: PlacementDep, _user: CurrentUser
+    ) -> None:
         target_id = request.path_params[self.param]
         topology = await node.modules.topology()
         if self.kind == "module":
             location = topology.module_locations.get(target_id)
         else:
             location = topology.location_of_system(target_id)
-        placement = await node.placement.placement(location)
-        await route(node, request, placement, self.prefer or node.settings.client_routing)
+        target = await placement.placement(location)
+        await route(node, request, target, self.prefer or node.settings.client_routing)
 
 
 #: The declarations of the native runtime routes: ``dependencies=[BY_MODULE]``.
@@ -209,7 +209,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Answered, _answered)
 
 
-async def edge_configuration_writes(connection: HTTPConnection, node: NodeDep) -> None:
+async def edge_configuration_writes(
+    connection: HTTPConnection, node: NodeDep, placement: PlacementDep
+) -> None:
     """On an edge, a configuration write goes to the master (an application-wide dependency).
 
     The whole configuration API is the master's to change, so this is decided for the
@@ -219,15 +221,14 @@ async def edge_configuration_writes(connection: HTTPConnection, node: NodeDep) -
     scope = connection.scope
     if (
         not isinstance(connection, Request)  # the same object the route reads its body from
-        or node.placement is None
         or not node.settings.is_edge
         or scope["method"] in READ_METHODS
         or not CONFIG_PATH.match(scope["path"])
         or _declares_routing(scope.get("route"))
     ):
         return
-    placement = await node.placement.placement(None)
-    await route(node, connection, placement, node.settings.client_routing)
+    target = await placement.placement(None)
+    await route(node, connection, target, node.settings.client_routing)
 
 
 EDGE_CONFIGURATION_WRITES = Depends(edge_configuration_writes)

@@ -24,6 +24,7 @@ from app.errors import EngineError
 from app.node import Node
 from app.routers.crud import problems
 from app.routers.deps import CurrentUser, NodeDep, access_token, bearer
+from app.routers.problems import status_of
 from app.services.auth import Principal
 from app.services.status import StatusBoard
 
@@ -39,7 +40,7 @@ def install(app: FastAPI, node: Node) -> None:
     app.state.status_board = StatusBoard(
         node.store,
         node.catalog,
-        lambda: node.control,
+        node.control,
         node_name=node.settings.node_name,
         edge_id=node.settings.edge_id,
     )
@@ -109,7 +110,8 @@ async def stream(
                 else:
                     yield f"event: status\ndata: {json.dumps(snapshot)}\n\n"
         except EngineError as exc:
-            error = {"status": exc.status, "title": exc.title, "detail": exc.detail}
+            status, title = status_of(exc)
+            error = {"status": status, "title": title, "detail": exc.detail}
             yield f"event: error\ndata: {json.dumps(error)}\n\n"
 
     return StreamingResponse(

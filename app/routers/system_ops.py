@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from app.routers.deps import AdminUser, CurrentUser, NodeDep
 from app.routers.module_ops import (
+    ACTS_ON_SYSTEM,
     NOT_MODIFIED,
     ExecBody,
     ExecResult,
@@ -44,12 +45,9 @@ router = APIRouter(prefix="/systems", tags=["systems"], dependencies=[BY_SYSTEM]
     summary="Start the system's modules",
     response_model=SystemStarted,
     responses=runtime_problems(401, 403, 404, 409),
+    dependencies=[ACTS_ON_SYSTEM],
 )
-async def start_system(
-    system_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
-) -> SystemStarted:
-    if not node.operations.forwards_system(system_id):
-        await targets.ensure_local_system(system_id)
+async def start_system(system_id: str, node: NodeDep, _admin: AdminUser) -> SystemStarted:
     return SystemStarted(failed=await node.operations.start_system(system_id))
 
 
@@ -60,12 +58,9 @@ async def start_system(
     status_code=204,
     response_class=Response,
     responses=runtime_problems(401, 403, 404, 409),
+    dependencies=[ACTS_ON_SYSTEM],
 )
-async def stop_system(
-    system_id: str, node: NodeDep, targets: TargetsDep, _admin: AdminUser
-) -> Response:
-    if not node.operations.forwards_system(system_id):
-        await targets.ensure_local_system(system_id)
+async def stop_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Response:
     await node.operations.stop_system(system_id)
     return Response(status_code=204)
 

@@ -98,15 +98,46 @@ class Topology:
         )
 
 
+class Locations:
+    """What runs where: the store's topology as last read, and the locations this server
+    controls. Shared by the module service and, on the master, the remote-module proxies.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._topology: Topology | None = None
+        self.controlled: set[str | None] = set()
+
+    async def topology(self, *, fresh: bool = False) -> Topology:
+        """The store's systems, modules and drivers (cached until the next change)."""
+        if self._topology is None or fresh:
+            systems, modules, drivers = await asyncio.gather(
+                self._store.find("system"), self._store.find("module"), self._store.find("driver")
+            )
+            self._topology = Topology(
+                systems={doc.id: doc for doc in systems.items},
+                modules={doc.id: doc for doc in modules.items},
+                drivers={doc.id: doc for doc in drivers.items},
+            )
+        return self._topology
+
+    @property
+    def cached_topology(self) -> Topology | None:
+        """The topology as last read, for synchronous lookups; None before the first read."""
+        return self._topology
+
+    def runs(self, location: str | None) -> bool:
+        return location in self.controlled
+
+
 class ModuleService:
     """Runs exactly the modules of the locations this server controls."""
 
-    def __init__(self, store: Store, manager: ModuleManager) -> None:
-        self._store = store
+    def __init__(self, manager: ModuleManager, locations: Locations) -> None:
         self.manager = manager
-        self._controlled: set[str | None] = set()
+        self._locations = locations
+        self._controlled = locations.controlled
         self._lock = asyncio.Lock()
-        self._topology: Topology | None = None
         #: Each loaded module's ``running`` flag as last reconciled: a stopped module
         #: starts again only when its flag turns on, not at every reconcile.
         self._flags: dict[str, bool] = {}
@@ -130,21 +161,12 @@ class ModuleService:
 
     async def topology(self, *, fresh: bool = False) -> Topology:
         """The store's systems, modules and drivers (cached until the next change)."""
-        if self._topology is None or fresh:
-            systems, modules, drivers = await asyncio.gather(
-                self._store.find("system"), self._store.find("module"), self._store.find("driver")
-            )
-            self._topology = Topology(
-                systems={doc.id: doc for doc in systems.items},
-                modules={doc.id: doc for doc in modules.items},
-                drivers={doc.id: doc for doc in drivers.items},
-            )
-        return self._topology
+        return await self._locations.topology(fresh=fresh)
 
     @property
     def cached_topology(self) -> Topology | None:
         """The topology as last read, for synchronous lookups; None before the first read."""
-        return self._topology
+        return self._locations.cached_topology
 
     async def take(
         self, location: str | None, *, status: Mapping[str, Mapping[str, Any]] | None = None
@@ -174,7 +196,7 @@ class ModuleService:
             return await self._reconcile({})
 
     def runs(self, location: str | None) -> bool:
-        return location in self._controlled
+        return self._locations.runs(location)
 
     async def _reconcile(self, status: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         topology = await self.topology()

@@ -16,9 +16,12 @@ from app.services.modules import ModuleService
 
 
 class ReloadFanout(Protocol):
-    """Reloads a driver on the other servers that run it; returns what each said."""
+    """Reloads a driver on the other servers that run it; returns what each said, or
+    None where no other server reloads (an edge only reloads itself)."""
 
-    async def __call__(self, driver_id: str, files: dict[str, str] | None) -> dict[str, Any]: ...
+    async def __call__(
+        self, driver_id: str, files: dict[str, str] | None
+    ) -> dict[str, Any] | None: ...
 
 
 class Forwarder(Protocol):
@@ -31,17 +34,44 @@ class Forwarder(Protocol):
     async def request(self, edge_id: str, op: str, args: dict[str, Any]) -> Any: ...
 
 
-class Operations:
-    """Start, stop, inspect and reload what runs here; drive the driver repository."""
+async def no_fanout(driver_id: str, files: dict[str, str] | None) -> None:
+    """An edge reloads a driver only on itself."""
 
-    def __init__(self, catalog: Catalog, modules: ModuleService, repository: DriverRepository):
+
+class NoForwarding:
+    """An edge forwards nothing: every module it starts or stops runs on it."""
+
+    def edge_for_module(self, module_id: str) -> str | None:
+        return None
+
+    def edge_for_system(self, system_id: str) -> str | None:
+        return None
+
+    async def request(self, edge_id: str, op: str, args: dict[str, Any]) -> Any:
+        raise AssertionError(f"an edge forwards no {op} (to edge {edge_id!r})")
+
+
+class Operations:
+    """Start, stop, inspect and reload what runs here; drive the driver repository.
+
+    The master reloads a driver on its edges too (``fanout``) and starts and stops
+    modules of link-only edges through their link (``forward``).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        modules: ModuleService,
+        repository: DriverRepository,
+        *,
+        fanout: ReloadFanout,
+        forward: Forwarder,
+    ) -> None:
         self._catalog = catalog
         self._modules = modules
         self._repository = repository
-        #: The master reloads a driver on its edges too; an edge only reloads itself.
-        self.fanout: ReloadFanout | None = None
-        #: The master starts and stops modules of link-only edges through their link.
-        self.forward: Forwarder | None = None
+        self._fanout = fanout
+        self._forward = forward
 
     @property
     def manager(self) -> ModuleManager:
@@ -49,45 +79,41 @@ class Operations:
 
     def forwards_module(self, module_id: str) -> bool:
         """Whether a start or stop of this module goes to an edge over its link."""
-        return self.forward is not None and self.forward.edge_for_module(module_id) is not None
+        return self._forward.edge_for_module(module_id) is not None
 
     def forwards_system(self, system_id: str) -> bool:
-        return self.forward is not None and self.forward.edge_for_system(system_id) is not None
+        return self._forward.edge_for_system(system_id) is not None
 
     async def start_module(self, module_id: str) -> dict[str, Any]:
         if (edge := self._edge_for_module(module_id)) is not None:
-            return dict(await self._forward(edge, "module.start", {"module_id": module_id}))
+            return dict(await self._forward.request(edge, "module.start", {"module_id": module_id}))
         await self.manager.start(module_id)
         return self.manager.describe(module_id)
 
     async def stop_module(self, module_id: str) -> dict[str, Any]:
         if (edge := self._edge_for_module(module_id)) is not None:
-            return dict(await self._forward(edge, "module.stop", {"module_id": module_id}))
+            return dict(await self._forward.request(edge, "module.stop", {"module_id": module_id}))
         await self.manager.stop(module_id)
         return self.manager.describe(module_id)
 
     async def start_system(self, system_id: str) -> dict[str, str]:
         """Start the system's modules where they run; returns those that failed."""
         if (edge := self._edge_for_system(system_id)) is not None:
-            answer = await self._forward(edge, "system.start", {"system_id": system_id})
+            answer = await self._forward.request(edge, "system.start", {"system_id": system_id})
             return dict(answer.get("failed", {}))
         return await self.manager.start_many(await self._local_modules(system_id))
 
     async def stop_system(self, system_id: str) -> None:
         if (edge := self._edge_for_system(system_id)) is not None:
-            await self._forward(edge, "system.stop", {"system_id": system_id})
+            await self._forward.request(edge, "system.stop", {"system_id": system_id})
             return
         await self.manager.stop_many(await self._local_modules(system_id))
 
     def _edge_for_module(self, module_id: str) -> str | None:
-        return self.forward.edge_for_module(module_id) if self.forward else None
+        return self._forward.edge_for_module(module_id)
 
     def _edge_for_system(self, system_id: str) -> str | None:
-        return self.forward.edge_for_system(system_id) if self.forward else None
-
-    async def _forward(self, edge_id: str, op: str, args: dict[str, Any]) -> Any:
-        assert self.forward is not None
-        return await self.forward.request(edge_id, op, args)
+        return self._forward.edge_for_system(system_id)
 
     def status(self, module_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
         """State, commands and lifecycle of loaded modules (all when ``module_ids`` is None)."""
@@ -132,8 +158,9 @@ class Operations:
             if self.manager.handle(m).spec.driver_id == driver_id
         ]
         result: dict[str, Any] = {"commit": head, "modules": restarted}
-        if self.fanout is not None:
-            result["edges"] = await self.fanout(driver_id, files)
+        edges = await self._fanout(driver_id, files)
+        if edges is not None:
+            result["edges"] = edges
         return result
 
     async def _reload_running_drivers(self) -> list[str]:

@@ -12,7 +12,7 @@ from app.errors import Conflict, NotFound, Unavailable, UnknownModule, UnknownSy
 from app.runtime.handle import ModuleHandle
 from app.runtime.manager import ModuleManager
 from app.runtime.systems import Systems
-from app.services.catalog import MODULE, SYSTEM, Catalog
+from app.services.catalog import MODULE, SYSTEM, Catalog, Kind
 from app.services.modules import ModuleService
 
 #: Seconds a client should wait for the runtime to catch up with a new system.
@@ -73,15 +73,16 @@ class RuntimeTargets:
             )
 
     async def _not_loaded(self, module_id: str) -> Conflict:
-        try:
-            await self._catalog.get(MODULE, module_id)
-        except NotFound as exc:
-            raise UnknownModule(exc.detail) from None
+        await self._exists(MODULE, module_id, UnknownModule)
         return Conflict(f"module {module_id} is not loaded on this server", module_id=module_id)
 
     async def _not_known(self, system_id: str) -> Unavailable:
-        try:
-            await self._catalog.get(SYSTEM, system_id)
-        except NotFound as exc:
-            raise UnknownSystem(exc.detail) from None
+        await self._exists(SYSTEM, system_id, UnknownSystem)
         return Unavailable(f"system {system_id} is not loaded yet", retry_after=SYSTEM_LOAD_RETRY_S)
+
+    async def _exists(self, kind: Kind, doc_id: str, unknown: type[NotFound]) -> None:
+        """Raise ``unknown`` when the store has no such document."""
+        try:
+            await self._catalog.get(kind, doc_id)
+        except NotFound as exc:
+            raise unknown(exc.detail) from None

@@ -46,7 +46,7 @@ class StatusBoard:
         self,
         store: Store,
         catalog: Catalog,
-        control: Callable[[], ControlService | None],
+        control: ControlService,
         *,
         node_name: str,
         edge_id: str | None,
@@ -64,10 +64,10 @@ class StatusBoard:
     async def snapshot(self, user: Principal) -> dict[str, Any]:
         """Every location this server shows, as ``user`` may see and operate it."""
         configuration = await self._current_configuration()
-        control = self._control()
+        control = self._control
         locations = []
         for edge in configuration.edges:
-            described = await control.describe(edge) if control is not None else None
+            described = await control.describe(edge)
             locations.append(
                 {
                     "id": edge.id,

@@ -116,7 +116,10 @@ class ControllerSampler:
     Each sample reads the master's ``/control`` and then the controller probe
     (``GET /api/edges/{id}/controller``) on each server, so a sample whose ``/control``
     names the master while the master's probe is 503 means the API named a
-    controller that does not run the location.
+    controller that does not run the location. The probes are not simultaneous, so
+    the master is probed again after the edge: a sample is doubled only when the edge
+    ran between two moments the master ran, not when a handover (the old controller
+    stopped, then the new one started) fell between two probes of a slow sample.
     """
 
     def __init__(self, site: Site, edge: Edge, *, interval: float = 0.1) -> None:
@@ -125,6 +128,8 @@ class ControllerSampler:
         self.interval = interval
         #: (named controller, master's probe, edge's probe); 0 when a server did not answer.
         self.samples: list[tuple[str, int, int]] = []
+        #: The master's probe again after the edge's, for each sample.
+        self._master_after: list[int] = []
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -142,8 +147,12 @@ class ControllerSampler:
             await self._http.aclose()
 
     def doubled(self) -> list[tuple[str, int, int]]:
-        """Samples in which both servers answered 200."""
-        return [s for s in self.samples if s[1] == 200 and s[2] == 200]
+        """Samples in which both servers answered 200 (the master before and after)."""
+        return [
+            sample
+            for sample, after in zip(self.samples, self._master_after, strict=True)
+            if sample[1] == 200 and sample[2] == 200 and after == 200
+        ]
 
     def false_claims(self) -> list[tuple[str, int, int]]:
         """Samples in which ``/control`` named the master while the master ran nothing."""
@@ -161,10 +170,11 @@ class ControllerSampler:
                 if response.status_code == 200:
                     named = response.json()["controller"]
             statuses = []
-            for server in (self.site.master, self.edge.process):
+            for server in (self.site.master, self.edge.process, self.site.master):
                 try:
                     statuses.append((await http.get(f"{server.url}{path}/controller")).status_code)
                 except httpx.HTTPError:
                     statuses.append(0)
+            self._master_after.append(statuses[2])
             self.samples.append((named, statuses[0], statuses[1]))
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))

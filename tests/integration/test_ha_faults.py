@@ -21,6 +21,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from app.urls import LINK_PATH, websocket_url
 from tests.integration.rooms import (
     TIMEOUT_S,
     ControllerSampler,
@@ -280,7 +281,7 @@ async def test_a_flood_of_wrong_hellos_does_not_keep_the_edge_out(site: Site, ro
             "flooded", timeout=10, env={"ENGINE_LINK_URL": f"https://127.0.0.1:{proxy.port}"}
         )
         await room.watch.wait_held_by("flooded", timeout=10)
-        link_url = site.master.url.replace("https://", "wss://") + "/api/edge/link"
+        link_url = websocket_url(site.master.url, LINK_PATH)
         flood = Flood(link_url, room.edge.id, site)
         sampler = await stack.enter_async_context(ControllerSampler(site, room.edge))
         flooding = asyncio.create_task(flood.run(count=200, seconds=10.0))

@@ -14,6 +14,7 @@ import pytest
 from app.edge.replica import Replicator, XdcrReplicator, replica_for
 from app.errors import ResyncRequired
 from app.link import LinkClosed, LinkConnection, LinkRequestError
+from app.link.ops import ReplicaBatch, ReplicaChangesArgs
 from app.master.feed import replica_changes
 from app.store import (
     Change,
@@ -47,12 +48,14 @@ class FakeMaster:
         #: Called before answering the n-th request (1-based); may break the link.
         self.before_answer: Callable[[int], Awaitable[None]] | None = None
 
-    async def changes(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def changes(self, args: dict[str, Any]) -> ReplicaBatch:
         self.asked.append(dict(args))
         if self.before_answer is not None:
             await self.before_answer(len(self.asked))
         await self.gate.wait()
-        answer = await replica_changes(self.store, args, max_bytes=1 << 20)
+        answer = await replica_changes(
+            self.store, ReplicaChangesArgs.model_validate(args), max_bytes=1 << 20
+        )
         answer["changes"] += [change.as_json() for change in self.extra]
         return answer
 

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from app.errors import ContentTooLarge, NotFound
 from app.link.codec import FrameError, encode
-from app.link.connection import Handler, LinkConnection, TransportClosed, receive_frame
+from app.link.codes import CloseCode
+from app.link.connection import LinkConnection, TransportClosed, receive_frame
 from app.link.messages import Challenge, Event, Hello, Request
+from app.link.ops import Args, Handler, Op
 from app.link.pending import LinkClosed, LinkRequestError, LinkTimeout
 from tests.support.wait import wait_until
 
@@ -84,12 +85,12 @@ async def test_requests_flow_both_ways_on_one_link() -> None:
         assert await edge.request("status") == "master ok"
 
 
-class PowerArgs(BaseModel):
+class PowerArgs(Args):
     on: bool
 
 
-async def validates_args(args: dict[str, Any]) -> bool:
-    return PowerArgs.model_validate(args).on
+async def power(args: PowerArgs) -> bool:
+    return args.on
 
 
 async def takes_no_args(args: dict[str, Any]) -> None:
@@ -117,24 +118,26 @@ async def passes_on_a_peer_error(args: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("op", "code", "message_part", "status"),
+    ("op", "code", "message_part"),
     [
-        ("power", "bad_args", "on", 502),
-        ("no_args", "bad_args", "unexpected keyword argument", 502),
-        ("find", "NotFound", "no module 'Display_9'", 404),
-        ("buggy", "internal", "ZeroDivisionError: oops", 502),
-        ("needy", "bad_args", "missing argument 'module_id'", 502),
-        ("opaque", "bad_result", "not JSON", 502),
-        ("relay", "Conflict", "the edge said no", 409),
-        ("fly", "unknown_op", "unknown op 'fly'", 502),
+        ("power", "bad_args", "on"),
+        ("no_args", "internal", "TypeError"),
+        ("find", "NotFound", "no module 'Display_9'"),
+        ("buggy", "internal", "ZeroDivisionError: oops"),
+        ("needy", "internal", "KeyError: 'module_id'"),
+        ("opaque", "bad_result", "not JSON"),
+        ("relay", "Conflict", "the edge said no"),
+        ("fly", "unknown_op", "unknown op 'fly'"),
     ],
 )
 async def test_handler_failures_become_error_responses(
-    op: str, code: str, message_part: str, status: int
+    op: str, code: str, message_part: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Only arguments failing the op's model are ``bad_args``; a bug in a handler is
+    ``internal`` and logged with its traceback."""
     master, edge = connect(
         {
-            "power": validates_args,
+            "power": Op("power", PowerArgs, power).handler(),
             "no_args": takes_no_args,
             "find": raises_not_found,
             "buggy": raises_a_bug,
@@ -150,7 +153,8 @@ async def test_handler_failures_become_error_responses(
 
     assert caught.value.code == code
     assert message_part in caught.value.detail
-    assert caught.value.status == status
+    tracebacks = [r for r in caplog.records if r.exc_info and f"op {op!r}" in r.getMessage()]
+    assert bool(tracebacks) == (code == "internal")
 
 
 async def _next_frame(raw: MemoryTransport) -> dict[str, Any]:
@@ -385,3 +389,19 @@ async def test_hostile_frames_never_break_the_link(frame: str | bytes) -> None:
             assert answer["type"] in ("event", "response"), answer
         assert answer == {"type": "response", "id": 8, "ok": True, "result": {"x": 1}}
         assert not link.closed
+
+
+async def test_a_closed_link_says_with_which_close_code() -> None:
+    async def never_answers(args: dict[str, Any]) -> None:
+        await asyncio.Event().wait()
+
+    master, edge = connect({"hang": never_answers})
+    async with serving(master, edge):
+        waiting = asyncio.create_task(master.request("hang", timeout=WAIT))
+        await wait_until(lambda: len(master._pending) == 1)
+        await master.close(CloseCode.REPLACED, "replaced by a newer connection")
+        with pytest.raises(LinkClosed) as pending:
+            await waiting
+        with pytest.raises(LinkClosed) as later:
+            await master.request("status")
+    assert pending.value.close_code == later.value.close_code == CloseCode.REPLACED

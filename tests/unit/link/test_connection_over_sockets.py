@@ -18,9 +18,9 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from app.link.auth import AuthFailed, NonceRegistry
 from app.link.codec import encode
+from app.link.codes import CloseCode
 from app.link.connection import (
     FrameTransport,
-    Handler,
     LinkConnection,
     StarletteTransport,
     TransportClosed,
@@ -28,7 +28,8 @@ from app.link.connection import (
     receive_frame,
 )
 from app.link.handshake import EdgeHandshake, MasterHandshake
-from app.link.messages import CLOSE_AUTH_FAILED, Challenge, Hello, Welcome
+from app.link.messages import Challenge, Hello, Welcome
+from app.link.ops import Handler
 from app.link.pending import LinkClosed
 from tests.support.wait import wait_until
 
@@ -59,7 +60,7 @@ async def master_handshake(transport: FrameTransport) -> bool:
     try:
         handshake.receive(await receive_frame(transport, Hello), [SECRET])
     except AuthFailed:
-        await transport.close(CLOSE_AUTH_FAILED)
+        await transport.close(CloseCode.AUTH_FAILED)
         return False
     await transport.send(encode(handshake.welcome(master_booting=False, epoch=1)))
     return True
@@ -183,7 +184,7 @@ async def test_a_wrong_secret_is_closed_with_4401(master: Any) -> None:
         with pytest.raises(TransportClosed):
             await edge_handshake(transport, secret="guess")
 
-    assert websocket.close_code == CLOSE_AUTH_FAILED
+    assert websocket.close_code == CloseCode.AUTH_FAILED
 
 
 @pytest.mark.parametrize("master", MASTERS)

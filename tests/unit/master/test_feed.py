@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import ResyncRequired
+from app.link.ops import ReplicaChangesArgs, ReplicaFetchArgs
 from app.master.feed import replica_changes, replica_fetch, versions_since
 from app.store.sqlite import SqliteStore
 
@@ -28,7 +29,9 @@ async def test_large_documents_are_cut_into_frames_that_fit(store: SqliteStore) 
     seen: list[str] = []
     since, more = 0, True
     while more:
-        answer = await replica_changes(store, {"since": since, "limit": 1000}, max_bytes=10_000)
+        answer = await replica_changes(
+            store, ReplicaChangesArgs(since=since, limit=1000), max_bytes=10_000
+        )
         assert 1 <= len(answer["changes"]) <= 7
         seen += [change["id"] for change in answer["changes"]]
         since, more = answer["last_seq"], answer["more"]
@@ -43,7 +46,7 @@ async def test_a_change_no_frame_can_carry_is_skipped_and_named(store: SqliteSto
         deep = [deep]
     await store.insert("deep", "module", {"deep": deep})
     await store.insert("after", "module", {"n": 2})
-    answer = await replica_changes(store, {"since": 0}, max_bytes=1000)
+    answer = await replica_changes(store, ReplicaChangesArgs(since=0), max_bytes=1000)
     assert [change["id"] for change in answer["changes"]] == ["before", "after"]
     assert [(s["id"], s["seq"]) for s in answer["skipped"]] == [
         ("big", big.seq),
@@ -59,10 +62,12 @@ async def test_a_cut_batch_reports_only_the_skips_before_the_cut(store: SqliteSt
     await store.insert("big", "module", {"blob": "x" * 5000})
     await store.insert("b", "module", {"blob": "x" * 600})
     await store.insert("big2", "module", {"blob": "x" * 5000})
-    first = await replica_changes(store, {"since": 0}, max_bytes=1000)
+    first = await replica_changes(store, ReplicaChangesArgs(since=0), max_bytes=1000)
     assert [c["id"] for c in first["changes"]] == ["a"]
     assert [s["id"] for s in first["skipped"]] == ["big"] and first["more"] is True
-    second = await replica_changes(store, {"since": first["last_seq"]}, max_bytes=1000)
+    second = await replica_changes(
+        store, ReplicaChangesArgs(since=first["last_seq"]), max_bytes=1000
+    )
     assert [c["id"] for c in second["changes"]] == ["b"]
     assert [s["id"] for s in second["skipped"]] == ["big2"] and second["more"] is False
 
@@ -74,10 +79,12 @@ async def test_a_reader_behind_a_purge_must_resync(store: SqliteStore) -> None:
     await store.insert("c", "driver", {})
     await store.purge_tombstones(older_than_seq=await store.last_seq() + 1)
     with pytest.raises(ResyncRequired):
-        await replica_changes(store, {"since": reader - 1}, max_bytes=1 << 20)
-    fresh = await replica_changes(store, {"since": 0, "limit": 1}, max_bytes=1 << 20)
+        await replica_changes(store, ReplicaChangesArgs(since=reader - 1), max_bytes=1 << 20)
+    fresh = await replica_changes(store, ReplicaChangesArgs(since=0, limit=1), max_bytes=1 << 20)
     rest = await replica_changes(
-        store, {"since": fresh["last_seq"], "horizon": fresh["horizon"]}, max_bytes=1 << 20
+        store,
+        ReplicaChangesArgs(since=fresh["last_seq"], horizon=fresh["horizon"]),
+        max_bytes=1 << 20,
     )
     assert [c["id"] for c in fresh["changes"] + rest["changes"]] == ["b", "c"]
 
@@ -97,5 +104,5 @@ async def test_versions_since_names_new_versions_and_deletions(store: SqliteStor
 async def test_replica_fetch_never_hands_out_secrets(store: SqliteStore) -> None:
     await store.insert("a", "module", {"name": "Display"})
     await store.upsert("edge_secret::e", "edge_secret", {"secret": "s"})
-    answer = await replica_fetch(store, {"ids": ["a", "edge_secret::e", "missing"]})
+    answer = await replica_fetch(store, ReplicaFetchArgs(ids=["a", "edge_secret::e", "missing"]))
     assert [doc["id"] for doc in answer["documents"]] == ["a"]

@@ -15,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from app.link import (
     Challenge,
+    CloseCode,
     Control,
     EdgeHandshake,
     Hello,
@@ -24,8 +25,8 @@ from app.link import (
     encode,
     receive_frame,
 )
-from app.link.connection import Handler
-from app.master.links import CLOSE_REPLACED, CLOSE_UNRESPONSIVE, Admission, EdgeLinks
+from app.link.ops import Handler
+from app.master.links import Admission, EdgeLinks, LinkTable
 from tests.support.wait import wait_until
 
 EDGE = "edge-1"
@@ -92,15 +93,17 @@ def listener() -> Listener:
 
 @pytest.fixture
 async def url(listener: Listener) -> AsyncIterator[str]:
+    secrets = Secrets()
     links = EdgeLinks(
-        secrets=Secrets(),
+        secrets=secrets,
+        table=LinkTable(secrets),
+        listener=listener,
         handlers=lambda edge_id: {},
         on_event=no_event,
         max_frame=1 << 20,
         request_timeout=WAIT,
         ping_interval=PING_S,
     )
-    links.listener = listener
     app = Starlette(routes=[WebSocketRoute("/api/edge/link", links.serve)])
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
@@ -155,7 +158,7 @@ async def test_a_reconnecting_edge_replaces_its_link_without_going_down(
     async with edge(url, {"ping": pong}) as first:
         await wait_until(lambda: listener.events == ["admit", "up"], timeout=WAIT)
         async with edge(url, {"ping": pong}):
-            assert await close_code(first) == CLOSE_REPLACED
+            assert await close_code(first) == CloseCode.REPLACED
             await wait_until(lambda: listener.events[-1] == "up", timeout=WAIT)
             assert listener.events == ["admit", "up", "admit", "up"]
     await wait_until(lambda: "down" in listener.events, timeout=WAIT)
@@ -184,7 +187,7 @@ async def test_an_edge_that_leaves_during_its_admission_goes_down(
 
 async def test_an_edge_that_stops_answering_loses_its_link(url: str, listener: Listener) -> None:
     async with edge(url) as silent:
-        assert await close_code(silent) == CLOSE_UNRESPONSIVE
+        assert await close_code(silent) == CloseCode.UNRESPONSIVE
     await wait_until(lambda: "down" in listener.events, timeout=WAIT)
     assert listener.events == ["admit", "up", "down"]
 
@@ -214,7 +217,7 @@ async def test_a_flood_of_wrong_hellos_never_keeps_the_real_edge_out(
     url: str, listener: Listener
 ) -> None:
     for _ in range(20):  # far past the throttle's limit, from the edge's own address
-        assert await wrong_hello(url) == 4401
+        assert await wrong_hello(url) == CloseCode.AUTH_FAILED
 
     async with edge(url):
         await wait_until(lambda: "up" in listener.events, timeout=WAIT, message="the link up")

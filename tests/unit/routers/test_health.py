@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.main import create_app
-from app.node import Node
+from app.main import compose, create_app
 from app.settings import Settings
 from tests.support.wait import wait_until
 
@@ -32,7 +31,7 @@ async def test_ready_after_boot(api: httpx.AsyncClient) -> None:
 
 
 async def test_not_ready_before_boot(settings: Settings) -> None:
-    node = Node(settings)
+    node = compose(settings)
     app = create_app(settings, node=node)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         response = await c.get("/api/ready")
@@ -52,7 +51,7 @@ async def test_edge_role_names_itself(settings: Settings) -> None:
     edge_settings = settings.model_copy(
         update={"edge_id": "edge-1", "master_url": "http://127.0.0.1:9", "edge_secret": "s"}
     )
-    node = Node(edge_settings)
+    node = compose(edge_settings)
     app = create_app(edge_settings, node=node)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         response = await c.get("/api/health")
@@ -60,7 +59,7 @@ async def test_edge_role_names_itself(settings: Settings) -> None:
 
 
 async def test_the_api_waits_for_boot(settings: Settings) -> None:
-    node = Node(settings)
+    node = compose(settings)
     app = create_app(settings, node=node)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         response = await c.get("/api/edges")

@@ -87,14 +87,14 @@ async def test_module_calls_state_functions_and_counts(api: httpx.AsyncClient, r
 
 
 async def test_routed_like_native_routes_preferring_proxy(
-    api: httpx.AsyncClient, node: Node, room: Room
+    api: httpx.AsyncClient, node: Node, room: Room, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     @dataclass
     class Unreachable:
         async def placement(self, location: str | None) -> Placement:
             return Placement("elsewhere", "edge 'e1'", None, reachable=False, retry_after=3)
 
-    node.placement = Unreachable()
+    monkeypatch.setattr(node, "placement", Unreachable())
     refused = await api.post(f"{V2}/{room.system_id}/Echo_1/echo", json=[1])
     assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
     assert (await api.get(f"{V2}/{room.system_id}")).status_code == 200, "a config read"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from app.main import create_app
+from app.main import compose, create_app
 from app.node import Node
 from app.services.routing import Placement
 from app.settings import Settings
@@ -31,13 +31,15 @@ class Elsewhere:
 
 
 @pytest.fixture
-async def routed(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Node]]:
+async def routed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[httpx.AsyncClient, Node]]:
     cors = settings.model_copy(update={"cors_origins": ["https://panel.example"]})
-    node = Node(cors)
+    node = compose(cors)
     app = create_app(cors, node=node)
     await node.start()
     await wait_until(lambda: node.boot.ready, timeout=10)
-    node.placement = Elsewhere(Placement("elsewhere", "edge 'e1'", EDGE_URL))
+    monkeypatch.setattr(node, "placement", Elsewhere(Placement("elsewhere", "edge 'e1'", EDGE_URL)))
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5000)),
@@ -127,18 +129,22 @@ async def test_an_engine_error_upstream_passes_through(
 
 
 async def test_unreachable_controller_is_503_with_retry_after(
-    routed: tuple[httpx.AsyncClient, Node],
+    routed: tuple[httpx.AsyncClient, Node], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, node = routed
-    node.placement = Elsewhere(
-        Placement(
-            "elsewhere",
-            "edge 'e1'",
-            EDGE_URL,
-            reachable=False,
-            reason="edge disconnected; the master takes over at 12:00",
-            retry_after=4.2,
-        )
+    monkeypatch.setattr(
+        node,
+        "placement",
+        Elsewhere(
+            Placement(
+                "elsewhere",
+                "edge 'e1'",
+                EDGE_URL,
+                reachable=False,
+                reason="edge disconnected; the master takes over at 12:00",
+                retry_after=4.2,
+            )
+        ),
     )
     response = await client.post(EXEC, json={})
     assert response.status_code == 503

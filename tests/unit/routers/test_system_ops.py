@@ -193,11 +193,11 @@ class OverTheLink:
 
 
 async def test_starting_a_system_another_server_controls_is_409(
-    api: httpx.AsyncClient, node: Node
+    api: httpx.AsyncClient, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     edge = await create(api, "/api/edges", {"name": "Hobart", "failover": False})
     system = await create(api, "/api/systems", {"name": "Far", "edge_control_id": edge["id"]})
-    node.placement = OverTheLink()
+    monkeypatch.setattr(node, "placement", OverTheLink())
     for operation in ("start", "stop"):
         response = await api.post(f"/api/systems/{system['id']}/{operation}")
         assert_problem(response, 409)

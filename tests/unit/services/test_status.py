@@ -21,7 +21,7 @@ def board(node: Node, edge_id: str | None = None, **options: Any) -> StatusBoard
     return StatusBoard(
         node.store,
         node.catalog,
-        lambda: node.control,
+        node.control,
         node_name=f"edge:{edge_id}" if edge_id else "master",
         edge_id=edge_id,
         **options,

@@ -1,0 +1,124 @@
+"""The master's answers to control questions (the API's ``ControlService``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from app.control.clock import now_utc
+from app.control.state import control_document
+from app.control.supervisor import RestoreRequested, TakeoverRequested, retry_after
+from app.link import LinkClosed
+from app.master.edges import SupervisedEdges
+from app.master.links import LinkTable
+from app.master.requests import ReplicaFeed
+from app.master.witnesses import WitnessAsker
+from app.node import Services
+from app.services.catalog import EDGE
+from app.services.control import StoreHealth, describe, persisted_state
+from app.services.modules import ModuleService
+from app.services.witness import answer
+from app.store.base import Document
+
+
+class MasterControl:
+    """Describes and changes who controls each edge, from the supervisors' state."""
+
+    def __init__(
+        self,
+        services: Services,
+        modules: ModuleService,
+        edges: SupervisedEdges,
+        links: LinkTable,
+        witnesses: WitnessAsker,
+        feed: ReplicaFeed,
+        store_health: StoreHealth,
+    ) -> None:
+        self._services = services
+        self._modules = modules
+        self._edges = edges
+        self._links = links
+        self._witnesses = witnesses
+        self._feed = feed
+        self._store_health = store_health
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def describe(self, edge: Document) -> dict[str, Any]:
+        supervisor = self._edges.get(edge.id)
+        error = self._links.link_errors.get(edge.id)
+        report = self._witnesses.reports.get(edge.id)
+        extra: dict[str, Any] = {
+            "master_url": self._services.settings.base_url,
+            "link_error": (error.reason, error.at) if error else None,
+            "witness": report.as_json() if report else None,
+            "replication_error": self._feed.errors.get(edge.id),
+        }
+        if supervisor is None:
+            state = await persisted_state(self._services.store, edge.id)
+            return describe(edge, state, **extra)
+        control, now = supervisor.state.control, now_utc()
+        unrecorded = supervisor.unrecorded
+        return describe(
+            edge,
+            control_document(control),
+            retry_after=retry_after(supervisor.state, now),
+            pending=unrecorded.as_json() if unrecorded else None,
+            **extra,
+        )
+
+    def health(self) -> dict[str, Any]:
+        supervisors = self._edges.supervisors.values()
+        unrecorded = sum(1 for s in supervisors if s.unrecorded is not None)
+        return {"store": self._store_health.as_json(), "decisions_unrecorded": unrecorded}
+
+    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
+        secret = await self._services.secrets.issue(edge.id, grace_s)
+        await self._links.revoke(edge.id)
+        if grace_s > 0:
+            task = asyncio.create_task(self._revoke_after(edge.id, grace_s))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return secret
+
+    async def _revoke_after(self, edge_id: str, grace_s: float) -> None:
+        """The grace ended: a link still on the previous secret closes now."""
+        await asyncio.sleep(grace_s + 0.05)
+        await self._links.revoke(edge_id)
+
+    async def witness(
+        self, edge: Document, *, nonce: str, proof: str, asker: str
+    ) -> dict[str, Any]:
+        return answer(
+            edge.id,
+            nonce=nonce,
+            proof=proof,
+            asker=asker,
+            secrets=await self._services.secrets.valid(edge.id),
+            controls=self.controls(edge.id),
+            node=self._services.settings.node_name,
+        )
+
+    async def restore(self, edge: Document, by: str) -> dict[str, Any]:
+        await self._edges.supervisor(edge.id).handle(RestoreRequested(now_utc(), by=by))
+        return await self.describe(edge)
+
+    async def takeover(self, edge: Document, by: str) -> dict[str, Any]:
+        await self._edges.supervisor(edge.id).handle(TakeoverRequested(now_utc(), by=by))
+        return await self.describe(edge)
+
+    async def repository(
+        self, edge: Document, action: str, commit: str | None, reload: bool
+    ) -> dict[str, Any]:
+        """Run a repository request on the edge's server; record the commit it reports."""
+        link = self._links.get(edge.id)
+        if link is None:
+            raise LinkClosed(f"edge {edge.id!r}")
+        result: dict[str, Any] = await link.request(
+            "repository", {"action": action, "commit": commit, "reload": reload}
+        )
+        if result.get("commit") and result["commit"] != edge.body.get("commit"):
+            await self._services.catalog.set_maintained(EDGE, edge.id, commit=result["commit"])
+        return result
+
+    def controls(self, edge_id: str) -> bool:
+        return self._modules.runs(edge_id)

@@ -1,0 +1,51 @@
+"""What an edge asks of the master over its link: the replica's feed (DESIGN §6)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from app.link.ops import Handler, Op, ReplicaBatch, ReplicaChangesArgs, ReplicaFetchArgs, op_table
+from app.master.feed import replica_changes, replica_fetch
+from app.metrics import Metrics
+from app.services.limits import describe_skipped
+from app.settings import LINK_ENVELOPE_BYTES
+from app.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaFeed:
+    """Answers ``replica.changes`` and ``replica.fetch``; remembers what it left out."""
+
+    def __init__(self, store: Store, metrics: Metrics, *, max_frame: int) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._max_frame = max_frame
+        #: What replication last had to leave out of each edge's replica, in words.
+        self.errors: dict[str, str] = {}
+
+    def handlers(self, edge_id: str) -> Mapping[str, Handler]:
+        """The table an edge's link serves, by op."""
+        return op_table(
+            Op("replica.changes", ReplicaChangesArgs, lambda args: self._changes(edge_id, args)),
+            Op("replica.fetch", ReplicaFetchArgs, lambda args: replica_fetch(self._store, args)),
+        )
+
+    async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> ReplicaBatch:
+        max_bytes = self._max_frame - LINK_ENVELOPE_BYTES
+        answer = await replica_changes(self._store, args, max_bytes=max_bytes)
+        skipped = answer.get("skipped")
+        if skipped:
+            text = describe_skipped(skipped)
+            log.error(
+                "edge %s: %d change(s) left out of its replica, which no link frame can "
+                "carry (ENGINE_LINK_MAX_FRAME %d): %s",
+                edge_id,
+                len(skipped),
+                self._max_frame,
+                text,
+            )
+            self._metrics.replication_skipped.inc(len(skipped))
+            self.errors[edge_id] = f"not replicated: {text}"
+        return answer

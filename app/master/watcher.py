@@ -1,0 +1,79 @@
+"""Every committed configuration write: tell the edges, reconcile modules and supervisors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from app.master.edges import SupervisedEdges
+from app.master.feed import versions_since
+from app.master.links import LinkTable
+from app.master.witnesses import WitnessAsker
+from app.metrics import Metrics
+from app.services.modules import ModuleService
+from app.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class ConfigurationWatcher:
+    """Follows the store's changes and brings the edges, modules and supervisors in line."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        modules: ModuleService,
+        edges: SupervisedEdges,
+        links: LinkTable,
+        witnesses: WitnessAsker,
+        *,
+        replicated_by_link: bool,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._modules = modules
+        self._edges = edges
+        self._links = links
+        self._witnesses = witnesses
+        #: The embedded store replicates over the links; Couchbase through XDCR.
+        self._replicated_by_link = replicated_by_link
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        announced = await self._store.last_seq()
+        async for seq in self._store.subscribe():
+            self._metrics.store_seq.set(seq)
+            if self._replicated_by_link:
+                await self._links.broadcast("replica.changed", seq=seq)
+            elif seq > announced:
+                versions, announced = await versions_since(self._store, announced)
+                if versions:
+                    self._broadcast_request("model.updated", {"versions": versions})
+            try:
+                await self._sync_edges()
+                await self._modules.reconcile()
+            except Exception:
+                log.exception("applying configuration changes failed")
+
+    def _broadcast_request(self, op: str, args: dict[str, Any]) -> None:
+        """Ask every connected edge, without waiting: the watcher must keep going."""
+        for edge_id in self._links.connected():
+            link = self._links.get(edge_id)
+            if link is not None:
+                task = asyncio.create_task(_quietly(link.request(op, args), edge_id, op))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _sync_edges(self) -> None:
+        for edge_id in await self._edges.sync((await self._store.find("edge")).items):
+            self._witnesses.forget(edge_id)
+
+
+async def _quietly(request: Awaitable[Any], edge_id: str, op: str) -> None:
+    try:
+        await request
+    except Exception as exc:
+        log.info("edge %s did not take %s: %s", edge_id, op, exc)
