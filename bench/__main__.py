@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import boot, failover, link, machine, profiling, rest
+from bench import boot, failover, fleet, link, machine, profiling, rest
 from bench.plots import PLOTS
 from bench.report import targets_table, write_json
 from bench.support import run
@@ -38,6 +38,11 @@ class Plan:
     profile_s: float
     profile_calls: int
     profile_modules: int
+    fleet_sizes: tuple[int, ...]
+    fleet_timeout_s: float
+    fleet_idle_s: float
+    fleet_fanouts: int
+    fleet_budget_s: float
 
 
 FULL = Plan(
@@ -53,6 +58,11 @@ FULL = Plan(
     profile_s=3.0,
     profile_calls=2000,
     profile_modules=10_000,
+    fleet_sizes=(100, 300, 1000),
+    fleet_timeout_s=5.0,
+    fleet_idle_s=10.0,
+    fleet_fanouts=3,
+    fleet_budget_s=120.0,
 )
 
 SMOKE = Plan(
@@ -68,6 +78,11 @@ SMOKE = Plan(
     profile_s=0.5,
     profile_calls=50,
     profile_modules=500,
+    fleet_sizes=(5, 10, 20),
+    fleet_timeout_s=1.0,
+    fleet_idle_s=1.0,
+    fleet_fanouts=1,
+    fleet_budget_s=30.0,
 )
 
 Scenario = Callable[[Path, Plan], Coroutine[Any, Any, dict[str, Any]]]
@@ -86,6 +101,14 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "boot": lambda workdir, plan: boot.measure(
         workdir, plan.boot_sizes, timeout=plan.boot_timeout_s
+    ),
+    "fleet": lambda workdir, plan: fleet.measure(
+        workdir,
+        plan.fleet_sizes,
+        timeout=plan.fleet_timeout_s,
+        idle_s=plan.fleet_idle_s,
+        fanouts=plan.fleet_fanouts,
+        budget=plan.fleet_budget_s,
     ),
 }
 

@@ -118,4 +118,34 @@ def boot(result: Mapping[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
-PLOTS = {"link": link, "rest": rest, "failover": failover, "boot": boot}
+def fleet(result: Mapping[str, Any], path: Path) -> None:
+    runs = result["runs"]
+    sizes = [r["edges"] for r in runs]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    memory, cpu, times = axes
+    memory.plot(sizes, [r["idle"]["rss_mib"] for r in runs], marker="o", label="idle")
+    memory.plot(sizes, [r["rss_mib_no_edges"] for r in runs], marker="o", label="no edge linked")
+    memory.set_xlabel("edges")
+    memory.set_ylabel("master RSS (MiB)")
+    memory.set_title("Master memory")
+    memory.legend()
+    cpu.plot(sizes, [r["idle"]["master_cpu_percent"] for r in runs], marker="o")
+    cpu.set_xlabel("edges")
+    cpu.set_ylabel("% of one core")
+    cpu.set_title("Master CPU, edges idle")
+    series = {
+        "connect + catch up": [r["connect_catch_up_s"] for r in runs],
+        "config fan-out (max)": [max(r["fanout_s"]) for r in runs],
+        "restart until negotiated": [r["restart"]["negotiated_online_s"] for r in runs],
+        "failover, all taken over": [r["failover"]["all_taken_over_s"] for r in runs],
+    }
+    for name, values in series.items():
+        times.plot(sizes, values, marker="o", label=name)
+    times.set_xlabel("edges")
+    times.set_ylabel("seconds")
+    times.set_title("Fleet operations")
+    times.legend(fontsize=8)
+    _save(figure, path)
+
+
+PLOTS = {"link": link, "rest": rest, "failover": failover, "boot": boot, "fleet": fleet}

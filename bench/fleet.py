@@ -1,0 +1,443 @@
+"""Hundreds to a thousand locations on one master (figure 6).
+
+The master is a real ``python -m app serve`` process over a SQLite file seeded with N
+edge locations, each with its secret, one system and one ``TcpLine`` module whose
+device is a line-protocol simulator in this process. The edges are simulated, many
+to a process (`bench.fleet_edge`): each runs the edge's own uplink (handshake with
+its own secret, pings, retries), follows the replica feed, answers control orders
+and pushes status events. For each N:
+
+1. **connect and catch up**: all N edges connect at once to a master waiting for
+   them at boot, and each applies the whole feed into its empty replica;
+2. **configuration fan-out**: one ``PATCH`` at the master, timed until every edge
+   has applied the change it announced (three times);
+3. **master restart** with every edge connected: SIGTERM, start again, time until
+   every edge is linked again with its location in its own control and the master
+   answers ready; no edge may be told to let its devices go;
+4. **idle**: the master's RSS and CPU while the edges only ping and report a status
+   change every ``STATUS_EVERY_S`` seconds each;
+5. **mass failover**: SIGKILL every edge process at once; time until the master has
+   opened the device connection of every location (each counted at the device).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.demo import HOST, ROOT, NodeProcess, free_port
+from app.models import DriverFields, EdgeFields, ModuleFields, SystemFields
+from app.services.catalog import secret_id
+from app.store.base import JsonObject
+from app.store.sqlite import SqliteStore
+from bench.boot import rss_mib
+from bench.fleet_edge import STATUS_EVERY_S
+from bench.report import Target
+from bench.stats import LineFit, marginal_costs
+from bench.support import AUTH, TOKEN
+from bench.support import wait_until as wait_for
+from sim.line_device import LineDevice
+
+LINE_DRIVER = {"name": "Display", "file": "generic/tcp_line.py", "class_name": "TcpLine"}
+QUICK_RECONNECT = {"reconnect_delay": 0.05, "reconnect_max": 0.5}
+EDGE_PROCESSES = 2
+LINK_RETRY_S = 0.5
+
+MEMORY_PER_EDGE_KIB = 256.0
+CPU_PER_EDGE_PERCENT = 0.1
+FANOUT_LIMIT_S = 2.0
+FAILOVER_MARGIN_S = 2.0
+RESTART_LIMIT_S = 10.0
+#: Linear growth: the cost of one more edge from the middle to the largest fleet is
+#: at most this times its cost from the smallest to the middle one.
+LINEARITY_LIMIT = 1.5
+
+
+def documents(count: int, device_port: int, timeout: float) -> tuple[list[Any], list[list[str]]]:
+    """The seeded store's documents, and ``[edge_id, secret, module_id]`` per location."""
+    docs: list[tuple[str, str, JsonObject]] = [
+        ("drv-line", "driver", DriverFields(**LINE_DRIVER).model_dump(mode="json"))
+    ]
+    entries = []
+    for n in range(count):
+        edge_id, system_id, module_id = f"edge-{n:05d}", f"sys-{n:05d}", f"mod-{n:05d}"
+        secret = secrets.token_urlsafe(32)
+        edge = EdgeFields(name=f"Site {n}", timeout=timeout)
+        system = SystemFields(name=f"Lobby {n}", edge_control_id=edge_id, modules=[module_id])
+        module = ModuleFields(
+            driver_id="drv-line",
+            name="Display",
+            ip=HOST,
+            port=device_port,
+            settings=QUICK_RECONNECT,
+        )
+        docs += [
+            (edge_id, "edge", edge.model_dump(mode="json")),
+            (secret_id(edge_id), "edge_secret", {"secret": secret}),
+            (system_id, "system", system.model_dump(mode="json")),
+            (module_id, "module", module.model_dump(mode="json")),
+        ]
+        entries.append([edge_id, secret, module_id])
+    return docs, entries
+
+
+async def seed(path: Path, docs: Sequence[tuple[str, str, JsonObject]]) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.insert_many(docs)
+    finally:
+        await store.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class EdgeProcess:
+    """One ``bench.fleet_edge`` process and its line-by-line conversation."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, master_url: str, entries_file: Path) -> EdgeProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.fleet_edge",
+            master_url,
+            str(entries_file),
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 20,
+        )
+        edges = cls(process)
+        await edges.reply("started", timeout=60)
+        return edges
+
+    async def send(self, command: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps(command) + "\n").encode())
+        await self.process.stdin.drain()
+
+    async def reply(self, event: str, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"a fleet edge process exited before {event!r}")
+        message: dict[str, Any] = json.loads(line)
+        if message.get("event") != event:
+            raise RuntimeError(f"expected {event!r} from a fleet edge process, got {message}")
+        return message
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+
+class Fleet:
+    """The edge processes, commanded together."""
+
+    def __init__(self, processes: list[EdgeProcess]) -> None:
+        self.processes = processes
+
+    async def ask(
+        self, command: dict[str, Any], event: str, timeout: float
+    ) -> list[dict[str, Any]]:
+        for process in self.processes:
+            await process.send(command)
+        return list(await asyncio.gather(*(p.reply(event, timeout) for p in self.processes)))
+
+    async def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for reply in await self.ask({"cmd": "counts"}, "counts", 30):
+            for key, value in reply.items():
+                if key != "event":
+                    totals[key] = totals.get(key, 0) + int(value)
+        return totals
+
+    async def kill(self) -> None:
+        for process in self.processes:
+            if process.process.returncode is None:
+                process.process.send_signal(signal.SIGKILL)
+        for process in self.processes:
+            await process.kill()
+
+
+async def ready(http: httpx.AsyncClient, master: NodeProcess) -> bool:
+    if not master.running:
+        raise RuntimeError(f"the master exited:\n{master.log_tail()}")
+    try:
+        return (await http.get(f"{master.url}/api/ready")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def fleet_once(
+    workdir: Path,
+    count: int,
+    *,
+    timeout: float,
+    idle_s: float,
+    fanouts: int,
+    budget: float,
+) -> dict[str, Any]:
+    """Every figure for one fleet size."""
+    workdir.mkdir(parents=True)
+    device = LineDevice(HOST, 0, name="displays")
+    await device.start()
+    docs, entries = documents(count, device.port, timeout)
+    await seed(workdir / "engine.db", docs)
+    master = NodeProcess(
+        "master",
+        workdir,
+        free_port(),
+        {
+            "ENGINE_ADMIN_TOKEN": TOKEN,
+            "ENGINE_BOOT_WAIT_S": str(budget),
+            "ENGINE_LINK_RETRY_S": str(LINK_RETRY_S),
+            "ENGINE_PING_INTERVAL_S": "1",
+        },
+    )
+    fleet: Fleet | None = None
+    result: dict[str, Any] = {"edges": count, "timeout_s": timeout, "documents": len(docs)}
+    async with httpx.AsyncClient(timeout=30.0, headers=AUTH) as http:
+        try:
+            await master.start()
+            await wait_for(lambda: _answers(http, master), timeout=60, what="the master to listen")
+            await asyncio.sleep(0.5)
+            result["rss_mib_no_edges"] = round(rss_mib(master.pid), 2)
+            shares = [entries[i::EDGE_PROCESSES] for i in range(EDGE_PROCESSES)]
+            files = []
+            for i, share in enumerate(shares):
+                files.append(workdir / f"edges-{i}.json")
+                files[-1].write_text(json.dumps(share))
+            fleet = Fleet(
+                list(await asyncio.gather(*(EdgeProcess.start(master.url, f) for f in files)))
+            )
+
+            # 1. connect and catch up from empty replicas
+            cpu_before, started = cpu_seconds(master.pid), time.monotonic()
+            caught = await fleet.ask({"cmd": "connect"}, "caught_up", budget)
+            result["connect_catch_up_s"] = round(max(r["at"] for r in caught) - started, 3)
+            result["connect_catch_up_master_cpu_s"] = round(cpu_seconds(master.pid) - cpu_before, 2)
+            result["replica_documents"] = min(r["documents"] for r in caught)
+            await wait_for(lambda: ready(http, master), timeout=budget, what="the master ready")
+            result["rss_mib_caught_up"] = round(rss_mib(master.pid), 2)
+
+            # 2. configuration fan-out
+            fanout = []
+            for n in range(fanouts):
+                await fleet.ask({"cmd": "mark"}, "marked", 30)
+                changed = time.monotonic()
+                response = await http.patch(
+                    f"{master.url}/api/edges/edge-00000", json={"description": f"change {n}"}
+                )
+                response.raise_for_status()
+                advanced = await fleet.ask({"cmd": "await_advance"}, "advanced", budget)
+                fanout.append(round(max(r["at"] for r in advanced) - changed, 4))
+            result["fanout_s"] = fanout
+
+            # 3. master restart with every edge connected
+            before = await fleet.counts()
+            stopped = time.monotonic()
+            await master.stop()
+            restarted = time.monotonic()
+            await master.start()
+            relinked = await fleet.ask(
+                {"cmd": "await_relinked", "since": stopped}, "relinked", budget
+            )
+            await wait_for(lambda: ready(http, master), timeout=budget, what="the master ready")
+            ready_at = time.monotonic()
+            after = await fleet.counts()
+            result["restart"] = {
+                "stop_s": round(restarted - stopped, 3),
+                "all_linked_s": round(max(r["at"] for r in relinked) - stopped, 3),
+                "ready_s": round(ready_at - stopped, 3),
+                "negotiated_online_s": round(
+                    max(ready_at, *(r["at"] for r in relinked)) - stopped, 3
+                ),
+                "devices_released": after["released"] - before["released"],
+                "master_device_connections": device.total_connections,
+            }
+
+            # 4. idle
+            await asyncio.sleep(2.0)
+            cpu_before, idle_from = cpu_seconds(master.pid), time.monotonic()
+            await asyncio.sleep(idle_s)
+            cpu = (cpu_seconds(master.pid) - cpu_before) / (time.monotonic() - idle_from)
+            result["idle"] = {
+                "seconds": idle_s,
+                "master_cpu_percent": round(cpu * 100, 3),
+                "cpu_percent_per_edge": round(cpu * 100 / count, 5),
+                "rss_mib": round(rss_mib(master.pid), 2),
+            }
+            result["memory_kib_per_edge"] = round(
+                (result["idle"]["rss_mib"] - result["rss_mib_no_edges"]) * 1024 / count, 2
+            )
+            result["fleet_counts"] = await fleet.counts()
+
+            # 5. mass failover
+            opened_before = device.total_connections
+            killed = time.monotonic()
+            await fleet.kill()
+            await device.wait_for(
+                lambda: device.total_connections - opened_before >= count, timeout + budget
+            )
+            opens = [at for at, what, _ in device.events if what == "open" and at > killed]
+            result["failover"] = {
+                "all_taken_over_s": round(opens[count - 1] - killed, 3),
+                "first_s": round(opens[0] - killed, 3),
+                "device_connections": len(opens),
+                "active_connections": device.active_connections,
+            }
+            result["rss_mib_master_in_control"] = round(rss_mib(master.pid), 2)
+        except Exception:
+            result["error"] = master.log_tail(30)
+            raise
+        finally:
+            if fleet is not None:
+                await fleet.kill()
+            await master.stop()
+            await device.stop()
+    return result
+
+
+async def _answers(http: httpx.AsyncClient, master: NodeProcess) -> bool:
+    if not master.running:
+        raise RuntimeError(f"the master exited:\n{master.log_tail()}")
+    try:
+        return (await http.get(f"{master.url}/api/health")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def measure(
+    workdir: Path,
+    sizes: Sequence[int],
+    *,
+    timeout: float,
+    idle_s: float,
+    fanouts: int,
+    budget: float,
+) -> dict[str, Any]:
+    runs = []
+    for count in sizes:
+        runs.append(
+            await fleet_once(
+                workdir / f"fleet-{count}",
+                count,
+                timeout=timeout,
+                idle_s=idle_s,
+                fanouts=fanouts,
+                budget=budget,
+            )
+        )
+    return {
+        "edge_processes": EDGE_PROCESSES,
+        "status_every_s": STATUS_EVERY_S,
+        "runs": runs,
+        "growth": growth(runs),
+        "targets": [t.as_json() for t in targets(runs)],
+    }
+
+
+GROWN = {
+    "connect and catch up (s)": lambda run: run["connect_catch_up_s"],
+    "master RSS idle (MiB)": lambda run: run["idle"]["rss_mib"],
+    "master CPU idle (% of a core)": lambda run: run["idle"]["master_cpu_percent"],
+    "configuration fan-out (s)": lambda run: max(run["fanout_s"]),
+    "restart until negotiated (s)": lambda run: run["restart"]["negotiated_online_s"],
+    "failover beyond the timeout (s)": lambda run: (
+        run["failover"]["all_taken_over_s"] - run["timeout_s"]
+    ),
+}
+
+
+def growth(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's cost of one more edge between consecutive sizes, and their ratio."""
+    grown: dict[str, Any] = {}
+    if len(runs) < 2:
+        return grown
+    for name, figure in GROWN.items():
+        points = [(float(run["edges"]), float(figure(run))) for run in runs]
+        costs = marginal_costs(points)
+        grown[name] = {
+            "per_edge": [round(cost, 6) for cost in costs],
+            "last_over_first": round(costs[-1] / costs[0], 3) if costs[0] > 0 else None,
+            "fit_r2": round(LineFit.of(*zip(*points, strict=True)).r2, 4),
+        }
+    return grown
+
+
+def targets(runs: Sequence[dict[str, Any]]) -> list[Target]:
+    largest = max(runs, key=lambda run: int(run["edges"]))
+    n = largest["edges"]
+    timeout = float(largest["timeout_s"])
+    restart = largest["restart"]
+    found = [
+        Target(
+            f"master memory per connected edge, {n} edges",
+            largest["memory_kib_per_edge"],
+            MEMORY_PER_EDGE_KIB,
+            "KiB",
+            at_most=True,
+        ),
+        Target(
+            f"master CPU per idle edge, {n} edges",
+            largest["idle"]["cpu_percent_per_edge"],
+            CPU_PER_EDGE_PERCENT,
+            "% of a core",
+            at_most=True,
+        ),
+        Target(
+            f"configuration change reaching every edge, {n} edges",
+            max(largest["fanout_s"]),
+            FANOUT_LIMIT_S,
+            "s",
+            at_most=True,
+        ),
+        Target(
+            f"mass failover, every location taken over, {n} edges (timeout {timeout:g} s)",
+            largest["failover"]["all_taken_over_s"]
+            if largest["failover"]["device_connections"] >= n
+            else None,
+            timeout + FAILOVER_MARGIN_S,
+            "s",
+            at_most=True,
+        ),
+        Target(
+            f"master restart until every edge negotiated, {n} edges",
+            restart["negotiated_online_s"] if restart["devices_released"] == 0 else None,
+            RESTART_LIMIT_S,
+            "s",
+            at_most=True,
+        ),
+    ]
+    if len(runs) >= 3:
+        ratio = growth(runs)["master RSS idle (MiB)"]["last_over_first"]
+        found.append(
+            Target(
+                "memory per edge, growth (last step / first step)",
+                ratio,
+                LINEARITY_LIMIT,
+                "x",
+                at_most=True,
+            )
+        )
+    return found
