@@ -38,6 +38,7 @@ class Plan:
     profile_s: float
     profile_calls: int
     profile_modules: int
+    profile_edges: int
     fleet_sizes: tuple[int, ...]
     fleet_timeout_s: float
     fleet_idle_s: float
@@ -58,6 +59,7 @@ FULL = Plan(
     profile_s=3.0,
     profile_calls=2000,
     profile_modules=10_000,
+    profile_edges=300,
     fleet_sizes=(100, 300, 1000),
     fleet_timeout_s=5.0,
     fleet_idle_s=10.0,
@@ -78,6 +80,7 @@ SMOKE = Plan(
     profile_s=0.5,
     profile_calls=50,
     profile_modules=500,
+    profile_edges=10,
     fleet_sizes=(5, 10, 20),
     fleet_timeout_s=1.0,
     fleet_idle_s=1.0,
@@ -136,6 +139,7 @@ def run_profiles(plan: Plan, results: Path) -> None:
                 duration=plan.profile_s,
                 calls=plan.profile_calls,
                 modules=plan.profile_modules,
+                edges=plan.profile_edges,
             )
         )
     for name, text in profiles.items():

@@ -198,38 +198,13 @@ async def fleet_once(
     budget: float,
 ) -> dict[str, Any]:
     """Every figure for one fleet size."""
-    workdir.mkdir(parents=True)
-    device = LineDevice(HOST, 0, name="displays")
-    await device.start()
-    docs, entries = documents(count, device.port, timeout)
-    await seed(workdir / "engine.db", docs)
-    master = NodeProcess(
-        "master",
-        workdir,
-        free_port(),
-        {
-            "ENGINE_ADMIN_TOKEN": TOKEN,
-            "ENGINE_BOOT_WAIT_S": str(budget),
-            "ENGINE_LINK_RETRY_S": str(LINK_RETRY_S),
-            "ENGINE_PING_INTERVAL_S": "1",
-        },
-    )
-    fleet: Fleet | None = None
-    result: dict[str, Any] = {"edges": count, "timeout_s": timeout, "documents": len(docs)}
-    async with httpx.AsyncClient(timeout=30.0, headers=AUTH) as http:
+    result: dict[str, Any] = {"edges": count, "timeout_s": timeout}
+    async with FleetSite(workdir, count, timeout=timeout, budget=budget) as site:
+        master, http, device = site.master, site.http, site.device
+        result["documents"] = site.documents
         try:
-            await master.start()
-            await wait_for(lambda: _answers(http, master), timeout=60, what="the master to listen")
-            await asyncio.sleep(0.5)
             result["rss_mib_no_edges"] = round(rss_mib(master.pid), 2)
-            shares = [entries[i::EDGE_PROCESSES] for i in range(EDGE_PROCESSES)]
-            files = []
-            for i, share in enumerate(shares):
-                files.append(workdir / f"edges-{i}.json")
-                files[-1].write_text(json.dumps(share))
-            fleet = Fleet(
-                list(await asyncio.gather(*(EdgeProcess.start(master.url, f) for f in files)))
-            )
+            fleet = await site.spawn_edges()
 
             # 1. connect and catch up from empty replicas
             cpu_before, started = cpu_seconds(master.pid), time.monotonic()
@@ -310,12 +285,89 @@ async def fleet_once(
         except Exception:
             result["error"] = master.log_tail(30)
             raise
-        finally:
-            if fleet is not None:
-                await fleet.kill()
-            await master.stop()
-            await device.stop()
     return result
+
+
+class FleetSite:
+    """A seeded master process, its device simulator and, once spawned, the edges."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        count: int,
+        *,
+        timeout: float,
+        budget: float,
+        master_kind: type[NodeProcess] = NodeProcess,
+    ) -> None:
+        self.workdir = workdir
+        self.count = count
+        self.timeout = timeout
+        self.budget = budget
+        self.device = LineDevice(HOST, 0, name="displays")
+        self.master = master_kind(
+            "master",
+            workdir,
+            free_port(),
+            {
+                "ENGINE_ADMIN_TOKEN": TOKEN,
+                "ENGINE_BOOT_WAIT_S": str(budget),
+                "ENGINE_LINK_RETRY_S": str(LINK_RETRY_S),
+                "ENGINE_PING_INTERVAL_S": "1",
+            },
+        )
+        self.http = httpx.AsyncClient(timeout=30.0, headers=AUTH)
+        self.fleet: Fleet | None = None
+        self.entries: list[list[str]] = []
+        self.documents = 0
+
+    async def __aenter__(self) -> FleetSite:
+        self.workdir.mkdir(parents=True)
+        await self.device.start()
+        docs, self.entries = documents(self.count, self.device.port, self.timeout)
+        self.documents = len(docs)
+        await seed(self.workdir / "engine.db", docs)
+        await self.master.start()
+        await wait_for(
+            lambda: _answers(self.http, self.master), timeout=60, what="the master to listen"
+        )
+        await asyncio.sleep(0.5)
+        return self
+
+    async def spawn_edges(self) -> Fleet:
+        """Start the edge processes (not yet connected)."""
+        files = []
+        for i in range(EDGE_PROCESSES):
+            files.append(self.workdir / f"edges-{i}.json")
+            files[-1].write_text(json.dumps(self.entries[i::EDGE_PROCESSES]))
+        self.fleet = Fleet(
+            list(await asyncio.gather(*(EdgeProcess.start(self.master.url, f) for f in files)))
+        )
+        return self.fleet
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.fleet is not None:
+            await self.fleet.kill()
+        await self.master.stop()
+        await self.device.stop()
+        await self.http.aclose()
+
+
+async def idle_profile_run(
+    workdir: Path, count: int, seconds: float, master_kind: type[NodeProcess]
+) -> NodeProcess:
+    """A master with ``count`` edges linked and caught up, then idle for ``seconds``.
+
+    Returns the stopped master process (a profiled kind has written its profile).
+    """
+    async with FleetSite(
+        workdir, count, timeout=60.0, budget=120.0, master_kind=master_kind
+    ) as site:
+        fleet = await site.spawn_edges()
+        await fleet.ask({"cmd": "connect"}, "caught_up", 120)
+        await wait_for(lambda: ready(site.http, site.master), timeout=120, what="ready")
+        await asyncio.sleep(seconds)
+    return site.master
 
 
 async def _answers(http: httpx.AsyncClient, master: NodeProcess) -> bool:

@@ -153,6 +153,8 @@ class LinkConnection:
         self._expiry_interval = expiry_interval
         self._pending = PendingRequests(name, clock=time.monotonic)
         self._handler_tasks: set[asyncio.Task[None]] = set()
+        #: Set while requests wait: an idle link's deadline checker sleeps for nothing.
+        self._awaiting_replies = asyncio.Event()
         self._closed = False
 
     @property
@@ -201,6 +203,7 @@ class LinkConnection:
         request_id, reply = self._pending.open(
             op, self._default_timeout if timeout is None else timeout
         )
+        self._awaiting_replies.set()
         try:
             # When the send finds the link down, the reply has failed with all the others.
             with suppress(LinkClosed):
@@ -299,6 +302,10 @@ class LinkConnection:
         return Response.success(request.id, result)
 
     async def _expire_deadlines(self) -> None:
+        """Every ``expiry_interval`` while requests wait; a thousand idle links cost nothing."""
         while True:
+            await self._awaiting_replies.wait()
             await asyncio.sleep(self._expiry_interval)
             self._pending.expire(time.monotonic())
+            if not self._pending:
+                self._awaiting_replies.clear()

