@@ -145,15 +145,33 @@ class Replicator:
         return []
 
     async def _follow_feed(self, link: Requester) -> int:
+        """Apply batch after batch, asking for the next one while writing this one.
+
+        The master reads its feed while the edge writes (bench/README.md, "Replica
+        catch-up"); each batch is still applied in order, in one transaction with its
+        sequence.
+        """
         received = 0
+        batch = await fetch_changes(link, self.seq, self._batch)
         while True:
-            batch = await fetch_changes(link, self.seq, self._batch)
-            if batch.changes or batch.last_seq != self.seq:
-                await self._store.apply_changes(batch.changes, source_seq=batch.last_seq)
-                self._advance(batch.last_seq)
+            following = (
+                asyncio.ensure_future(fetch_changes(link, batch.last_seq, self._batch))
+                if batch.more
+                else None
+            )
+            try:
+                if batch.changes or batch.last_seq != self.seq:
+                    await self._store.apply_changes(batch.changes, source_seq=batch.last_seq)
+                    self._advance(batch.last_seq)
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                    await asyncio.gather(following, return_exceptions=True)
+                raise
             received += len(batch.changes)
-            if not batch.more:
+            if following is None:
                 return received
+            batch = await following
 
     def _advance(self, seq: int) -> None:
         self.seq = seq
