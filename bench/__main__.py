@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import boot, failover, fleet, link, machine, profiling, rest
+from bench import boot, failover, fleet, link, machine, profiling, replication, rest
 from bench.plots import PLOTS
 from bench.report import targets_table, write_json
 from bench.support import run
@@ -44,6 +44,7 @@ class Plan:
     fleet_idle_s: float
     fleet_fanouts: int
     fleet_budget_s: float
+    replication_sizes: tuple[int, ...]
 
 
 FULL = Plan(
@@ -65,6 +66,7 @@ FULL = Plan(
     fleet_idle_s=10.0,
     fleet_fanouts=3,
     fleet_budget_s=120.0,
+    replication_sizes=(10_000, 100_000),
 )
 
 SMOKE = Plan(
@@ -86,6 +88,7 @@ SMOKE = Plan(
     fleet_idle_s=1.0,
     fleet_fanouts=1,
     fleet_budget_s=30.0,
+    replication_sizes=(500, 2_000),
 )
 
 Scenario = Callable[[Path, Plan], Coroutine[Any, Any, dict[str, Any]]]
@@ -112,6 +115,9 @@ SCENARIOS: dict[str, Scenario] = {
         idle_s=plan.fleet_idle_s,
         fanouts=plan.fleet_fanouts,
         budget=plan.fleet_budget_s,
+    ),
+    "replication": lambda workdir, plan: replication.measure(
+        workdir, plan.replication_sizes, timeout=300.0
     ),
 }
 

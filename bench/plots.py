@@ -148,4 +148,29 @@ def fleet(result: Mapping[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
-PLOTS = {"link": link, "rest": rest, "failover": failover, "boot": boot, "fleet": fleet}
+def replication(result: Mapping[str, Any], path: Path) -> None:
+    runs = result["runs"]
+    labels = [f"{r['documents']:,} documents" for r in runs]
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    width = 0.38
+    for offset, (key, name) in enumerate(
+        (("catch_up_per_s", "replica catch-up"), ("raw_insert_per_s", "raw insert_many"))
+    ):
+        positions = [i + (offset - 0.5) * width for i in range(len(runs))]
+        bars = axes.bar(positions, [r[key] for r in runs], width, label=name)
+        axes.bar_label(bars, fmt="%.0f", fontsize=7)
+    axes.set_xticks(range(len(runs)), labels)
+    axes.set_ylabel("documents per second")
+    axes.set_title("Replica catch-up into an empty SQLite store")
+    axes.legend()
+    _save(figure, path)
+
+
+PLOTS = {
+    "link": link,
+    "rest": rest,
+    "failover": failover,
+    "boot": boot,
+    "fleet": fleet,
+    "replication": replication,
+}
