@@ -14,7 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import boot, failover, fleet, link, machine, profiling, replication, rest
+from bench import (
+    boot,
+    failover,
+    fleet,
+    hotpaths,
+    link,
+    machine,
+    profiling,
+    replication,
+    rest,
+)
 from bench.plots import PLOTS
 from bench.report import targets_table, write_json
 from bench.support import run
@@ -44,7 +54,10 @@ class Plan:
     fleet_idle_s: float
     fleet_fanouts: int
     fleet_budget_s: float
+    fleet_settle_s: float
     replication_sizes: tuple[int, ...]
+    hotpath_count: int
+    hotpath_rounds: int
 
 
 FULL = Plan(
@@ -66,7 +79,10 @@ FULL = Plan(
     fleet_idle_s=10.0,
     fleet_fanouts=3,
     fleet_budget_s=120.0,
+    fleet_settle_s=3.0,
     replication_sizes=(10_000, 100_000),
+    hotpath_count=20_000,
+    hotpath_rounds=5,
 )
 
 SMOKE = Plan(
@@ -83,17 +99,23 @@ SMOKE = Plan(
     profile_calls=50,
     profile_modules=500,
     profile_edges=10,
-    fleet_sizes=(5, 10, 20),
-    fleet_timeout_s=1.0,
-    fleet_idle_s=1.0,
+    fleet_sizes=(3, 6, 9),
+    fleet_timeout_s=0.5,
+    fleet_idle_s=0.5,
     fleet_fanouts=1,
     fleet_budget_s=30.0,
+    fleet_settle_s=0.2,
     replication_sizes=(500, 2_000),
+    hotpath_count=200,
+    hotpath_rounds=1,
 )
 
 Scenario = Callable[[Path, Plan], Coroutine[Any, Any, dict[str, Any]]]
 
 SCENARIOS: dict[str, Scenario] = {
+    "hotpaths": lambda workdir, plan: hotpaths.measure(
+        workdir, count=plan.hotpath_count, rounds=plan.hotpath_rounds
+    ),
     "link": lambda workdir, plan: link.measure(
         workdir,
         samples=plan.link_samples,
@@ -115,6 +137,7 @@ SCENARIOS: dict[str, Scenario] = {
         idle_s=plan.fleet_idle_s,
         fanouts=plan.fleet_fanouts,
         budget=plan.fleet_budget_s,
+        settle_s=plan.fleet_settle_s,
     ),
     "replication": lambda workdir, plan: replication.measure(
         workdir, plan.replication_sizes, timeout=300.0

@@ -196,6 +196,7 @@ async def fleet_once(
     idle_s: float,
     fanouts: int,
     budget: float,
+    settle_s: float = 2.0,
 ) -> dict[str, Any]:
     """Every figure for one fleet size."""
     result: dict[str, Any] = {"edges": count, "timeout_s": timeout}
@@ -252,7 +253,7 @@ async def fleet_once(
             }
 
             # 4. idle
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(settle_s)
             cpu_before, idle_from = cpu_seconds(master.pid), time.monotonic()
             await asyncio.sleep(idle_s)
             cpu = (cpu_seconds(master.pid) - cpu_before) / (time.monotonic() - idle_from)
@@ -387,6 +388,7 @@ async def measure(
     idle_s: float,
     fanouts: int,
     budget: float,
+    settle_s: float,
 ) -> dict[str, Any]:
     runs = []
     for count in sizes:
@@ -398,6 +400,7 @@ async def measure(
                 idle_s=idle_s,
                 fanouts=fanouts,
                 budget=budget,
+                settle_s=settle_s,
             )
         )
     return {

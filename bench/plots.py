@@ -166,6 +166,26 @@ def replication(result: Mapping[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
+def hotpaths(result: Mapping[str, Any], path: Path) -> None:
+    """Each choice: microseconds per operation of every way measured."""
+    tables: list[tuple[str, Mapping[str, float]]] = []
+    for frame, row in result["codec"].items():
+        tables.append((f"write {frame}", row["write_us"]))
+        tables.append((f"read {frame}", row["read_us"]))
+    tables.append(("argument check", result["argument_check_us"]))
+    tables.append(("a call's task", result["call_task_us"]))
+    tables.append(("proxy client, one request", result["proxy_client_us"]))
+    figure, axes = plt.subplots(len(tables), 1, figsize=(9, 1.3 * len(tables) + 1))
+    for ax, (title, times) in zip(axes, tables, strict=True):
+        names = list(times)
+        bars = ax.barh(names, [times[n] for n in names])
+        ax.bar_label(bars, fmt="%.2f µs", fontsize=7)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.tick_params(labelsize=7)
+        ax.invert_yaxis()
+    _save(figure, path)
+
+
 PLOTS = {
     "link": link,
     "rest": rest,
@@ -173,4 +193,5 @@ PLOTS = {
     "boot": boot,
     "fleet": fleet,
     "replication": replication,
+    "hotpaths": hotpaths,
 }
