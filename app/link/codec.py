@@ -16,6 +16,7 @@ only for a rejected frame, to recover the request id the error response must car
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -56,27 +57,50 @@ def encode(frame: Frame) -> str:
 
     Raises ``PydanticSerializationError`` when a payload is not JSON-able.
     """
-    wire = _wire_dict(frame)
-    if wire is not None:
-        try:
-            return orjson.dumps(wire, option=_WIRE_OPTIONS).decode()
-        except orjson.JSONEncodeError:
-            pass  # pydantic writes it, or says why not
+    if isinstance(frame, Response):
+        if frame.error is None:
+            return encode_result(frame.id, frame.result)
+        return encode_failure(frame.id, frame.error.code, frame.error.message)
+    if isinstance(frame, Request):
+        return encode_request(frame.id, frame.op, frame.args)
+    if isinstance(frame, Event):
+        return encode_event(frame.event, frame.fields)
     return frame.model_dump_json()
 
 
-def _wire_dict(frame: Frame) -> dict[str, Any] | None:
-    """The payload-carrying frames as the dicts their JSON is; None for the others."""
-    if isinstance(frame, Response):
-        if frame.error is None:
-            return {"type": "response", "id": frame.id, "ok": True, "result": frame.result}
-        error = {"code": frame.error.code, "message": frame.error.message}
-        return {"type": "response", "id": frame.id, "ok": False, "error": error}
-    if isinstance(frame, Request):
-        return {"type": "request", "id": frame.id, "op": frame.op, "args": frame.args}
-    if isinstance(frame, Event):
-        return {"type": "event", "event": frame.event, **frame.fields}
-    return None
+def encode_request(request_id: int, op: str, args: dict[str, Any]) -> str:
+    """A request frame's text, without building its model first (the hot path's way)."""
+    wire = {"type": "request", "id": request_id, "op": op, "args": args}
+    return _dumps(wire) or Request(id=request_id, op=op, args=args).model_dump_json()
+
+
+def encode_result(request_id: int, result: Any) -> str:
+    """A successful response's text; raises ``PydanticSerializationError`` (not JSON)."""
+    wire = {"type": "response", "id": request_id, "ok": True, "result": result}
+    return _dumps(wire) or Response.success(request_id, result).model_dump_json()
+
+
+def encode_failure(request_id: int, code: str, message: str) -> str:
+    error = {"code": code, "message": message}
+    wire = {"type": "response", "id": request_id, "ok": False, "error": error}
+    return _dumps(wire) or Response.failure(request_id, code, message).model_dump_json()
+
+
+def encode_event(event: str, fields: Mapping[str, Any]) -> str:
+    """An event's text; a field named ``type`` or ``event`` is refused by the model."""
+    if "type" in fields or "event" in fields:
+        return Event(event=event, **fields).model_dump_json()
+    return _dumps({"type": "event", "event": event, **fields}) or (
+        Event(event=event, **fields).model_dump_json()
+    )
+
+
+def _dumps(wire: dict[str, Any]) -> str | None:
+    """orjson's text, or None for what it would write differently from pydantic."""
+    try:
+        return orjson.dumps(wire, option=_WIRE_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return None
 
 
 def decode(data: str | bytes, *, max_size: int) -> Frame:

@@ -26,7 +26,15 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 from app.errors import EngineError
-from app.link.codec import DEFAULT_MAX_SIZE, FrameError, decode, encode
+from app.link.codec import (
+    DEFAULT_MAX_SIZE,
+    FrameError,
+    decode,
+    encode_event,
+    encode_failure,
+    encode_request,
+    encode_result,
+)
 from app.link.messages import CLOSE_TOO_LARGE, Event, Frame, Request, Response
 from app.link.pending import LinkClosed, PendingRequests, error_code
 
@@ -207,7 +215,7 @@ class LinkConnection:
         try:
             # When the send finds the link down, the reply has failed with all the others.
             with suppress(LinkClosed):
-                await self._send(Request(id=request_id, op=op, args=args or {}))
+                await self._send(encode_request(request_id, op, args or {}))
             return await reply
         finally:
             self._pending.discard(request_id)
@@ -216,7 +224,7 @@ class LinkConnection:
         """Push an event to the peer; raises `LinkClosed` when the link is down."""
         if self._closed:
             raise LinkClosed(self._name)
-        await self._send(Event(event=event, **fields))
+        await self._send(encode_event(event, fields))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Fail what is pending now and close the transport; `run` then returns."""
@@ -227,9 +235,9 @@ class LinkConnection:
         self._closed = True
         self._pending.fail_all(LinkClosed(self._name))
 
-    async def _send(self, frame: Frame) -> None:
+    async def _send(self, text: str) -> None:
         try:
-            await self._transport.send(encode(frame))
+            await self._transport.send(text)
         except TransportClosed:
             self._mark_closed()
             raise LinkClosed(self._name) from None
@@ -257,13 +265,13 @@ class LinkConnection:
             await self.close(CLOSE_TOO_LARGE, "frame too large")
         elif error.request_id is not None:
             with suppress(LinkClosed):
-                await self._send(Response.failure(error.request_id, error.code, error.message))
+                await self._send(encode_failure(error.request_id, error.code, error.message))
         else:
             await self._notify_error(error.code, error.message)
 
     async def _notify_error(self, code: str, message: str) -> None:
         with suppress(LinkClosed):
-            await self._send(Event(event="error", code=code, message=message))
+            await self._send(encode_event("error", {"code": code, "message": message}))
 
     async def _deliver(self, event: Event) -> None:
         if self._on_event is None:
@@ -276,30 +284,31 @@ class LinkConnection:
             logger.exception("handling event %r from %s failed", event.event, self._name)
 
     async def _answer(self, request: Request) -> None:
-        response = await self._call(request)
+        reply = await self._reply(request)
         with suppress(LinkClosed):
-            try:
-                await self._send(response)
-            except PydanticSerializationError as exc:
-                message = f"the result of {request.op!r} is not JSON: {exc}"
-                await self._send(Response.failure(request.id, "bad_result", message))
+            await self._send(reply)
 
-    async def _call(self, request: Request) -> Response:
+    async def _reply(self, request: Request) -> str:
+        """The response's text: written straight from the result, no model built."""
         handler = self._handlers.get(request.op)
         if handler is None:
-            return Response.failure(request.id, "unknown_op", f"unknown op {request.op!r}")
+            return encode_failure(request.id, "unknown_op", f"unknown op {request.op!r}")
         try:
             result = await handler(request.args)
         except KeyError as exc:
-            return Response.failure(request.id, "bad_args", f"missing argument {exc}")
+            return encode_failure(request.id, "bad_args", f"missing argument {exc}")
         except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
-            return Response.failure(request.id, "bad_args", str(exc))
+            return encode_failure(request.id, "bad_args", str(exc))
         except EngineError as exc:
-            return Response.failure(request.id, error_code(exc), exc.detail)
+            return encode_failure(request.id, error_code(exc), exc.detail)
         except Exception as exc:
             logger.exception("op %r from %s failed", request.op, self._name)
-            return Response.failure(request.id, "internal", f"{type(exc).__name__}: {exc}")
-        return Response.success(request.id, result)
+            return encode_failure(request.id, "internal", f"{type(exc).__name__}: {exc}")
+        try:
+            return encode_result(request.id, result)
+        except PydanticSerializationError as exc:
+            message = f"the result of {request.op!r} is not JSON: {exc}"
+            return encode_failure(request.id, "bad_result", message)
 
     async def _expire_deadlines(self) -> None:
         """Every ``expiry_interval`` while requests wait; a thousand idle links cost nothing."""
