@@ -61,6 +61,8 @@ class SimulatedEdge:
         self.released = 0
         self.ops = 0
         self.events_sent = 0
+        #: Changes received over the feed, all catch-ups together.
+        self.changes_received = 0
         self._changed = asyncio.Event()
         self._power = False
         self.uplink = Uplink(
@@ -146,6 +148,7 @@ class SimulatedEdge:
         more = True
         while more:
             batch = await fetch_changes(link, self.seq, BATCH)
+            self.changes_received += len(batch.changes)
             for change in batch.changes:
                 if change.deleted:
                     self.replica.pop(change.id, None)
@@ -242,6 +245,7 @@ class Fleet:
             "released": sum(e.released for e in self.edges),
             "ops": sum(e.ops for e in self.edges),
             "events_sent": sum(e.events_sent for e in self.edges),
+            "changes_received": sum(e.changes_received for e in self.edges),
         }
 
 
