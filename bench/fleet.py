@@ -286,9 +286,9 @@ async def fleet_once(
                 "active_connections": device.active_connections,
             }
             result["rss_mib_master_in_control"] = round(rss_mib(master.pid), 2)
-        except Exception:
-            result["error"] = master.log_tail(30)
-            raise
+        except Exception as exc:  # recorded: the other sizes still run
+            result["error"] = f"{type(exc).__name__}: {exc}"
+            result["master_log_tail"] = master.log_tail(30)
     return result
 
 
@@ -432,6 +432,7 @@ GROWN = {
 def growth(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Each figure's cost of one more edge between consecutive sizes, and their ratio."""
     grown: dict[str, Any] = {}
+    runs = complete(runs)
     if len(runs) < 2:
         return grown
     for name, figure in GROWN.items():
@@ -445,56 +446,71 @@ def growth(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return grown
 
 
+def _figure(run: dict[str, Any], *path: str) -> Any:
+    """A figure of a run, None when the run did not get that far."""
+    value: Any = run
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def complete(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [run for run in runs if "error" not in run]
+
+
 def run_targets(run: dict[str, Any]) -> list[Target]:
-    """The targets one fleet size must meet."""
+    """The targets one fleet size must meet (None where the run failed before)."""
     n = run["edges"]
     timeout = float(run["timeout_s"])
+    fanout = _figure(run, "fanout_s")
     return [
         Target(
             f"master memory per connected edge, {n} edges",
-            run["memory_kib_per_edge"],
+            _figure(run, "memory_kib_per_edge"),
             MEMORY_PER_EDGE_KIB,
             "KiB",
             at_most=True,
         ),
         Target(
             f"master CPU per idle edge, {n} edges",
-            run["idle"]["cpu_percent_per_edge"],
+            _figure(run, "idle", "cpu_percent_per_edge"),
             CPU_PER_EDGE_PERCENT,
             "% of a core",
             at_most=True,
         ),
         Target(
             f"configuration change reaching every edge, {n} edges",
-            max(run["fanout_s"]),
+            max(fanout) if fanout else None,
             FANOUT_LIMIT_S,
             "s",
             at_most=True,
         ),
         Target(
             f"mass failover, every location taken over, {n} edges (timeout {timeout:g} s)",
-            run["failover"]["all_taken_over_s"],
+            _figure(run, "failover", "all_taken_over_s"),
             timeout + FAILOVER_MARGIN_S,
             "s",
             at_most=True,
         ),
         Target(
             f"device connections opened by the master at the mass failover, {n} edges",
-            run["failover"]["device_connections"],
+            _figure(run, "failover", "device_connections"),
             n,
             "connections",
             at_most=False,
         ),
         Target(
             f"master restart until every edge negotiated, {n} edges",
-            run["restart"]["negotiated_online_s"],
+            _figure(run, "restart", "negotiated_online_s"),
             RESTART_LIMIT_S,
             "s",
             at_most=True,
         ),
         Target(
             f"edges told to let their devices go during the restart, {n} edges",
-            run["restart"]["devices_released"],
+            _figure(run, "restart", "devices_released"),
             0,
             "edges",
             at_most=True,
@@ -510,7 +526,7 @@ def served_within_targets(runs: Sequence[dict[str, Any]]) -> int:
 def targets(runs: Sequence[dict[str, Any]]) -> list[Target]:
     largest = max(runs, key=lambda run: int(run["edges"]))
     found = run_targets(largest)
-    if len(runs) >= 3:
+    if len(complete(runs)) >= 3:
         grown = growth(runs)
         for figure, name in (
             ("master RSS idle (MiB)", "memory per edge"),

@@ -119,7 +119,7 @@ def boot(result: Mapping[str, Any], path: Path) -> None:
 
 
 def fleet(result: Mapping[str, Any], path: Path) -> None:
-    runs = result["runs"]
+    runs = [r for r in result["runs"] if "error" not in r]
     sizes = [r["edges"] for r in runs]
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     memory, cpu, times = axes
