@@ -64,7 +64,7 @@ LINEARITY_LIMIT = 1.5
 
 
 def documents(count: int, device_port: int, timeout: float) -> tuple[list[Any], list[list[str]]]:
-    """The seeded store's documents, and ``[edge_id, secret, module_id]`` per location."""
+    """The seeded store's documents, and ``[edge_id, secret, module_id, index]`` per location."""
     docs: list[tuple[str, str, JsonObject]] = [
         ("drv-line", "driver", DriverFields(**LINE_DRIVER).model_dump(mode="json"))
     ]
@@ -87,7 +87,7 @@ def documents(count: int, device_port: int, timeout: float) -> tuple[list[Any], 
             (system_id, "system", system.model_dump(mode="json")),
             (module_id, "module", module.model_dump(mode="json")),
         ]
-        entries.append([edge_id, secret, module_id])
+        entries.append([edge_id, secret, module_id, str(n)])
     return docs, entries
 
 

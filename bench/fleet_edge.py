@@ -1,7 +1,8 @@
 """Many simulated edges in one process, each speaking the real control link.
 
 ``python -m bench.fleet_edge MASTER_URL EDGES_JSON`` reads ``[[edge_id, secret,
-module_id], ...]`` and, on the ``connect`` command, runs one simulated edge per entry.
+module_id, index], ...]`` and, on the ``connect`` command, runs one simulated edge per
+entry, each connecting from its own loopback address (``source_address(index)``).
 Each uses the edge's own link code: `app.edge.uplink.Uplink` connects (websockets,
 no compression, pings every ``ENGINE_PING_INTERVAL_S``), runs the real handshake with
 the edge's own secret and retries after a drop; the replica follows the master's
@@ -31,8 +32,12 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+from websockets.asyncio.client import connect
+
+from app.edge import uplink
 from app.edge.replica import fetch_changes
 from app.edge.uplink import HelloFacts, Uplink
 from app.link import Control, Event, LinkConnection, Welcome
@@ -44,12 +49,35 @@ STATUS_EVERY_S = 10.0
 BATCH = 1000
 POLL_S = 0.02
 
+_source_address: ContextVar[str | None] = ContextVar("source_address", default=None)
+
+
+def source_address(index: int) -> str:
+    """Edge ``index``'s own loopback address (127.1.0.1, 127.1.0.2, …), as sites have."""
+    return f"127.1.{index // 250}.{index % 250 + 1}"
+
+
+def _connect_from_own_address(uri: str, **options: Any) -> Any:
+    """The uplink's ``connect``, from the address of the edge whose task calls it.
+
+    The master throttles failed handshakes per peer address: a thousand edges on one
+    address would stand for one site behind a NAT, not for a fleet.
+    """
+    address = _source_address.get()
+    if address is not None:
+        options["local_addr"] = (address, 0)
+    return connect(uri, **options)
+
+
+uplink.connect = _connect_from_own_address  # type: ignore[assignment]
+
 
 class SimulatedEdge:
     """One location: an uplink, an in-memory replica, one module's status."""
 
-    def __init__(self, settings: Settings, module_id: str) -> None:
+    def __init__(self, settings: Settings, module_id: str, address: str) -> None:
         self.module_id = module_id
+        self.address = address
         self.replica: dict[str, dict[str, Any]] = {}
         self.seq = 0
         self.seq_at = 0.0
@@ -74,6 +102,7 @@ class SimulatedEdge:
         )
 
     async def run(self) -> None:
+        _source_address.set(self.address)  # this task's own context: its uplink's too
         await asyncio.gather(self.uplink.run_forever(), self._follow(), self._report())
 
     # --- UplinkListener ----------------------------------------------------------------
@@ -193,8 +222,9 @@ class Fleet:
                     ping_interval_s=1.0,
                 ),
                 module_id,
+                source_address(int(index)),
             )
-            for edge_id, secret, module_id in entries
+            for edge_id, secret, module_id, index in entries
         ]
         self._tasks: list[asyncio.Task[None]] = []
         self._mark: list[int] = []
