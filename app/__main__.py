@@ -1,17 +1,34 @@
-"""Command line: ``python -m app serve|demo|openapi|couchbase xdcr``."""
+"""Run a server, the demo, or operate a running server.
+
+The parser is built without importing any command's code: each command's module (the
+web stack for serve, the HTTP client for ctl, the Couchbase tools) is imported only
+when that command runs, so `ctl` starts fast and a missing optional package affects
+only the command that needs it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from app import demo
-from app.store import xdcr
-
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _lazy(module: str, function: str) -> Handler:
+    """A handler that imports ``module`` only when the command runs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module(module), function)(args))
+
+    return handler
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -65,24 +82,136 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def program_name(argv0: str) -> str:
+    """``engine`` when run as the console script, ``python -m app`` as a module."""
+    name = Path(argv0).name
+    return "python -m app" if name in ("__main__.py", "") else name
 
-    serve = commands.add_parser("serve", help="run one server; the role comes from ENGINE_EDGE_ID")
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run one server; the role comes from ENGINE_EDGE_ID",
+        description="Run one server: the master, or the edge named by ENGINE_EDGE_ID. "
+        "Settings come from ENGINE_* environment variables (see the README).",
+    )
     serve.add_argument("--host", help="interface to listen on (ENGINE_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (ENGINE_PORT)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
 
-    demo.add_cli(commands)
 
-    couchbase = commands.add_parser("couchbase", help="Couchbase deployment tools")
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="a master, an edge and simulated devices on loopback, until Ctrl-C",
+        description="Start a master and an edge as server processes, each with its own "
+        "embedded store, serve simulated devices, seed an edge location whose room runs on "
+        "the edge and a room on the master, and print commands to paste. Follow who "
+        "controls the edge's devices while the edge is killed, started again (kill -USR1 "
+        "to the demo) and restored, until Ctrl-C stops everything. Runs from a checkout.",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data/demo"),
+        help="stores, logs and pid files; its master/ and edge/ start fresh (data/demo)",
+    )
+    demo.add_argument("--master-port", type=int, default=8000, help="0: any free port (8000)")
+    demo.add_argument("--edge-port", type=int, default=8001, help="0: any free port (8001)")
+    demo.add_argument(
+        "--token", help="the admin token (default: ENGINE_ADMIN_TOKEN, else a random one)"
+    )
+    demo.add_argument(
+        "--failover-timeout",
+        type=float,
+        default=10.0,
+        help="seconds the master waits before taking over a failed edge (10)",
+    )
+    demo.set_defaults(func=_lazy("app.demo", "run_cli"))
+
+
+def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Options accepted before or after the command; SUPPRESS keeps a later default
+    # from overwriting a value given earlier.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"the server (ENGINE_URL, default {DEFAULT_URL})",
+    )
+    common.add_argument(
+        "--token", default=argparse.SUPPRESS, help="an API token (ENGINE_TOKEN; prefer that)"
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON"
+    )
+    ctl = commands.add_parser(
+        "ctl",
+        parents=[common],
+        help="operate a running server: status, events, restore, takeover, rotate-secret",
+        description="Operate a running server over its API. The server comes from "
+        f"ENGINE_URL (default {DEFAULT_URL}) or --url, the token from ENGINE_TOKEN or "
+        "--token. Errors are one line on stderr and a non-zero exit status.",
+    )
+    ctl.set_defaults(func=_lazy("app.ctl", "run"))
+    ctl_commands = ctl.add_subparsers(dest="ctl_command", required=True, metavar="COMMAND")
+    ctl_commands.add_parser(
+        "status",
+        parents=[common],
+        help="one line per location: controller, online, epoch, failover, next window",
+    )
+    events = ctl_commands.add_parser(
+        "events", parents=[common], help="a location's control decisions, newest first"
+    )
+    events.add_argument("edge", metavar="EDGE", help="the edge location's id")
+    events.add_argument("--limit", type=int, default=20, help="how many (20)")
+    for name, text in (
+        ("restore", "hand control back to the connected edge now"),
+        ("takeover", "the master takes control of the location now"),
+    ):
+        command = ctl_commands.add_parser(name, parents=[common], help=text)
+        command.add_argument("edge", metavar="EDGE", help="the edge location's id")
+    rotate = ctl_commands.add_parser(
+        "rotate-secret",
+        parents=[common],
+        help="issue a new shared secret for an edge (printed once)",
+    )
+    rotate.add_argument("edge", metavar="EDGE", help="the edge location's id")
+    rotate.add_argument(
+        "--grace",
+        type=float,
+        metavar="S",
+        help="seconds the previous secret stays valid at most (server default: one day)",
+    )
+
+
+def _add_couchbase(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], load: bool
+) -> None:
+    couchbase = commands.add_parser("couchbase", help="Couchbase deployment tools (xdcr)")
     couchbase_commands = couchbase.add_subparsers(dest="couchbase_command", required=True)
-    xdcr.add_cli(couchbase_commands)
+    if load:
+        from app.store import xdcr
+
+        xdcr.add_cli(couchbase_commands)
     couchbase.set_defaults(func=lambda args: args.handler(args))
 
+
+def build_parser(argv: list[str] | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``argv`` decides whether the Couchbase tools are loaded."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog=prog or program_name(sys.argv[0]),
+        description="Engine HA: a building-automation control engine with master/edge "
+        "high availability.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands)
+    _add_demo(commands)
+    _add_ctl(commands)
+    _add_couchbase(commands, load=bool(argv) and argv[0] == "couchbase")
     openapi = commands.add_parser("openapi", help="regenerate openapi/openapi.json")
     openapi.add_argument("--check", action="store_true", help="fail if the file is stale")
     openapi.set_defaults(func=_openapi)
@@ -90,10 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    # Servers log what they do; ctl's output is its answer, with problems on stderr.
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING if args.command == "ctl" else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

@@ -195,6 +195,14 @@ class Seeder:
 # --- what the demo prints -----------------------------------------------------------
 
 
+def ctl_command() -> str:
+    """How to run ``ctl`` with this interpreter: its ``engine`` script, else ``-m app``."""
+    engine = Path(sys.executable).parent / "engine"
+    if engine.exists():
+        return shlex.quote(str(engine))
+    return f"{shlex.quote(sys.executable)} -m app"
+
+
 def instructions(config: DemoConfig, seeded: Seeded, *, master_pid: int, edge_pid: int) -> str:
     """The banner: where everything is, and commands to paste into another shell."""
     exports = {
@@ -204,36 +212,39 @@ def instructions(config: DemoConfig, seeded: Seeded, *, master_pid: int, edge_pi
         "ROOM": seeded.edge_system_id,
         "LOBBY": seeded.master_system_id,
         "DEMO": str(config.data_dir.resolve()),
+        # For `engine ctl`: the server and the token it operates with.
+        "ENGINE_URL": config.master_url,
+        "ENGINE_TOKEN": config.token,
     }
     export_line = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
     call = '{"module":"Display","index":1,"method":"send","args":["POWER ON"]}'
     timeout = f"{config.failover_timeout:g}"
+    ctl = ctl_command()
     return f"""
 Engine HA demo: a master, an edge and four simulated devices on loopback
-  master  {config.master_url}  (pid {master_pid}, Swagger UI {config.master_url}/docs)
+  status page  {config.master_url}/  (sign in with the admin token; API docs at /docs)
+  master  {config.master_url}  (pid {master_pid})
   edge    {config.edge_url}  (pid {edge_pid}, edge id {seeded.edge_id})
   admin token  {config.token}
   data and logs  {config.data_dir.resolve()}
   the room {seeded.edge_system_id} (Display_1, Display_2, Lighting_1, AllOff_1) runs on the edge;
   the lobby {seeded.master_system_id} (Display_1) runs on the master.
 
-Paste into another shell (bash or zsh):
+Paste into another shell (bash or zsh); the README's walkthrough goes on from here:
 
 {export_line}
 H=(-H "Authorization: Bearer $T" -H 'Content-Type: application/json')
 
+# Who controls each location
+{ctl} ctl status
 # Call a display of the edge's room at the master: a 307 sends curl on to the edge
 curl -s --location-trusted "${{H[@]}}" $API/systems/$ROOM/exec -d '{call}'
-# ... or let the master proxy the call
-curl -s -H 'Prefer: routing=proxy' "${{H[@]}}" $API/systems/$ROOM/exec -d '{call}'
-# Who controls the edge's devices
-curl -s "${{H[@]}}" $API/edges/$EDGE/control
-# Kill the edge: the master takes its devices over after {timeout} s
+# Kill the edge: the master waits {timeout} s for it, then takes its devices over
 kill -9 $(cat $DEMO/edge.pid)
-# Start the edge again: it connects, and the master keeps control
+# Start the edge again: it boots and reconnects in a few seconds; the master keeps control
 kill -USR1 $(cat $DEMO/demo.pid)
-# Hand control back to the edge
-curl -s -X POST "${{H[@]}}" $API/edges/$EDGE/restore
+# Hand control back to the edge once it is online again
+{ctl} ctl restore $EDGE
 
 Control changes of edge {seeded.edge_id} are shown below. Ctrl-C stops everything.
 """
@@ -502,7 +513,8 @@ class Demo:
             master_exit.cancel()
 
     def _edge_exited(self, returncode: int) -> None:
-        self.config.edge_pid_file.unlink(missing_ok=True)
+        if self.edge is not None:
+            remove_pid_file(self.config.edge_pid_file, self.edge.pid)
         say(
             f"the edge stopped ({exit_description(returncode)}); "
             f"`kill -USR1 {os.getpid()}` starts it again"
@@ -540,8 +552,10 @@ class Demo:
         await self.master.stop()
         await self.devices.stop()
         await self._http.aclose()
-        self.config.edge_pid_file.unlink(missing_ok=True)
-        self.config.demo_pid_file.unlink(missing_ok=True)
+        if self.edge is not None:
+            remove_pid_file(self.config.edge_pid_file, self.edge.pid)
+        # A demo refused because another one uses the directory leaves its files alone.
+        remove_pid_file(self.config.demo_pid_file, os.getpid())
         say("demo stopped")
 
 
@@ -552,8 +566,19 @@ def claim_data_dir(config: DemoConfig) -> None:
         raise DemoError(f"a demo (pid {other}) is already using {config.data_dir}")
     for leftover in (config.data_dir / "master", config.data_dir / "edge"):
         shutil.rmtree(leftover, ignore_errors=True)
+    # Left by a demo that was killed: its pid may belong to another process by now.
+    config.edge_pid_file.unlink(missing_ok=True)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.demo_pid_file.write_text(f"{os.getpid()}\n")
+
+
+def remove_pid_file(pid_file: Path, pid: int) -> None:
+    """Remove ``pid_file`` if it still names ``pid`` (and not a process started since)."""
+    try:
+        if int(pid_file.read_text().strip()) == pid:
+            pid_file.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def running_pid(pid_file: Path) -> int | None:
@@ -571,34 +596,6 @@ def say(line: str) -> None:
 
 
 # --- command line -------------------------------------------------------------------
-
-
-def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``demo`` to ``python -m app``."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="a master, an edge and simulated devices on loopback, until Ctrl-C",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("data/demo"),
-        help="stores, logs and pid files; its master/ and edge/ start fresh (data/demo)",
-    )
-    parser.add_argument("--master-port", type=int, default=8000, help="0: any free port (8000)")
-    parser.add_argument("--edge-port", type=int, default=8001, help="0: any free port (8001)")
-    parser.add_argument(
-        "--token", help="the admin token (default: ENGINE_ADMIN_TOKEN, else a random one)"
-    )
-    parser.add_argument(
-        "--failover-timeout",
-        type=float,
-        default=10.0,
-        help="seconds the master waits before taking over a failed edge (10)",
-    )
-    parser.set_defaults(func=run_cli)
 
 
 def config_from(args: argparse.Namespace) -> DemoConfig:

@@ -27,6 +27,14 @@ class NotFound(EngineError):
     title = "Not Found"
 
 
+class UnknownSystem(NotFound):
+    """No such control system (or none the runtime knows)."""
+
+
+class UnknownModule(NotFound):
+    """No such module, or no module of that name and index in the system."""
+
+
 class InvalidField(EngineError):
     """A request field has a value we cannot accept; names the field and the reason."""
 
@@ -56,6 +64,13 @@ class Forbidden(EngineError):
 class Conflict(EngineError):
     status = 409
     title = "Conflict"
+
+
+class ContentTooLarge(EngineError):
+    """A body or the document it would produce exceeds the configured limit."""
+
+    status = 413
+    title = "Content Too Large"
 
 
 class PreconditionFailed(EngineError):

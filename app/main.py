@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.logging_filters import install_redaction
 from app.node import Node, Role
 from app.routers import (
     client_ws,
     control,
+    docs,
     driver_ops,
     drivers,
     edges,
@@ -20,13 +22,17 @@ from app.routers import (
     link_ws,
     module_ops,
     modules,
+    placeos,
     problems,
+    routing,
+    status,
     system_ops,
     systems,
     users,
 )
+from app.routers.limits import RequestLimits
 from app.routers.middleware import BootGate, EngineHeaders
-from app.routers.routing import ControllerRouting
+from app.routers.routing import EDGE_CONFIGURATION_WRITES
 from app.settings import Settings, load_settings
 
 API_VERSION = "1.0.0"
@@ -55,6 +61,7 @@ def build_role(node: Node) -> Role:
 def create_app(settings: Settings | None = None, *, node: Node | None = None) -> FastAPI:
     """Build the application; settings come from the environment unless given."""
     settings = settings or load_settings()
+    install_redaction([settings.edge_secret, settings.admin_token])
     node = node or Node(settings)
     node.role = node.role or build_role(node)
 
@@ -71,9 +78,14 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         version=API_VERSION,
         summary="Building-automation control engine with master/edge high availability",
         lifespan=lifespan,
+        # Served by app.routers.docs from local bundles: a site network has no CDN.
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[EDGE_CONFIGURATION_WRITES],
     )
     app.state.node = node
     problems.install(app)
+    routing.install(app)
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -92,15 +104,19 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         drivers,
         driver_ops,
         users,
-        client_ws,
     ):
         app.include_router(module.router, prefix="/api")
     app.include_router(health.router)
+    status.install(app, node)
+    docs.install(app)
+    app.include_router(client_ws.router)
+    app.include_router(placeos.authority_router)
+    app.include_router(placeos.router)
     app.include_router(link_ws.router)
-    # Added innermost first: routing, then CORS around it (so redirects carry CORS
+    # Added innermost first: the boot gate, then CORS around it (so redirects carry CORS
     # headers a browser needs to follow them), then the node header around all.
-    app.add_middleware(ControllerRouting, node=node)
     app.add_middleware(BootGate, boot=node.boot)
+    app.add_middleware(RequestLimits, max_body=settings.max_document_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -37,6 +37,21 @@ class Metrics:
             "edge: the master sequence its replica has applied",
             registry=self.registry,
         )
+        self.replication_skipped = Counter(
+            "engine_replication_skipped_documents",
+            "changes left out of link replication because no link frame can carry them",
+            registry=self.registry,
+        )
+        self.tombstones_purged = Counter(
+            "engine_tombstones_purged",
+            "deletions forgotten after ENGINE_TOMBSTONE_RETENTION_S",
+            registry=self.registry,
+        )
+        self.control_events_pruned = Counter(
+            "engine_control_events_pruned",
+            "control events dropped past the per-edge count or age limit",
+            registry=self.registry,
+        )
         self.links = Gauge(
             "engine_links_connected", "control links connected", registry=self.registry
         )

@@ -9,9 +9,9 @@ back once the response is complete. No cookie jar, no redirects, no auth, no eve
 hooks, no content decoding: measured side by side, a proxied call spends a third of
 what it spent in httpx (bench/README.md, "The proxy's client").
 
-Bodies are read whole before `send` returns (the proxied endpoints answer small JSON);
-``aiter_raw`` then yields them, transfer-decoded and still content-encoded, as httpx's
-does.
+Bodies are read whole before `send` returns (the proxied endpoints answer small JSON),
+into a plain ``httpx.Response`` whose ``aiter_raw`` yields them transfer-decoded and
+still content-encoded, as httpx's own does.
 """
 
 from __future__ import annotations
@@ -19,34 +19,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httptools
 import httpx
-
-HeaderList = Sequence[tuple[str, str]]
-
-
-class ResponseHeaders:
-    """A response's headers in order, names matched case-insensitively."""
-
-    __slots__ = ("_items", "_names")
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
-        self._names = {name.lower() for name, _ in items}
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._names
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        wanted = name.lower()
-        return next((v for k, v in self._items if k.lower() == wanted), default)
-
-    def multi_items(self) -> list[tuple[str, str]]:
-        return list(self._items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +35,6 @@ class ProxyRequest:
     url: str
     origin: tuple[str, str, int]
     data: bytes
-
-
-@dataclass(slots=True)
-class ProxyResponse:
-    """A complete response."""
-
-    status_code: int
-    headers: ResponseHeaders
-    content: bytes
-    request: ProxyRequest
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        if self.content:
-            yield self.content
-
-    async def aclose(self) -> None:
-        """Nothing to release: the connection went back to the pool with the last byte."""
 
 
 @dataclass(slots=True)
@@ -138,7 +99,7 @@ class _Connection(asyncio.Protocol):
             exchange.done.set_result(None)
 
     # the client's side
-    async def exchange(self, request: ProxyRequest) -> ProxyResponse:
+    async def exchange(self, request: ProxyRequest) -> httpx.Response:
         assert self._transport is not None
         loop = asyncio.get_running_loop()
         exchange = self._exchange = _Exchange(loop.create_future(), request.method == "HEAD")
@@ -147,11 +108,10 @@ class _Connection(asyncio.Protocol):
             await exchange.done
         finally:
             self._exchange = None
-        return ProxyResponse(
+        return httpx.Response(
             self._parser.get_status_code(),
-            ResponseHeaders(exchange.headers),
-            b"".join(exchange.body),
-            request,
+            headers=exchange.headers,
+            stream=httpx.ByteStream(b"".join(exchange.body)),
         )
 
     def close(self) -> None:
@@ -214,7 +174,7 @@ class ProxyClient:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return ProxyRequest(method, url, (parts.scheme, parts.hostname, port), head + content)
 
-    async def send(self, request: ProxyRequest, *, stream: bool = False) -> ProxyResponse:
+    async def send(self, request: ProxyRequest, *, stream: bool = False) -> httpx.Response:
         """The complete response; raises httpx's ``TimeoutException`` or ``HTTPError``."""
         connection = await self._connection(request.origin)
         try:

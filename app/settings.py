@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Room a link frame needs around the largest document it carries (the response
+#: envelope, the change's id, type, version and sequence).
+LINK_ENVELOPE_BYTES = 16 * 1024
 
 
 class Settings(BaseSettings):
@@ -32,6 +36,11 @@ class Settings(BaseSettings):
     boot_wait_s: float = Field(default=6.0, ge=0)
     ping_interval_s: float = Field(default=1.0, gt=0)
     link_max_frame: int = Field(default=1024 * 1024, gt=0)
+    max_document_bytes: int = Field(default=256 * 1024, gt=0)
+    tombstone_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    housekeeping_interval_s: float = Field(default=3600.0, gt=0)
+    control_events_max: int = Field(default=1000, ge=1)
+    control_events_max_age_s: float = Field(default=90 * 24 * 3600.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -47,6 +56,18 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _documents_fit_the_link(self) -> Settings:
+        """Every document the API accepts must travel in one link frame, envelope included."""
+        needed = self.max_document_bytes + LINK_ENVELOPE_BYTES
+        if self.link_max_frame < needed:
+            raise ValueError(
+                f"ENGINE_LINK_MAX_FRAME ({self.link_max_frame}) must be at least "
+                f"ENGINE_MAX_DOCUMENT_BYTES ({self.max_document_bytes}) + {LINK_ENVELOPE_BYTES} "
+                "bytes of envelope, or the largest document could never be replicated"
+            )
+        return self
 
     @property
     def is_edge(self) -> bool:

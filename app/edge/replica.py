@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from app.errors import ResyncRequired
 from app.link import LinkRequestError
+from app.services.limits import describe_skipped
 from app.store.base import (
     MASTER_ONLY_TYPES,
     Change,
@@ -77,14 +78,20 @@ class Replica(Protocol):
         """
 
 
-def replica_for(store: Store, *, on_progress: Callable[[int], None] | None = None) -> Replica:
+def replica_for(
+    store: Store,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    on_skipped: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
+) -> Replica:
     """XDCR replicates a Couchbase bucket; the embedded store is copied over the link.
 
-    ``on_progress`` hears the master sequence applied after each batch (metrics).
+    ``on_progress`` hears the master sequence applied after each batch (metrics);
+    ``on_skipped`` the changes the master could not ship.
     """
     if isinstance(store, CouchbaseStore):
         return XdcrReplicator(store)
-    return Replicator(store, on_progress=on_progress)
+    return Replicator(store, on_progress=on_progress, on_skipped=on_skipped)
 
 
 def _resync_required(exc: LinkRequestError) -> bool:
@@ -100,6 +107,7 @@ async def fetch_changes(link: Requester, since: int, limit: int, horizon: int = 
         last_seq=int(result["last_seq"]),
         more=bool(result["more"]),
         horizon=int(result.get("horizon", 0)),
+        skipped=[dict(item) for item in result.get("skipped", [])],
     )
 
 
@@ -112,12 +120,14 @@ class Replicator:
         *,
         batch: int = BATCH,
         on_progress: Callable[[int], None] | None = None,
+        on_skipped: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
     ) -> None:
         self._store = store
         self._batch = batch
         self._lock = asyncio.Lock()
         self.seq = 0
         self._on_progress = on_progress
+        self._on_skipped = on_skipped
 
     async def open(self) -> None:
         self._advance(await self._store.replica_seq())
@@ -154,6 +164,7 @@ class Replicator:
         received = 0
         batch = await fetch_changes(link, self.seq, self._batch)
         while True:
+            self._report(batch)
             following = (
                 asyncio.ensure_future(fetch_changes(link, batch.last_seq, self._batch))
                 if batch.more
@@ -172,6 +183,18 @@ class Replicator:
             if following is None:
                 return received
             batch = await following
+
+    def _report(self, batch: ChangeBatch) -> None:
+        """Changes the master could not ship: say so, and carry on with the rest."""
+        if not batch.skipped:
+            return
+        log.error(
+            "the master left %d change(s) out of this replica, which no link frame can carry: %s",
+            len(batch.skipped),
+            describe_skipped(batch.skipped),
+        )
+        if self._on_skipped is not None:
+            self._on_skipped(batch.skipped)
 
     def _advance(self, seq: int) -> None:
         self.seq = seq
@@ -200,6 +223,7 @@ class Replicator:
         since, more, horizon = 0, True, 0
         while more:
             batch = await fetch_changes(link, since, self._batch, horizon)
+            self._report(batch)
             if since == 0:
                 horizon = batch.horizon  # compactions before we started are no gap
             state.extend(batch.changes)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.control.clock import now_utc
@@ -25,6 +25,7 @@ from app.link.connection import Handler
 from app.node import Node
 from app.runtime.status import Unsubscribe
 from app.services.control import describe, persisted_state
+from app.services.limits import describe_skipped
 from app.store.base import Document, DocumentNotFound
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,11 @@ class EdgeRole:
         assert settings.edge_id is not None
         self.edge_id: str = settings.edge_id
         self.control = EdgeControlState.at_boot(now_utc())
-        self.replica = replica_for(node.store, on_progress=node.metrics.replica_seq.set)
+        self.replica = replica_for(
+            node.store, on_progress=node.metrics.replica_seq.set, on_skipped=self._skipped
+        )
+        #: What the master last had to leave out of this replica, in words.
+        self.replication_error: str | None = None
         self.forwarder = StatusForwarder(self._current_link)
         self.uplink = Uplink(
             settings,
@@ -140,6 +145,10 @@ class EdgeRole:
         )
         self.node.metrics.ready.set(1)
 
+    def live_counts(self) -> dict[str, Any]:
+        """The edge's part of ``/api/ready``: its link and replica now."""
+        return {"master_connected": self.uplink.connected, "replica_seq": self.replica.seq}
+
     async def stop(self) -> None:
         self.node.metrics.ready.set(0)
         for task in self._tasks:
@@ -159,17 +168,30 @@ class EdgeRole:
         )
 
     async def connected(self, link: LinkConnection, welcome: Welcome, control: Control) -> None:
+        """Obey the handshake's control first, then catch up: a long or failing catch-up
+        must never keep the location from its devices, nor drop the link."""
         log.info(
             "linked to the master (booting: %s); control: %s",
             welcome.master_booting,
             control.controller,
         )
         await self._apply(self.control.on_link_up())
-        await self.replica.catch_up(link)
+        await self.obey(control.controller, control.epoch)
+        try:
+            await self.replica.catch_up(link)
+        except LinkClosed:
+            return
+        except Exception as exc:
+            log.error("replica catch-up failed: %s; retried now in the background", exc)
+            self._replica_changed.set()
+            return
+        await self._synced()
+
+    async def _synced(self) -> None:
+        """A catch-up succeeded: a boot waiting for its first sync is complete."""
         if not self.node.boot.ready:
             topology = await self.node.modules.topology(fresh=True)
             self._complete(len(topology.modules_in([self.edge_id])))
-        await self.obey(control.controller, control.epoch)
 
     async def disconnected(self) -> None:
         log.warning("link to the master lost")
@@ -213,15 +235,24 @@ class EdgeRole:
             )
 
     async def _watch_changes(self) -> None:
-        """The replica changed: bring the running modules in line."""
+        """The replica changed: bring the running modules in line.
+
+        Cached tokens are dropped too, so a user or token deleted on the master stops
+        working here as soon as its deletion has replicated.
+        """
         async for seq in self.node.store.subscribe():
             self.node.metrics.store_seq.set(seq)
+            self.node.auth.forget()
             try:
                 await self.node.modules.reconcile()
                 if self.control.modules_running:
                     self._announce()
             except Exception:
                 log.exception("applying configuration changes failed")
+
+    def _skipped(self, skipped: Sequence[Mapping[str, Any]]) -> None:
+        self.node.metrics.replication_skipped.inc(len(skipped))
+        self.replication_error = f"not replicated: {describe_skipped(skipped)}"
 
     def _on_event(self, event: Event) -> None:
         # Never pull from inside the link's reader: the answers would queue behind us.
@@ -240,6 +271,8 @@ class EdgeRole:
                 await self.replica.catch_up(link)
             except Exception as exc:
                 log.warning("replica catch-up failed: %s", exc)
+                continue
+            await self._synced()
 
     # --- what the master asks (DESIGN §6) ----------------------------------------------
 
@@ -339,7 +372,12 @@ class EdgeRole:
 
     async def describe(self, edge: Document) -> dict[str, Any]:
         state = await persisted_state(self.node.store, edge.id)
-        return describe(edge, state, master_url=self.node.settings.master_url)
+        return describe(
+            edge,
+            state,
+            master_url=self.node.settings.master_url,
+            replication_error=self.replication_error if edge.id == self.edge_id else None,
+        )
 
     async def restore(self, edge: Document, by: str) -> dict[str, Any]:
         raise self._to_master(f"restoring edge {edge.id!r}", f"/api/edges/{edge.id}/restore")

@@ -105,7 +105,7 @@ def _dumps(wire: dict[str, Any]) -> str | None:
 
 def decode(data: str | bytes, *, max_size: int) -> Frame:
     """Parse and validate one frame; raises `FrameError` (too_large, bad_json, bad_frame)."""
-    size = _size_in_bytes(data)
+    size = frame_size(data)
     if size > max_size:
         raise FrameError("too_large", f"frame of {size} bytes exceeds the {max_size}-byte limit")
     try:
@@ -117,7 +117,8 @@ def decode(data: str | bytes, *, max_size: int) -> Frame:
         raise FrameError("bad_frame", _describe(errors), _request_id(data)) from None
 
 
-def _size_in_bytes(data: str | bytes) -> int:
+def frame_size(data: str | bytes) -> int:
+    """Bytes of a frame on the wire (UTF-8 for text)."""
     if isinstance(data, bytes) or data.isascii():
         return len(data)
     return len(data.encode())

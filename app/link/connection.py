@@ -25,7 +25,7 @@ from starlette.websockets import WebSocketState as StarletteState
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
-from app.errors import EngineError
+from app.errors import ContentTooLarge, EngineError
 from app.link.codec import (
     DEFAULT_MAX_SIZE,
     FrameError,
@@ -34,6 +34,7 @@ from app.link.codec import (
     encode_failure,
     encode_request,
     encode_result,
+    frame_size,
 )
 from app.link.messages import CLOSE_TOO_LARGE, Event, Frame, Request, Response
 from app.link.pending import LinkClosed, PendingRequests, error_code
@@ -49,7 +50,28 @@ FrameT = TypeVar("FrameT", bound=Frame)
 
 
 class TransportClosed(Exception):
-    """The transport is closed: nothing more can be sent or received."""
+    """The transport is closed: nothing more can be sent or received.
+
+    ``code`` and ``reason`` are the websocket close code and reason when known.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+#: Close codes that mean a frame was over a limit (the websocket's or ours).
+SIZE_CLOSE_CODES = frozenset({CLOSE_TOO_LARGE})
+
+
+def _closed(exc: ConnectionClosed) -> TransportClosed:
+    """A ``websockets`` close as `TransportClosed`; a close for size wins over the other."""
+    frames = [close for close in (exc.rcvd, exc.sent) if close is not None]
+    frames.sort(key=lambda close: close.code not in SIZE_CLOSE_CODES)
+    if not frames:
+        return TransportClosed(str(exc))
+    return TransportClosed(str(exc), code=frames[0].code, reason=frames[0].reason)
 
 
 class FrameTransport(Protocol):
@@ -76,13 +98,13 @@ class WebsocketsTransport:
         try:
             await self._websocket.send(text)
         except ConnectionClosed as exc:
-            raise TransportClosed(str(exc)) from exc
+            raise _closed(exc) from exc
 
     async def recv(self) -> str | bytes:
         try:
             return await self._websocket.recv()
         except ConnectionClosed as exc:
-            raise TransportClosed(str(exc)) from exc
+            raise _closed(exc) from exc
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._websocket.close(code, reason)
@@ -106,7 +128,8 @@ class StarletteTransport:
         except WebSocketDisconnected as exc:
             raise TransportClosed("websocket closed") from exc
         if message["type"] == "websocket.disconnect":
-            raise TransportClosed(f"websocket closed with code {message.get('code')}")
+            code, reason = message.get("code"), message.get("reason") or ""
+            raise TransportClosed(f"websocket closed with code {code}", code=code, reason=reason)
         text: str | None = message.get("text")
         return text if text is not None else message["bytes"]
 
@@ -164,6 +187,8 @@ class LinkConnection:
         #: Set while requests wait: an idle link's deadline checker sleeps for nothing.
         self._awaiting_replies = asyncio.Event()
         self._closed = False
+        #: The largest frame sent so far, in bytes: the likely cause of a close for size.
+        self._largest_sent = 0
 
     @property
     def closed(self) -> bool:
@@ -184,7 +209,8 @@ class LinkConnection:
             while True:
                 try:
                     data = await self._transport.recv()
-                except TransportClosed:
+                except TransportClosed as exc:
+                    self._log_close(exc)
                     return
                 await self._dispatch(data)
         finally:
@@ -204,7 +230,8 @@ class LinkConnection:
         """Send a request and return the peer's result.
 
         Raises `LinkRequestError` (the peer answered with an error), `LinkTimeout` (no
-        answer within ``timeout``, default ``default_timeout``) or `LinkClosed`.
+        answer within ``timeout``, default ``default_timeout``), `ContentTooLarge` (the
+        request would not fit in one frame; nothing was sent) or `LinkClosed`.
         """
         if self._closed:
             raise LinkClosed(self._name)
@@ -215,16 +242,22 @@ class LinkConnection:
         try:
             # When the send finds the link down, the reply has failed with all the others.
             with suppress(LinkClosed):
-                await self._send(encode_request(request_id, op, args or {}))
+                await self._send(encode_request(request_id, op, args or {}), "request")
             return await reply
         finally:
             self._pending.discard(request_id)
 
     async def send_event(self, event: str, **fields: Any) -> None:
-        """Push an event to the peer; raises `LinkClosed` when the link is down."""
+        """Push an event to the peer; raises `LinkClosed` when the link is down.
+
+        An event too large for one frame is dropped with a warning: the link stays up.
+        """
         if self._closed:
             raise LinkClosed(self._name)
-        await self._send(encode_event(event, fields))
+        try:
+            await self._send(encode_event(event, fields), "event")
+        except ContentTooLarge as exc:
+            logger.warning("event %r to %s not sent: %s", event, self._name, exc.detail)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Fail what is pending now and close the transport; `run` then returns."""
@@ -235,7 +268,30 @@ class LinkConnection:
         self._closed = True
         self._pending.fail_all(LinkClosed(self._name))
 
-    async def _send(self, text: str) -> None:
+    def _log_close(self, exc: TransportClosed) -> None:
+        """A link closed for a frame over the limit says so, with the code and the size."""
+        if exc.code in SIZE_CLOSE_CODES:
+            logger.error(
+                "link with %s closed for size: close code %s (%s); the largest frame sent "
+                "was %d bytes, this side's frame limit is %d bytes",
+                self._name,
+                exc.code,
+                exc.reason or "message too big",
+                self._largest_sent,
+                self._max_size,
+            )
+
+    async def _send(self, text: str, kind: str) -> None:
+        """Send one frame's text; raises `ContentTooLarge` (nothing sent) or `LinkClosed`."""
+        size = frame_size(text)
+        if size > self._max_size:
+            raise ContentTooLarge(
+                f"a {kind} frame of {size} bytes would exceed the link's "
+                f"{self._max_size}-byte limit (ENGINE_LINK_MAX_FRAME)",
+                size=size,
+                limit=self._max_size,
+            )
+        self._largest_sent = max(self._largest_sent, size)
         try:
             await self._transport.send(text)
         except TransportClosed:
@@ -262,16 +318,24 @@ class LinkConnection:
     async def _reject(self, error: FrameError) -> None:
         logger.warning("%s sent a bad frame: %s", self._name, error.message)
         if error.code == "too_large":
+            logger.error(
+                "closing the link with %s for size: close code %d; %s",
+                self._name,
+                CLOSE_TOO_LARGE,
+                error.message,
+            )
             await self.close(CLOSE_TOO_LARGE, "frame too large")
         elif error.request_id is not None:
             with suppress(LinkClosed):
-                await self._send(encode_failure(error.request_id, error.code, error.message))
+                await self._send(
+                    encode_failure(error.request_id, error.code, error.message), "response"
+                )
         else:
             await self._notify_error(error.code, error.message)
 
     async def _notify_error(self, code: str, message: str) -> None:
         with suppress(LinkClosed):
-            await self._send(encode_event("error", {"code": code, "message": message}))
+            await self._send(encode_event("error", {"code": code, "message": message}), "event")
 
     async def _deliver(self, event: Event) -> None:
         if self._on_event is None:
@@ -286,7 +350,12 @@ class LinkConnection:
     async def _answer(self, request: Request) -> None:
         reply = await self._reply(request)
         with suppress(LinkClosed):
-            await self._send(reply)
+            try:
+                await self._send(reply, "response")
+            except ContentTooLarge as exc:
+                logger.warning("the answer to %r from %s: %s", request.op, self._name, exc.detail)
+                message = f"the result of {request.op!r} is too large: {exc.detail}"
+                await self._send(encode_failure(request.id, "too_large", message), "response")
 
     async def _reply(self, request: Request) -> str:
         """The response's text: written straight from the result, no model built."""

@@ -38,6 +38,8 @@ from app.node import Node
 from app.runtime.handle import ModuleHandle
 from app.services.catalog import EDGE
 from app.services.control import describe, persisted_state
+from app.services.limits import describe_skipped
+from app.settings import LINK_ENVELOPE_BYTES
 from app.store.base import Document, DocumentNotFound
 from app.store.couchbase import CouchbaseStore
 
@@ -80,6 +82,8 @@ class MasterRole:
         self.links.listener = self
         self.windows = RestoreWindows(self._window_opened)
         self._remote: dict[str, RemoteModule] = {}
+        #: What replication last had to leave out of each edge's replica, in words.
+        self.replication_errors: dict[str, str] = {}
         self._policies: dict[str, EdgePolicy] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -172,6 +176,10 @@ class MasterRole:
         if self._awaited is not None and self._awaited <= set(self.links.connected()):
             self._all_connected.set()
 
+    def live_counts(self) -> dict[str, Any]:
+        """The master's part of ``/api/ready``: edges known and connected now."""
+        return {"edges": len(self.supervisors), "edges_connected": len(self.links.connected())}
+
     # --- links (LinkListener) ---------------------------------------------------------
 
     async def admit(self, hello: Hello) -> Admission:
@@ -214,14 +222,27 @@ class MasterRole:
 
     def _handlers(self, edge_id: str) -> Mapping[str, Handler]:
         return {
-            "replica.changes": self._replica_changes,
+            "replica.changes": lambda args: self._replica_changes(edge_id, args),
             "replica.fetch": lambda args: replica_fetch(self.node.store, args),
         }
 
-    async def _replica_changes(self, args: dict[str, Any]) -> dict[str, Any]:
-        # Half the frame limit leaves room for the envelope and JSON escaping.
-        max_bytes = self.node.settings.link_max_frame // 2
-        return await replica_changes(self.node.store, args, max_bytes=max_bytes)
+    async def _replica_changes(self, edge_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        max_bytes = self.node.settings.link_max_frame - LINK_ENVELOPE_BYTES
+        answer = await replica_changes(self.node.store, args, max_bytes=max_bytes)
+        skipped = answer.get("skipped")
+        if skipped:
+            text = describe_skipped(skipped)
+            log.error(
+                "edge %s: %d change(s) left out of its replica, which no link frame can "
+                "carry (ENGINE_LINK_MAX_FRAME %d): %s",
+                edge_id,
+                len(skipped),
+                self.node.settings.link_max_frame,
+                text,
+            )
+            self.node.metrics.replication_skipped.inc(len(skipped))
+            self.replication_errors[edge_id] = f"not replicated: {text}"
+        return answer
 
     async def _on_event(self, edge_id: str, event: Event) -> None:
         try:
@@ -313,13 +334,19 @@ class MasterRole:
         supervisor = self.supervisors.get(edge.id)
         if supervisor is None:
             state = await persisted_state(self.node.store, edge.id)
-            return describe(edge, state, master_url=self.node.settings.base_url)
+            return describe(
+                edge,
+                state,
+                master_url=self.node.settings.base_url,
+                replication_error=self.replication_errors.get(edge.id),
+            )
         control, now = supervisor.state.control, now_utc()
         return describe(
             edge,
             control_document(control),
             master_url=self.node.settings.base_url,
             retry_after=retry_after(supervisor.state, now),
+            replication_error=self.replication_errors.get(edge.id),
         )
 
     async def restore(self, edge: Document, by: str) -> dict[str, Any]:

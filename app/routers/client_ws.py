@@ -1,4 +1,8 @@
-"""``WS /api/ws``: the client websocket (bindings, calls and debug streams).
+"""The client websocket (bindings, calls and debug streams), where front ends look for it.
+
+Served at ``/api/ws`` and where the PlaceOS / ACA Engine front-end libraries connect:
+``/api/engine/v2/systems/control`` and ``/control/websocket``. Each takes the token
+the way those libraries send it (see :func:`websocket_credentials`).
 
 Module callbacks are synchronous and must never wait on a client, so every outgoing
 message goes through a bounded outbox that one writer task drains. A client that
@@ -8,8 +12,10 @@ knowing, whereas a client that reconnects binds again and gets every current val
 
 A request that is not valid (bad JSON, unknown ``cmd``, missing field) is answered
 with an error and changes nothing else. Calls run concurrently, each in its own task,
-so a slow method does not hold up the bindings. When the socket closes, every
-subscription the client made is dropped.
+so a slow method does not hold up the bindings; past ``MAX_CALLS`` in flight the
+reader stops reading until one finishes, so a client that sends too many at once is
+slowed down, never refused. When the socket closes, every subscription the client
+made is dropped.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from app.errors import EngineError, Unauthorized
+from app.errors import EngineError, Unauthorized, Unavailable, UnknownModule
 from app.node import Node
 from app.routers import client_protocol as protocol
 from app.routers.client_protocol import (
@@ -28,10 +34,12 @@ from app.routers.client_protocol import (
     BindingKey,
     ClientRequest,
     Debug,
+    ErrorCode,
     Exec,
     Ignore,
     Message,
     Unbind,
+    WatchTarget,
 )
 from app.routers.deps import NodeDep
 from app.runtime.status import DebugCallback, StatusCallback, Unsubscribe
@@ -47,24 +55,40 @@ CLOSE_TOO_SLOW = 1008
 
 #: Messages waiting for a client before it counts as too slow.
 OUTBOX_LIMIT = 1024
-#: Calls one client may have in flight at once.
+#: Calls one client may have in flight before its socket is no longer read.
 MAX_CALLS = 64
+
+#: Where front ends open the client websocket: ours, PlaceOS's and the ACA Engine's.
+PATHS = ("/api/ws", "/api/engine/v2/systems/control", "/control/websocket")
 
 router = APIRouter()
 
 
-def bearer_token(websocket: WebSocket) -> str | None:
-    """The token of ``Authorization: Bearer …`` or, for browsers, of ``?token=``."""
+def websocket_credentials(websocket: WebSocket) -> str | None:
+    """The token or API key of a websocket handshake, wherever a front end put it.
+
+    ``Authorization: Bearer``, ``X-API-Key``, the ``bearer_token`` / ``token`` /
+    ``api-key`` query parameters, or a ``bearer_token`` cookie (what the PlaceOS
+    library sets in a top-level page, where it cannot add headers). An API key is a
+    user token like any other.
+    """
     scheme, _, credentials = websocket.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return websocket.query_params.get("token")
+    query = websocket.query_params
+    return (
+        websocket.headers.get("x-api-key")
+        or query.get("bearer_token")
+        or query.get("token")
+        or query.get("api-key")
+        or websocket.cookies.get("bearer_token")
+        or None
+    )
 
 
-@router.websocket("/ws", name="clientWebsocket")
 async def client_websocket(websocket: WebSocket, node: NodeDep) -> None:
     try:
-        await node.auth.authenticate(bearer_token(websocket))
+        await node.auth.authenticate(websocket_credentials(websocket))
     except Unauthorized as exc:
         # Accepted only to close: a refused handshake would hide the reason from browsers.
         await websocket.accept()
@@ -74,10 +98,14 @@ async def client_websocket(websocket: WebSocket, node: NodeDep) -> None:
     await ClientSession(websocket, RuntimeTargets(node.catalog, node.modules), node).serve()
 
 
+for _path in PATHS:
+    router.add_api_websocket_route(_path, client_websocket, name=f"clientWebsocket {_path}")
+
+
 def websocket_url(base_url: str) -> str:
     """``https://edge`` → ``wss://edge/api/ws``."""
     scheme, _, rest = base_url.partition("://")
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/ws"
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{PATHS[0]}"
 
 
 class Outbox:
@@ -111,6 +139,7 @@ class ClientSession:
         self._bindings: dict[BindingKey, Unsubscribe] = {}
         self._watches: dict[str, Unsubscribe] = {}
         self._calls: set[asyncio.Task[None]] = set()
+        self._call_slots = asyncio.Semaphore(MAX_CALLS)
 
     async def serve(self) -> None:
         """Run until the client leaves or falls too far behind; then drop everything."""
@@ -166,27 +195,34 @@ class ClientSession:
             self._send(exc.reply())
             return
         if isinstance(request, Exec):
-            self._start_call(request)
+            await self._start_call(request)
         else:
             await self._respond(request)
 
-    def _start_call(self, request: Exec) -> None:
-        if len(self._calls) >= MAX_CALLS:
-            self._send(protocol.error(request.id, 429, f"more than {MAX_CALLS} calls in flight"))
-            return
+    async def _start_call(self, request: Exec) -> None:
+        """Run the call in its own task; with every slot taken, wait (and read nothing)."""
+        await self._call_slots.acquire()
         call = asyncio.create_task(self._respond(request), name=f"client ws exec {request.name}")
         self._calls.add(call)
-        call.add_done_callback(self._calls.discard)
+        call.add_done_callback(self._call_done)
+
+    def _call_done(self, call: asyncio.Task[None]) -> None:
+        self._calls.discard(call)
+        self._call_slots.release()
 
     async def _respond(self, request: ClientRequest) -> None:
         """Carry out the request and send its replies, or the error that stopped it."""
         try:
             replies = await self._perform(request)
         except EngineError as exc:
-            replies = [protocol.error(request.id, exc.status, exc.detail)]
+            replies = [protocol.error(request.id, protocol.code_for(exc), exc.detail)]
         except Exception:
             log.exception("client websocket request %r failed", request)
-            replies = [protocol.error(request.id, 500, "unexpected error; see the server log")]
+            replies = [
+                protocol.error(
+                    request.id, ErrorCode.UNEXPECTED_FAILURE, "unexpected error; see the server log"
+                )
+            ]
         for reply in replies:
             self._send(reply)
 
@@ -196,21 +232,37 @@ class ClientSession:
                 return await self._bind(request)
             case Unbind():
                 _drop(self._bindings, request.key)
+                return [protocol.success(request.id, request.key.meta())]
             case Exec():
                 return [await self._exec(request)]
             case Debug():
-                await self._watch(request.mod_id)
+                await self._watch(request.target)
             case Ignore():
-                _drop(self._watches, request.mod_id)
-        return [protocol.success(request.id)]
+                _drop(self._watches, await self._module_id(request.target))
+        return [protocol.success(request.id, request.target.meta())]
 
     async def _bind(self, request: Bind) -> list[Message]:
-        """Subscribe (once per key); the current value follows the success at once."""
+        """Subscribe (once per key); the current value follows the success at once.
+
+        A module that exists but does not run where this server can reach it now (its
+        location is changing hands) is bound all the same, as PlaceOS binds to a stopped
+        module: its value follows once control of the location comes here.
+        """
         key = request.key
-        handle = await self._targets.system_module(key.sys, key.mod, key.index)
+        try:
+            handle = await self._targets.system_module(key.sys, key.mod, key.index)
+        except Unavailable as exc:
+            log.info("binding %s waits for its module: %s", key, exc.detail)
+            self._bindings.setdefault(key, _waiting)
+            return [protocol.success(request.id, key.meta())]
+        if self._bindings.get(key) is _waiting:
+            del self._bindings[key]
         if key not in self._bindings:
             self._bindings[key] = handle.subscribe_status(self._status_listener(key))
-        return [protocol.success(request.id), protocol.notify(key, handle.state().get(key.name))]
+        return [
+            protocol.success(request.id, key.meta()),
+            protocol.notify(key, handle.state().get(key.name)),
+        ]
 
     def _status_listener(self, key: BindingKey) -> StatusCallback:
         def changed(name: str, value: object) -> None:
@@ -222,18 +274,48 @@ class ClientSession:
     async def _exec(self, request: Exec) -> Message:
         key = request.key
         handle = await self._targets.system_module(key.sys, key.mod, key.index)
-        return protocol.result(
-            request.id, await handle.exec(key.name, request.args, request.kwargs)
-        )
+        value = await handle.exec(key.name, request.args, request.kwargs)
+        return protocol.result(request.id, value, key.meta())
 
-    async def _watch(self, module_id: str) -> None:
+    async def _module_id(self, target: WatchTarget) -> str:
+        """The id of the module ``target`` names: by system, name and index, else by id."""
+        if target.sys is not None:
+            try:
+                return (await self._targets.system_module(target.sys, target.mod, target.index)).id
+            except UnknownModule:
+                # PlaceOS also takes the module's id in ``mod`` alongside a system.
+                if not await self._exists(target.mod):
+                    raise
+        return target.mod
+
+    async def _exists(self, module_id: str) -> bool:
+        return module_id in (await self._node.modules.topology()).modules
+
+    async def _watch(self, target: WatchTarget) -> None:
+        module_id = await self._module_id(target)
         handle = await self._targets.module(module_id)
         if module_id not in self._watches:
-            self._watches[module_id] = handle.subscribe_debug(self._debug_listener(module_id))
+            spec = (await self._node.modules.topology()).module_spec(module_id)
+            klass = spec.class_name if spec else ""
+            meta = target.meta() if target.mod != module_id else await self._position(module_id)
+            listener = self._debug_listener(module_id, klass, meta)
+            self._watches[module_id] = handle.subscribe_debug(listener)
 
-    def _debug_listener(self, module_id: str) -> DebugCallback:
+    async def _position(self, module_id: str) -> dict[str, Any]:
+        """Where a module watched by id sits (``{sys, mod, index}``), for its debug lines."""
+        for system_id in (await self._node.modules.topology()).systems_of(module_id):
+            try:
+                positions = self._targets.systems.index(system_id).positions
+            except EngineError:
+                continue
+            for (name, index), found in positions.items():
+                if found == module_id:
+                    return {"sys": system_id, "mod": name, "index": index}
+        return {"sys": None, "mod": module_id, "index": 1}
+
+    def _debug_listener(self, module_id: str, klass: str, meta: dict[str, Any]) -> DebugCallback:
         def logged(level: str, message: str) -> None:
-            self._send(protocol.debug_line(module_id, level, message))
+            self._send(protocol.debug_line(module_id, klass, level, message, meta))
 
         return logged
 
@@ -260,6 +342,10 @@ class ClientSession:
             _drop(self._bindings, key)
             try:
                 handle = await self._targets.system_module(key.sys, key.mod, key.index)
+            except Unavailable as exc:
+                log.info("binding %s waits for its module after a handover: %s", key, exc.detail)
+                self._bindings[key] = _waiting
+                continue
             except EngineError as exc:
                 log.info("binding %s not followed after a handover: %s", key, exc.detail)
                 continue
@@ -274,6 +360,10 @@ class ClientSession:
             unsubscribe()
         self._bindings.clear()
         self._watches.clear()
+
+
+def _waiting() -> None:
+    """The subscription of a binding whose module does not run within reach yet."""
 
 
 def _drop(subscriptions: dict[_Key, Unsubscribe], key: _Key) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 from fastapi import Depends
-from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from app.node import Node
@@ -37,13 +37,22 @@ access_token = APIKeyQuery(
     description="the bearer token as a query parameter, for clients that follow redirects",
 )
 
+#: What the PlaceOS front-end library sends when it holds an API key; any token works.
+api_key = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="an API token, as PlaceOS front ends send API keys",
+)
+
 
 async def current_user(
     node: NodeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     query_token: Annotated[str | None, Depends(access_token)],
+    key: Annotated[str | None, Depends(api_key)],
 ) -> Principal:
-    return await node.auth.authenticate(credentials.credentials if credentials else query_token)
+    token = credentials.credentials if credentials else key or query_token
+    return await node.auth.authenticate(token)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -35,8 +35,15 @@ async def ready(node: NodeDep) -> Response:
             headers={"Retry-After": str(max(1, round(boot.expected_wait_s)))},
             phase=boot.phase,
         )
+    # Counts that move (edges connected, modules running) are read now, not at boot.
     return JSONResponse(
-        {"status": "ready", "node": node.settings.node_name, "phase": boot.phase, **boot.summary}
+        {
+            "status": "ready",
+            "node": node.settings.node_name,
+            "phase": boot.phase,
+            **boot.summary,
+            **node.live_counts(),
+        }
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.routers.conditional import cached_json
 from app.routers.crud import problems
 from app.routers.deps import AdminUser, CurrentUser, NodeDep
+from app.routers.routing import BY_MODULE
 from app.services.resolve import RuntimeTargets
 
 #: Status changes all the time: a cache may keep it only to revalidate (304).
@@ -67,7 +68,8 @@ class ModuleRuntime(BaseModel):
     error: str | None = Field(description="why the last lifecycle hook failed, if it did")
 
 
-router = APIRouter(prefix="/modules", tags=["modules"])
+#: Every route here is about the module in its path: routed to its controller.
+router = APIRouter(prefix="/modules", tags=["modules"], dependencies=[BY_MODULE])
 
 
 @router.post(

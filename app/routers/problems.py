@@ -89,8 +89,9 @@ def document_problems(schema: dict[str, Any]) -> None:
     """Make the OpenAPI document say what every error really is: problem+json.
 
     FastAPI documents its validation errors as ``application/json``; ours are
-    ``application/problem+json``. Every operation with a body can also be answered 400
-    when the body cannot be parsed at all.
+    ``application/problem+json``. Every operation can be answered 400 for a path or
+    query that is not UTF-8 or holds a NUL byte; one with a body also 400 when the body
+    cannot be parsed at all, and 413 when it exceeds ``ENGINE_MAX_DOCUMENT_BYTES``.
     """
     content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
     for path in schema.get("paths", {}).values():
@@ -102,7 +103,28 @@ def document_problems(schema: dict[str, Any]) -> None:
                 responses["422"] = {"description": "a field is not acceptable", "content": content}
             if "requestBody" in operation:
                 responses.setdefault(
-                    "400", {"description": "the body is not parseable JSON", "content": content}
+                    "400",
+                    {
+                        "description": "the body is not parseable JSON, or the URL is not "
+                        "UTF-8 or holds a NUL byte",
+                        "content": content,
+                    },
+                )
+                responses.setdefault(
+                    "413",
+                    {
+                        "description": "the body, or the document it would produce, exceeds "
+                        "ENGINE_MAX_DOCUMENT_BYTES",
+                        "content": content,
+                    },
+                )
+            else:
+                responses.setdefault(
+                    "400",
+                    {
+                        "description": "the path or query is not UTF-8 or holds a NUL byte",
+                        "content": content,
+                    },
                 )
     schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
     schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)

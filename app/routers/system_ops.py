@@ -20,6 +20,7 @@ from app.routers.module_ops import (
     live_json,
     runtime_problems,
 )
+from app.routers.routing import BY_SYSTEM
 
 
 class SystemExecBody(ExecBody):
@@ -33,7 +34,8 @@ class SystemStarted(BaseModel):
     failed: dict[str, str] = Field(description="modules that did not start, with the reason")
 
 
-router = APIRouter(prefix="/systems", tags=["systems"])
+#: Every route here is about the system in its path: routed to its controller.
+router = APIRouter(prefix="/systems", tags=["systems"], dependencies=[BY_SYSTEM])
 
 
 @router.post(

@@ -97,6 +97,8 @@ class DriverRepository:
 
     def _confine(self, name: str) -> Path:
         relative = PurePosixPath(name)
+        if "\x00" in name:
+            raise InvalidField("files", f"{name!r} must not contain a NUL character")
         if (
             not name
             or "\\" in name

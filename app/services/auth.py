@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.models import IssuedToken, TokenInfo
-from app.services.catalog import USER, Catalog
+from app.services.catalog import USER, Catalog, Kind
 from app.store.base import Document, DocumentNotFound, Store
 
 BOOTSTRAP_USER_ID = "user-admin"
@@ -69,6 +69,15 @@ class Authenticator:
         except DocumentNotFound:
             raise Unauthorized("the bearer token's user no longer exists") from None
         return Principal(user.id, str(user.body.get("name", "")), bool(user.body.get("admin")))
+
+    def forget(self) -> None:
+        """Drop every cached principal: the next request of each token reads the store."""
+        self._cache.clear()
+
+    def changed(self, kind: Kind, doc_id: str) -> None:
+        """A configuration write here: a user deleted or demoted counts from the next request."""
+        if kind is USER:
+            self.forget()
 
     async def bootstrap_admin(self, token: str) -> None:
         """Make ``token`` a system admin's token (``ENGINE_ADMIN_TOKEN``); idempotent."""

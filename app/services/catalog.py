@@ -31,6 +31,7 @@ from app.models import (
     UserFields,
 )
 from app.services.control import control_id
+from app.services.limits import check_document
 from app.services.validation import parse
 from app.store.base import Document, DocumentNotFound, JsonObject, Page, Store, VersionConflict
 
@@ -82,8 +83,11 @@ def merge_patch(target: JsonObject, patch: Mapping[str, Any]) -> JsonObject:
 class Catalog:
     """CRUD over configuration documents with the checks that need the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, max_document_bytes: int = 256 * 1024) -> None:
         self._store = store
+        self._max_document_bytes = max_document_bytes
+        #: Called with the kind and id after each write or delete (cache invalidation).
+        self.on_change: Callable[[Kind, str], None] | None = None
 
     async def get(self, kind: Kind, doc_id: str) -> Document:
         try:
@@ -108,6 +112,7 @@ class Catalog:
         model = parse(kind.create_model, data)
         body = parse(kind.fields_model, model.model_dump(include=_field_names(kind)))
         stored = body.model_dump(mode="json")
+        self._check_size(kind.name, None, stored)
         await self._check_references(kind, None, stored)
         target_system = getattr(model, "system_id", None)
         if target_system is not None:
@@ -135,8 +140,9 @@ class Catalog:
         fields = parse(kind.fields_model, merge_patch(editable, patch)).model_dump(mode="json")
         await self._check_references(kind, doc_id, fields)
         maintained = {k: v for k, v in current.body.items() if k not in names}
+        self._check_size(kind.name, doc_id, {**maintained, **fields})
         try:
-            return await self._store.replace(
+            doc = await self._store.replace(
                 doc_id, {**maintained, **fields}, expected_version=current.version
             )
         except VersionConflict as exc:
@@ -144,6 +150,8 @@ class Catalog:
                 f"{kind.name} {doc_id!r} changed while it was being updated; "
                 "read it again and retry"
             ) from exc
+        self._changed(kind, doc_id)
+        return doc
 
     async def delete(self, kind: Kind, doc_id: str, *, if_match: str | None = None) -> None:
         current = await self.get(kind, doc_id)
@@ -157,13 +165,21 @@ class Catalog:
         except VersionConflict as exc:
             raise PreconditionFailed(f"{kind.name} {doc_id!r} changed; read it again") from exc
         await self._cascade(kind, doc_id)
+        self._changed(kind, doc_id)
 
     async def set_maintained(self, kind: Kind, doc_id: str, **values: Any) -> Document:
         """Write fields the system maintains (an edge's ``commit``), whatever the version."""
         await self.get(kind, doc_id)
         return await self._update_with_retry(doc_id, lambda body: {**body, **values})
 
+    def _changed(self, kind: Kind, doc_id: str) -> None:
+        if self.on_change is not None:
+            self.on_change(kind, doc_id)
+
     # --- checks -----------------------------------------------------------------
+
+    def _check_size(self, kind: str, doc_id: str | None, body: JsonObject) -> None:
+        check_document(kind, doc_id, body, max_bytes=self._max_document_bytes)
 
     async def _check_references(self, kind: Kind, doc_id: str | None, body: JsonObject) -> None:
         if kind is SYSTEM:
@@ -248,10 +264,10 @@ class Catalog:
         """Read-modify-write with CAS, retried so that concurrent writers lose nothing."""
         for _ in range(CAS_RETRIES):
             current = await self._store.get(doc_id)
+            body = change(current.body)
+            self._check_size(current.type, doc_id, body)
             try:
-                return await self._store.replace(
-                    doc_id, change(current.body), expected_version=current.version
-                )
+                return await self._store.replace(doc_id, body, expected_version=current.version)
             except VersionConflict:
                 continue
         raise Conflict(f"{doc_id!r} is being changed by others; try again")

@@ -66,8 +66,13 @@ def describe(
     *,
     master_url: str | None,
     retry_after: float | None = None,
+    replication_error: str | None = None,
 ) -> dict[str, Any]:
-    """The body of ``GET /api/edges/{id}/control``."""
+    """The body of ``GET /api/edges/{id}/control``.
+
+    ``replication_error`` says what this server last had to leave out of the edge's
+    replica (a document no link frame can carry); None while replication is whole.
+    """
     now = now_utc()
     return {
         "edge_id": edge.id,
@@ -82,6 +87,7 @@ def describe(
         "next_restore_window": next_window(edge, now),
         "edge_url": edge.body.get("api_url"),
         "master_url": master_url,
+        "replication_error": replication_error,
     }
 
 

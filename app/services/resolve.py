@@ -8,7 +8,7 @@ runtime has not picked up yet (503, try again) — the answers a client can act 
 
 from __future__ import annotations
 
-from app.errors import Conflict, NotFound, Unavailable
+from app.errors import Conflict, NotFound, Unavailable, UnknownModule, UnknownSystem
 from app.runtime.handle import ModuleHandle
 from app.runtime.manager import ModuleManager
 from app.runtime.systems import Systems
@@ -42,9 +42,12 @@ class RuntimeTargets:
         return handle
 
     async def system_module(self, system_id: str, name: str, index: int = 1) -> ModuleHandle:
-        """Module ``name_index`` of a system."""
+        """Module ``name_index`` of a system; ``UnknownSystem`` or ``UnknownModule`` if missing."""
         await self.ensure_known_system(system_id)
-        return self.systems.handle(system_id, name, index)
+        try:
+            return self.systems.handle(system_id, name, index)
+        except NotFound as exc:
+            raise UnknownModule(exc.detail) from None
 
     async def ensure_local_module(self, module_id: str) -> None:
         """The module is loaded on this server itself (the one that can start or stop it)."""
@@ -70,9 +73,15 @@ class RuntimeTargets:
             )
 
     async def _not_loaded(self, module_id: str) -> Conflict:
-        await self._catalog.get(MODULE, module_id)  # NotFound when there is no such module
+        try:
+            await self._catalog.get(MODULE, module_id)
+        except NotFound as exc:
+            raise UnknownModule(exc.detail) from None
         return Conflict(f"module {module_id} is not loaded on this server", module_id=module_id)
 
     async def _not_known(self, system_id: str) -> Unavailable:
-        await self._catalog.get(SYSTEM, system_id)  # NotFound when there is no such system
+        try:
+            await self._catalog.get(SYSTEM, system_id)
+        except NotFound as exc:
+            raise UnknownSystem(exc.detail) from None
         return Unavailable(f"system {system_id} is not loaded yet", retry_after=SYSTEM_LOAD_RETRY_S)

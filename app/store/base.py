@@ -149,6 +149,9 @@ class ChangeBatch:
     last_seq: int
     more: bool
     horizon: int = 0
+    #: Changes the master left out because no link frame can carry them: ``{id, type,
+    #: seq, reason}`` each (replication over the link only).
+    skipped: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,8 @@ ON CONFLICT (id) DO UPDATE SET
     source_seq = excluded.source_seq, deleted = excluded.deleted, body = excluded.body
 """
 IDS_IN_JSON = "id IN (SELECT value FROM json_each(?))"
+#: ``meta`` keys of sequence marks: the prefix, then the time, fixed-width so they sort.
+MARK_PREFIX = "seq_at:"
 MASTER_ONLY_JSON = json.dumps(sorted(MASTER_ONLY_TYPES))
 
 #: Primary result codes that mean "the file cannot take this now", not a bug in a query.
@@ -298,16 +300,40 @@ class SqliteStore:
         :class:`FeedCompacted`, since it would otherwise miss that deletion.
         """
         async with self._transaction(write=True) as tx:
-            [(count, newest)] = await tx.fetch(
-                "SELECT count(*), max(seq) FROM docs WHERE deleted = 1 AND seq < ?",
-                (older_than_seq,),
+            return await tx.purge(older_than_seq)
+
+    async def mark_sequence(self, at: float) -> int:
+        """Record that every change up to the newest sequence was written by ``at``.
+
+        Marks turn a retention in seconds into a sequence to purge below
+        (:meth:`purge_deleted_before`) without a timestamp on every document; they
+        live in ``meta`` so no schema change is needed. Returns the marked sequence.
+        """
+        async with self._transaction(write=True) as tx:
+            seq = await tx.meta("last_seq")
+            await tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_mark_key(at), seq)
             )
-            if count:
-                await tx.execute(
-                    "DELETE FROM docs WHERE deleted = 1 AND seq < ?", (older_than_seq,)
-                )
-                await tx.advance_meta("purged_seq", newest)
-        return int(count)
+            return seq
+
+    async def purge_deleted_before(self, before: float) -> int:
+        """Forget deletions known to be older than ``before``; return how many.
+
+        The newest mark at or before ``before`` bounds them: every tombstone up to its
+        sequence was written by then. Older marks are dropped, that one is kept.
+        """
+        async with self._transaction(write=True) as tx:
+            rows = await tx.fetch(
+                "SELECT key, value FROM meta WHERE key > ? AND key <= ? ORDER BY key",
+                (MARK_PREFIX, _mark_key(before)),
+            )
+            if not rows:
+                return 0
+            newest_key, marked_seq = rows[-1]
+            await tx.execute(
+                "DELETE FROM meta WHERE key > ? AND key < ?", (MARK_PREFIX, newest_key)
+            )
+            return await tx.purge(int(marked_seq) + 1)
 
     # --- plumbing -----------------------------------------------------------------
 
@@ -406,6 +432,17 @@ class _Transaction:
         """Raise a counter to ``value``; a lower value leaves it as it is."""
         await self.execute("UPDATE meta SET value = max(value, ?) WHERE key = ?", (value, key))
 
+    async def purge(self, older_than_seq: int) -> int:
+        """Delete the tombstones below ``older_than_seq`` and move ``purged_seq`` up."""
+        [(count, newest)] = await self.fetch(
+            "SELECT count(*), max(seq) FROM docs WHERE deleted = 1 AND seq < ?",
+            (older_than_seq,),
+        )
+        if count:
+            await self.execute("DELETE FROM docs WHERE deleted = 1 AND seq < ?", (older_than_seq,))
+            await self.advance_meta("purged_seq", newest)
+        return int(count)
+
     async def allocate(self, count: int) -> int:
         """Take ``count`` new sequences; return the first."""
         [(last,)] = await self.fetch(
@@ -478,6 +515,10 @@ async def _prepare(conn: aiosqlite.Connection) -> None:
         await conn.executescript(SCHEMA)
     elif version != SCHEMA_VERSION:
         raise StoreUnavailable(f"schema version {version} is not {SCHEMA_VERSION}")
+
+
+def _mark_key(at: float) -> str:
+    return f"{MARK_PREFIX}{max(at, 0.0):020.3f}"
 
 
 def _is_unavailable(exc: sqlite3.Error | OSError) -> bool:

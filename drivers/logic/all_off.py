@@ -15,7 +15,8 @@ class AllOff(Driver):
     Settings: ``target`` (module name, default ``Display``), ``method`` (default
     ``power``), ``args`` (default ``[false]``) and ``watch`` (the status variable
     counted as "on", default ``power``).
-    Status: ``on_count``, how many targets report ``watch`` as true.
+    Status: ``<watch>_count``, how many targets report ``watch`` as true
+    (``power_count`` by default; ``connected_count`` when watching ``connected``).
     """
 
     async def on_start(self) -> None:
@@ -55,7 +56,7 @@ class AllOff(Driver):
                 on += system.status(self._target(), index, watch) is True
             except EngineError:
                 continue
-        self.status["on_count"] = on
+        self.status[f"{watch}_count"] = on
 
     def _target(self) -> str:
         return str(self.setting("target", "Display"))

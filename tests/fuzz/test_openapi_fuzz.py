@@ -58,7 +58,11 @@ CONFIG = schemathesis.Config.from_dict(
 )
 
 DOCUMENT: dict[str, Any] = json.loads(openapi_document())
-schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
+# The status stream never ends by design (server-sent events); its answers are tested in
+# tests/unit/services/test_status.py and tests/integration/test_status_stream.py.
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG).exclude(
+    operation_id="streamStatus"
+)
 operations_on_documents = schema.include(path_regex=r"\{")
 
 #: The collection a ``doc_id`` path parameter belongs to, by the path's second segment.
@@ -193,13 +197,19 @@ class Master:
         self.app = app
         self.ids = ids
 
-    def path_ids(self, path: str, names: list[str]) -> dict[str, str]:
-        """An existing document of the right kind for each id parameter of ``path``."""
+    def path_ids(self, path: str, generated: dict[str, Any]) -> dict[str, Any]:
+        """An existing document of the right kind for each id parameter of ``path``, the
+        seeded module's position for ``module_key``; other parameters as generated."""
         collection = path.split("/")[2]
-        return {
-            name: self.ids[COLLECTION_IDS[collection] if name == "doc_id" else name]
-            for name in names
-        }
+        chosen = {**generated}
+        for name in generated:
+            if name == "doc_id":
+                chosen[name] = self.ids[COLLECTION_IDS[collection]]
+            elif name in self.ids:
+                chosen[name] = self.ids[name]
+            elif name == "module_key":
+                chosen[name] = "Echo_1"
+        return chosen
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +245,7 @@ def test_generated_requests_answer_as_documented(case: Case, master: Master) -> 
 
 @operations_on_documents.parametrize()
 def test_requests_about_existing_documents_answer_as_documented(case: Case, master: Master) -> None:
-    case.path_parameters = master.path_ids(case.path, list(case.path_parameters))
+    case.path_parameters = master.path_ids(case.path, dict(case.path_parameters or {}))
     case.call_and_validate(app=master.app)
 
 
@@ -254,9 +264,107 @@ def undeclared(operation: dict[str, Any], response: requests.Response) -> str | 
 def test_unparseable_and_invalid_input_is_documented(gap: Gap, master: Master) -> None:
     operation = DOCUMENT["paths"][gap.path][gap.method.lower()]
     names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
-    url = gap.path.format(**master.path_ids(gap.path, names))
+    url = gap.path.format(**master.path_ids(gap.path, dict.fromkeys(names, "x")))
     with in_process(master.app) as client:
         response = client.request(gap.method, f"{url}?{gap.query}", **gap.request)
     assert response.status_code < 500, response.text
     left_out = undeclared(operation, response)
     assert left_out is None, f"{left_out}: {response.text}"
+
+
+# --- hostile input on every operation ---------------------------------------------------
+
+#: A JSON body nested far beyond what any parser should recurse into.
+DEEP_JSON = b'{"name": "deep", "settings": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+
+HOSTILE_BODIES: dict[str, dict[str, Any]] = {
+    "NUL in every string": {"json": "NUL"},
+    "deeply nested": {"data": DEEP_JSON, "headers": {"Content-Type": "application/json"}},
+    "not UTF-8": {
+        "data": b'{"name": "\xc3\x28"}',
+        "headers": {"Content-Type": "application/json"},
+    },
+    "over-long strings": {"json": "LONG"},
+    "over the size limit": {"json": "HUGE"},
+}
+HOSTILE_URLS = {"NUL in the path": "%00", "not UTF-8 in the path": "%ff%fe"}
+HOSTILE_QUERIES = {
+    "NUL in the query": "limit=1%00&after=%00",
+    "not UTF-8 in the query": "after=%c3%28",
+}
+
+
+def hostile_json(kind: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """A body with every property the operation takes set to the hostile value."""
+    value = {"NUL": "a\u0000b", "LONG": "x" * 100_000, "HUGE": "x" * 2_000_000}[kind]
+    key = f"generic/{value[:64]}.py"
+    schema = resolve(operation["requestBody"]["content"]["application/json"]["schema"])
+    schema = next(
+        (resolve(s) for s in schema.get("anyOf", [schema]) if resolve(s).get("type") != "null"),
+        schema,
+    )
+    body: dict[str, Any] = {}
+    for name, spec in schema.get("properties", {}).items():
+        kinds = {resolve(s).get("type") for s in spec.get("anyOf", [spec])}
+        if "string" in kinds:
+            body[name] = value
+        elif "object" in kinds:
+            body[name] = {key: value}
+        elif "array" in kinds:
+            body[name] = [value]
+    return body or {key: value}
+
+
+def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    found: Any = DOCUMENT
+    for part in ref.removeprefix("#/").split("/"):
+        found = found[part]
+    return dict(found)
+
+
+def operations() -> list[Any]:
+    found = []
+    for path, methods in DOCUMENT["paths"].items():
+        for method in methods:
+            if method in ("get", "post", "patch", "put", "delete"):
+                found.append(pytest.param(method.upper(), path, id=f"{method.upper()} {path}"))
+    return found
+
+
+def hostile_requests(
+    path: str, url: str, operation: dict[str, Any]
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(label, url, request options) of each hostile variant of one operation."""
+    for label, query in HOSTILE_QUERIES.items():
+        yield label, f"{url}?{query}", {}
+    if "{" in path:
+        for label, segment in HOSTILE_URLS.items():
+            hostile_url = url.rsplit("/", 1)[0] + "/" + segment if url.count("/") > 3 else url
+            yield label, hostile_url, {}
+    if "requestBody" in operation:
+        for label, body in HOSTILE_BODIES.items():
+            options = dict(body)
+            if isinstance(options.get("json"), str):
+                options["json"] = hostile_json(options["json"], operation)
+            yield label, url, options
+
+
+@pytest.mark.parametrize(("method", "path"), operations())
+def test_hostile_input_is_a_documented_4xx(method: str, path: str, master: Master) -> None:
+    operation = DOCUMENT["paths"][path][method.lower()]
+    names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+    url = path.format(**master.path_ids(path, names)) if names else path
+    problems = []
+    with in_process(master.app) as client:
+        for label, target, options in hostile_requests(path, url, operation):
+            response = client.request(method, target, **options)
+            if response.status_code >= 500:
+                problems.append(f"{label}: {response.status_code} {response.text[:200]}")
+                continue
+            left_out = undeclared(operation, response)
+            if left_out is not None and response.status_code >= 400:
+                problems.append(f"{label}: {left_out}: {response.text[:200]}")
+    assert not problems, "\n".join(problems)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import trustme
 
-from tests.support.engine import EngineProcess
+from tests.support.engine import EngineProcess, free_port
 
 TOKEN = "site-admin"
 #: Seconds between an edge's connection attempts, and the link's ping interval.
@@ -83,13 +83,18 @@ class Site:
         driver: Mapping[str, str],
         module: Mapping[str, Any],
         master_url: str | None = None,
+        public: bool = False,
         **fields: Any,
     ) -> Edge:
         """Create an edge location with one system holding one module, and start its server.
 
         ``fields`` go into the EdgeControl document (``timeout``, ``failover``, …);
-        ``master_url`` lets the edge reach the master another way (through a proxy).
+        ``master_url`` lets the edge reach the master another way (through a proxy);
+        ``public`` gives the edge an ``api_url`` clients are sent to.
         """
+        port = free_port() if public else None
+        if port is not None:
+            fields = {"api_url": f"http://127.0.0.1:{port}", **fields}
         created = await self.post("/api/edges", {"name": name, **fields})
         system = await self.post(
             "/api/systems", {"name": f"{name} room", "edge_control_id": created["id"]}
@@ -101,6 +106,7 @@ class Site:
         process = EngineProcess(
             name,
             self.root / name,
+            port=port,
             env={
                 "ENGINE_EDGE_ID": created["id"],
                 "ENGINE_EDGE_SECRET": created["secret"],

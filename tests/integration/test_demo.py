@@ -1,20 +1,20 @@
-"""``python -m app demo`` end to end: up, a call through the master, restart, Ctrl-C."""
+"""``python -m app demo`` end to end, and the README's walkthrough run through bash as written."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
-import shlex
+import shutil
 import signal
-import sys
+import textwrap
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.demo import RunningDemo, running_demo
 from tests.support.engine import ROOT
 
 pytestmark = pytest.mark.integration
@@ -22,43 +22,10 @@ pytestmark = pytest.mark.integration
 CALL = {"module": "Display", "index": 1, "method": "send", "args": ["POWER ON"]}
 
 
-@dataclass
-class RunningDemo:
-    process: asyncio.subprocess.Process
-    output: list[str]
-
-    async def read_until(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
-        """The first line from now on matching ``pattern``."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = (await self.process.stdout.readline()).decode()
-                if not line:
-                    raise AssertionError("the demo exited:\n" + "".join(self.output))
-                self.output.append(line)
-                found = re.search(pattern, line)
-                if found:
-                    return found
-
-
 @pytest.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[RunningDemo]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "app", "demo", "--data-dir", str(tmp_path / "demo")),
-        *("--master-port", "0", "--edge-port", "0", "--failover-timeout", "30"),
-        cwd=ROOT,
-        env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        yield RunningDemo(process, [])
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with running_demo(tmp_path / "demo", "--failover-timeout", "30") as running:
+        yield running
 
 
 def gone(pid: int) -> bool:
@@ -75,8 +42,7 @@ async def test_the_demo_serves_a_call_restarts_the_edge_and_stops_cleanly(
     master_pid = int((await demo.read_until(r"^\s+master\s+http\S+\s+\(pid (\d+)")).group(1))
     edge_pid = int((await demo.read_until(r"^\s+edge\s+http\S+\s+\(pid (\d+)")).group(1))
     await demo.read_until(r"^\s+admin token\s+\S+")
-    export = (await demo.read_until(r"^export .*")).group(0)
-    names = dict(word.split("=", 1) for word in shlex.split(export)[1:])
+    names = await demo.exports()
 
     auth = {"Authorization": f"Bearer {names['T']}"}
     async with httpx.AsyncClient(headers=auth, timeout=10) as http:
@@ -99,3 +65,83 @@ async def test_the_demo_serves_a_call_restarts_the_edge_and_stops_cleanly(
     assert gone(master_pid), "the master outlived the demo"
     assert gone(new_edge_pid), "the edge outlived the demo"
     assert not list(Path(names["DEMO"]).glob("*.pid"))
+
+
+# --- the README's walkthrough, run as written -----------------------------------------
+
+README = ROOT / "README.md"
+#: What each shell block of the walkthrough and of "Try it with curl" must print, in
+#: README order: the outputs the README's comments show.
+EXPECTED_OUTPUT = [
+    [],  # H=(...)
+    [
+        r'\{"result":"POWER ON"\}',
+        r"HTTP/1.1 307",
+        r"(?i)location: http",
+        r'\{"result":2\}',
+        r'"AllOff_1":\{"connected_count":2\}',
+    ],
+    [
+        r"Sydney office\s+edge\s+yes\s+1\s+no\s+\S+ 03:00 to 04:00 UTC",
+        r'"controller":"edge","epoch":1,"online":true',
+    ],
+    [
+        r"HTTP/1.1 503",
+        r"(?i)retry-after: \d+",
+        r'"controller":"master","epoch":2,"online":false,"failover_active":true',
+        r'\{"result":"POWER ON"\}',
+    ],
+    [r'"controller":"master","epoch":2,"online":true,"failover_active":true'],
+    [r'"controller":"edge","epoch":3,"online":true', r"restored?\b.*by user-admin"],
+    [r'"id":"edge-[^"]+".*"secret":"', r'"name":"Display","ip":"127.0.0.1","port":4999'],
+    [r'"status":422', r'"field":"window_start"'],
+]
+
+
+def shell_blocks(markdown: str, first: str, last: str) -> list[str]:
+    """The ```sh blocks between the headings ``first`` and ``last``, dedented."""
+    section = markdown[markdown.index(first) : markdown.index(last)]
+    blocks = re.findall(r"^( *)```sh\n(.*?)^\1```", section, flags=re.S | re.M)
+    return [textwrap.dedent(body) for _, body in blocks]
+
+
+def test_the_readme_blocks_are_where_the_test_expects_them() -> None:
+    blocks = shell_blocks(README.read_text(), "## Demo walkthrough", "## Settings")
+    assert len(blocks) == len(EXPECTED_OUTPUT)
+    assert blocks[0].startswith("H=(")
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (make test-deps)")
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "engine").exists(), reason="no .venv/bin/engine: run make"
+)
+async def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    blocks = shell_blocks(README.read_text(), "## Demo walkthrough", "## Settings")
+    async with running_demo(tmp_path / "demo") as demo:
+        export = (await demo.read_until(r"^export .*")).group(0)
+        script = "set -eo pipefail\n" + export + "\n"
+        for number, block in enumerate(blocks):
+            script += f"echo; echo '@@ block {number}'\n{block}\n"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+        bash = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            script,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            async with asyncio.timeout(120):
+                output = (await bash.communicate())[0].decode()
+        finally:
+            if bash.returncode is None:
+                bash.kill()
+                await bash.wait()
+    assert bash.returncode == 0, output
+    printed = re.split(r"^@@ block \d+$", output, flags=re.M)[1:]
+    assert len(printed) == len(blocks), output
+    for number, (expected, got) in enumerate(zip(EXPECTED_OUTPUT, printed, strict=True)):
+        for pattern in expected:
+            assert re.search(pattern, got), f"block {number} lacks {pattern!r}:\n{got}"

@@ -280,8 +280,8 @@ async def test_bindings_and_debug_lines_reach_the_masters_clients(site: Site) ->
             json={"module": "Echo", "method": "fail", "args": ["boom"]},
         )
         line = await receive("debug")
-        assert line["mod_id"] == site.module_id
-        assert "boom" in line["msg"]
+        assert (line["mod"], line["klass"], line["level"]) == (site.module_id, "Echo", "error")
+        assert "boom" in line["msg"] and "Traceback" not in line["msg"]
 
 
 async def test_reload_with_an_inline_edit_reaches_the_edge(site: Site) -> None:

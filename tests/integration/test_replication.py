@@ -405,3 +405,76 @@ async def snapshot(store: SqliteStore) -> Snapshot:
                 documents[change.id] = (change.type, change.version, change.body or {})
         since, more = batch.last_seq, batch.more
     return documents
+
+
+async def test_an_edge_away_longer_than_the_retention_resyncs_and_ends_identical(
+    tmp_path: Path,
+) -> None:
+    """The master purges the deletions the edge missed; the edge must start over."""
+    master = master_process(tmp_path)
+    master.env.update(
+        {"ENGINE_TOMBSTONE_RETENTION_S": "1", "ENGINE_HOUSEKEEPING_INTERVAL_S": "0.2"}
+    )
+    master.start()
+    edge: EngineProcess | None = None
+    try:
+        async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
+            ids = await configure(master, http)
+            spare = await http.post(
+                "/api/modules", json={"driver_id": ids["driver_id"], "name": "Spare"}
+            )
+            edge = edge_process(tmp_path, master, ids["edge_id"], ids["secret"]).start()
+            await edge.wait_ready()
+            target = await metric(master, "engine_store_seq")
+            await wait_until(
+                lambda: caught_up(edge, target), timeout=SETTLE_S, message="the first sync"
+            )
+            edge.stop()
+
+            gone = await http.delete(f"/api/modules/{spare.json()['id']}")
+            assert gone.status_code == 204, gone.text
+            created = await http.post(
+                "/api/modules", json={"driver_id": ids["driver_id"], "name": "Added"}
+            )
+            assert created.status_code == 201, created.text
+            changed = await http.patch(
+                f"/api/modules/{ids['module_id']}", json={"settings": {"volume": 9}}
+            )
+            assert changed.status_code == 200, changed.text
+            await wait_until(
+                lambda: purged_on(master),
+                timeout=SETTLE_S,
+                message="the master to purge the deletion the edge missed",
+            )
+
+            edge.start()
+            await edge.wait_ready()
+
+            async def level_with_master() -> bool:
+                assert edge is not None
+                return await caught_up(edge, await metric(master, "engine_store_seq"))
+
+            await wait_until(level_with_master, timeout=SETTLE_S, message="the resync")
+        master.kill()  # no goodbye writes: the master stays as the edge last saw it
+        edge.stop()
+        assert "full resync" in edge.log()
+
+        async with opened(master.workdir) as master_store, opened(edge.workdir) as edge_store:
+            master_copy, edge_copy = await snapshot(master_store), await snapshot(edge_store)
+        assert spare.json()["id"] not in edge_copy
+        assert edge_copy[created.json()["id"]][2]["name"] == "Added"
+        assert edge_copy[ids["module_id"]][2]["settings"] == {"volume": 9}
+        assert edge_copy == master_copy
+    finally:
+        if edge is not None:
+            edge.stop()
+        master.stop()
+
+
+async def caught_up(process: EngineProcess, seq: int) -> bool:
+    process.check_alive()
+    return await metric(process, "engine_replica_seq") >= seq
+
+
+async def purged_on(process: EngineProcess) -> bool:
+    return await metric(process, "engine_tombstones_purged_total") >= 1

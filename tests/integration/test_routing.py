@@ -132,8 +132,26 @@ async def test_master_redirects_to_the_edge_or_proxies_on_request(pair: Pair) ->
         assert proxied.headers["preference-applied"] == "routing=proxy"
         assert proxied.headers["x-engine-node"] == f"edge:{pair.edge_id}"
 
+        # The controller's date and server headers are not repeated beside ours.
+        for header in ("date", "server", "x-engine-node", "content-length"):
+            assert len(proxied.headers.get_list(header)) == 1, (header, proxied.headers)
+
         state = await http.get(f"/api/systems/{pair.edge_system}/state")
         assert state.status_code == 307
+
+        # Authentication comes before routing: an anonymous caller learns nothing.
+        for system_id in (pair.edge_system, "sys-unknown"):
+            anonymous = await http.post(
+                f"/api/systems/{system_id}/exec", json=body, headers={"Authorization": ""}
+            )
+            assert anonymous.status_code == 401, anonymous.text
+            assert "location" not in anonymous.headers
+
+        # Answers given by routing are counted under the route's operation.
+        metrics = (await http.get("/metrics")).text
+        for status in ("307", "200", "401"):
+            assert f'method="POST",operation="execSystem",status="{status}"' in metrics, status
+        assert 'operation="unmatched"' not in metrics
 
 
 async def test_a_following_client_needs_not_know_who_controls(pair: Pair) -> None:

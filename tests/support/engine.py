@@ -36,6 +36,7 @@ class EngineProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         tls: bool = False,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.workdir = workdir
@@ -48,6 +49,8 @@ class EngineProcess:
             "ENGINE_PUBLIC_URL": f"{self.scheme}://127.0.0.1:{self.port}",
             **(env or {}),
         }
+        #: Extra ``serve`` options (``--access-log``).
+        self.args = args
         self.log_path = workdir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -61,7 +64,7 @@ class EngineProcess:
         env["PYTHONUNBUFFERED"] = "1"
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port), *self.args],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -147,6 +147,14 @@ def client_requests(system_id: str, module_id: str) -> st.SearchStrategy[Message
         st.fixed_dictionaries(
             {"cmd": st.sampled_from(["debug", "ignore"]), **watched}, optional={"id": ids}
         ),
+        st.fixed_dictionaries(  # as the PlaceOS library sends them, the module id in ``mod``
+            {
+                "cmd": st.sampled_from(["debug", "ignore"]),
+                "sys": target["sys"] | st.just(""),
+                "mod": target["mod"] | st.just(module_id),
+            },
+            optional={**optional_target, "name": target["name"]},
+        ),
         st.fixed_dictionaries({"cmd": st.text(max_size=8)}, optional={"id": ids}),
     )
 

@@ -23,6 +23,7 @@ from app.demo import (
     exit_description,
     instructions,
     node_environment,
+    remove_pid_file,
 )
 
 PORTS = DevicePorts(edge_displays=(4101, 4102), master_display=4103, lighting=4104)
@@ -93,7 +94,10 @@ def test_the_instructions_export_everything_the_commands_use(tmp_path: Path) -> 
         "ROOM": "sys-room",
         "LOBBY": "sys-lobby",
         "DEMO": str(config.data_dir.resolve()),
+        "ENGINE_URL": "http://127.0.0.1:8100",
+        "ENGINE_TOKEN": "t0ken",
     }
+    assert "status page  http://127.0.0.1:8100/" in text
     assert "http://127.0.0.1:8101" in text
     assert "pid 11" in text
     assert "pid 12" in text
@@ -101,8 +105,8 @@ def test_the_instructions_export_everything_the_commands_use(tmp_path: Path) -> 
     assert "curl -s --location-trusted" in text
     assert "kill -9 $(cat $DEMO/edge.pid)" in text
     assert "kill -USR1 $(cat $DEMO/demo.pid)" in text
-    assert "$API/edges/$EDGE/restore" in text
-    assert "after 10 s" in text
+    assert "ctl restore $EDGE" in text
+    assert "waits 10 s" in text
 
 
 def test_a_control_line_is_printed_only_when_control_changes() -> None:
@@ -175,3 +179,26 @@ def test_options_pick_free_ports_and_the_token(
 
     with pytest.raises(DemoError, match="above 0"):
         config_from(argparse.Namespace(**{**vars(args), "failover_timeout": 0.0}))
+
+
+def test_a_stale_edge_pid_file_is_removed_when_a_demo_starts(tmp_path: Path) -> None:
+    config = demo_config(tmp_path)
+    config.data_dir.mkdir(parents=True)
+    config.edge_pid_file.write_text("999999\n")
+
+    claim_data_dir(config)
+
+    assert not config.edge_pid_file.exists()
+
+
+def test_only_a_pid_file_naming_our_process_is_removed(tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "ours.pid", tmp_path / "theirs.pid"
+    ours.write_text("41\n")
+    theirs.write_text("42\n")
+
+    remove_pid_file(ours, 41)
+    remove_pid_file(theirs, 41)
+    remove_pid_file(tmp_path / "missing.pid", 41)
+
+    assert not ours.exists()
+    assert theirs.read_text() == "42\n"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from app.errors import NotFound
+from app.errors import ContentTooLarge, NotFound
 from app.link.codec import FrameError, encode
 from app.link.connection import Handler, LinkConnection, TransportClosed, receive_frame
 from app.link.messages import Challenge, Event, Hello, Request
@@ -324,3 +324,65 @@ async def test_receive_frame_refuses_an_unexpected_frame() -> None:
         await receive_frame(second, Hello)
 
     assert caught.value.code == "unexpected_frame"
+
+
+async def test_a_request_too_large_for_a_frame_is_refused_before_sending() -> None:
+    master, edge = connect({"echo": lambda args: asyncio.sleep(0, args)}, max_size=256)
+    async with serving(master, edge):
+        with pytest.raises(ContentTooLarge, match="256-byte limit") as caught:
+            await master.request("echo", {"pad": "x" * 300})
+        assert caught.value.extensions["limit"] == 256
+        assert await master.request("echo", {"small": 1}) == {"small": 1}
+        assert not master.closed and not edge.closed
+
+
+async def test_an_answer_too_large_for_a_frame_is_an_error_and_the_link_stays() -> None:
+    async def big(args: dict[str, Any]) -> str:
+        return "x" * 1000
+
+    master, edge = connect({"big": big}, max_size=256)
+    async with serving(master, edge):
+        with pytest.raises(LinkRequestError, match="too large") as caught:
+            await master.request("big")
+        assert caught.value.code == "too_large"
+        assert not master.closed and not edge.closed
+
+
+async def test_an_event_too_large_for_a_frame_is_dropped_and_the_link_stays(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events: list[Event] = []
+    master, edge = connect(on_event=events.append, max_size=256)
+    async with serving(master, edge):
+        await edge.send_event("debug", msg="x" * 1000)
+        await edge.send_event("debug", msg="small")
+        await wait_until(lambda: len(events) == 1)
+        assert events[0].fields["msg"] == "small"
+        assert not master.closed
+    assert "not sent" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(b'{"type":"event","event":"x","v":"\xc3\x28"}', id="not UTF-8"),
+        pytest.param("{\x00}", id="raw NUL byte"),
+        pytest.param('{"type":"event","event":"x\\u0000","v":"\\u0000"}', id="escaped NUL"),
+        pytest.param('{"type":"event","event":"x","v":' + "[" * 5000 + "]" * 5000 + "}", id="deep"),
+        pytest.param('{"type":"request","id":9,"op":"' + "o" * 100_000 + '","args":{}}', id="long"),
+        pytest.param(b"\xff\xfe\x00\x01", id="binary garbage"),
+    ],
+)
+async def test_hostile_frames_never_break_the_link(frame: str | bytes) -> None:
+    async def echo(args: dict[str, Any]) -> dict[str, Any]:
+        return args
+
+    link_end, raw = memory_pair()
+    link = LinkConnection(link_end, handlers={"echo": echo}, name=EDGE)
+    async with serving(link):
+        await raw.send(frame)  # type: ignore[arg-type]
+        await raw.send(encode(Request(id=8, op="echo", args={"x": 1})))
+        while (answer := await _next_frame(raw)).get("id") != 8:
+            assert answer["type"] in ("event", "response"), answer
+        assert answer == {"type": "response", "id": 8, "ok": True, "result": {"x": 1}}
+        assert not link.closed

@@ -184,3 +184,25 @@ async def test_a_wrong_secret_is_closed_with_4401(master: Any) -> None:
             await edge_handshake(transport, secret="guess")
 
     assert websocket.close_code == CLOSE_AUTH_FAILED
+
+
+@pytest.mark.parametrize("master", MASTERS)
+async def test_a_link_closed_for_size_is_logged_with_the_code_and_the_frame_size(
+    master: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    master_links: list[LinkConnection] = []
+    async with master(master_links, {}) as url, connect(url, max_size=4096) as websocket:
+        transport = WebsocketsTransport(websocket)
+        await edge_handshake(transport)
+        edge = LinkConnection(transport, handlers={}, name="master", max_size=4096)
+        edge_run = asyncio.create_task(edge.run())
+        await wait_until(lambda: bool(master_links), timeout=WAIT)
+        with caplog.at_level("ERROR", logger="app.link.connection"):
+            # The master is configured with the default limit: the edge's is smaller.
+            await master_links[0].send_event("pad", blob="x" * 10_000)
+            await asyncio.wait_for(edge_run, WAIT)
+
+    closed = [r.getMessage() for r in caplog.records if "closed for size" in r.getMessage()]
+    assert closed, caplog.text
+    assert "close code 1009" in closed[0]
+    assert any("largest frame sent was 100" in line for line in closed), closed

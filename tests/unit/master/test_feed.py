@@ -35,11 +35,36 @@ async def test_large_documents_are_cut_into_frames_that_fit(store: SqliteStore) 
     assert seen == [f"mod-{n:03}" for n in range(100)]
 
 
-async def test_one_change_larger_than_the_budget_still_goes(store: SqliteStore) -> None:
+async def test_a_change_no_frame_can_carry_is_skipped_and_named(store: SqliteStore) -> None:
+    await store.insert("before", "module", {"n": 1})
+    big = await store.insert("big", "module", {"blob": "x" * 5000})
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    await store.insert("deep", "module", {"deep": deep})
+    await store.insert("after", "module", {"n": 2})
+    answer = await replica_changes(store, {"since": 0}, max_bytes=1000)
+    assert [change["id"] for change in answer["changes"]] == ["before", "after"]
+    assert [(s["id"], s["seq"]) for s in answer["skipped"]] == [
+        ("big", big.seq),
+        ("deep", big.seq + 1),
+    ]
+    assert "over the 1000 bytes" in answer["skipped"][0]["reason"]
+    assert "levels deep" in answer["skipped"][1]["reason"]
+    assert answer["last_seq"] == await store.last_seq() and answer["more"] is False
+
+
+async def test_a_cut_batch_reports_only_the_skips_before_the_cut(store: SqliteStore) -> None:
+    await store.insert("a", "module", {"blob": "x" * 600})
     await store.insert("big", "module", {"blob": "x" * 5000})
-    answer = await replica_changes(store, {"since": 0}, max_bytes=100)
-    assert [change["id"] for change in answer["changes"]] == ["big"]
-    assert answer["more"] is False
+    await store.insert("b", "module", {"blob": "x" * 600})
+    await store.insert("big2", "module", {"blob": "x" * 5000})
+    first = await replica_changes(store, {"since": 0}, max_bytes=1000)
+    assert [c["id"] for c in first["changes"]] == ["a"]
+    assert [s["id"] for s in first["skipped"]] == ["big"] and first["more"] is True
+    second = await replica_changes(store, {"since": first["last_seq"]}, max_bytes=1000)
+    assert [c["id"] for c in second["changes"]] == ["b"]
+    assert [s["id"] for s in second["skipped"]] == ["big2"] and second["more"] is False
 
 
 async def test_a_reader_behind_a_purge_must_resync(store: SqliteStore) -> None:

@@ -16,6 +16,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from app.errors import Unavailable
 from app.main import create_app
 from app.node import Node
 from app.routers import client_ws
@@ -195,7 +196,11 @@ async def test_bind_follows_the_device_connection(
 ) -> None:
     async with client(server) as panel:
         await panel.send({"id": 1, "cmd": "bind", **meta(room, "Device", "connected")})
-        assert await panel.receive() == {"id": 1, "type": "success"}
+        assert await panel.receive() == {
+            "id": 1,
+            "type": "success",
+            "meta": meta(room, "Device", "connected"),
+        }
         assert await panel.receive() == {
             "type": "notify",
             "value": True,
@@ -214,21 +219,23 @@ async def test_exec_replies_with_the_value_or_an_error(server: Server, room: Roo
             "id": 2,
             "type": "success",
             "value": "hi",
+            "meta": meta(room, "Device", "send"),
         }
         echo = {"cmd": "exec", "sys": room.system_id, "mod": "Echo"}
+        # PlaceOS's error codes: 1 bad request, 3 request failed, 5/6 system/module not found.
         failures: list[tuple[int, Message, int, str]] = [
-            (3, {"name": "warp"}, 404, "'warp'"),
-            (4, {"name": "echo", "args": [1, 2]}, 422, "argument"),
-            (5, {"name": "fail", "args": ["no signal"]}, 500, "no signal"),
-            (6, {"name": "echo", "mod": "Projector", "args": [1]}, 404, "Projector_1"),
-            (7, {"name": "echo", "sys": "sys-nope", "args": [1]}, 404, "sys-nope"),
+            (3, {"name": "warp"}, 3, "'warp'"),
+            (4, {"name": "echo", "args": [1, 2]}, 1, "argument"),
+            (5, {"name": "fail", "args": ["no signal"]}, 3, "no signal"),
+            (6, {"name": "echo", "mod": "Projector", "args": [1]}, 6, "Projector_1"),
+            (7, {"name": "echo", "sys": "sys-nope", "args": [1]}, 5, "sys-nope"),
         ]
         for request_id, call, code, words in failures:
             reply = await panel.request({"id": request_id, **echo, **call})
             assert reply["type"] == "error" and reply["code"] == code, reply
             assert words in reply["msg"]
         keyword = await panel.request({"id": "k", **echo, "name": "echo", "kwargs": {"value": 9}})
-        assert keyword == {"id": "k", "type": "success", "value": 9}
+        assert keyword["value"] == 9
 
 
 async def test_a_slow_call_does_not_hold_up_others(server: Server, room: Room) -> None:
@@ -236,33 +243,61 @@ async def test_a_slow_call_does_not_hold_up_others(server: Server, room: Room) -
     async with client(server) as panel:
         await panel.send({"id": 1, **echo, "name": "sleep", "args": [0.3]})
         await panel.send({"id": 2, **echo, "name": "echo", "args": ["quick"]})
-        assert await panel.receive() == {"id": 2, "type": "success", "value": "quick"}
-        assert await panel.receive() == {"id": 1, "type": "success", "value": 0.3}
+        assert (await panel.receive())["value"] == "quick"
+        assert (await panel.receive())["value"] == 0.3
 
 
 async def test_debug_streams_log_lines_until_ignored(server: Server, room: Room) -> None:
     http = server.http
     async with client(server) as panel:
-        watch = {"id": 3, "cmd": "debug", "mod_id": room.echo_module}
-        assert await panel.request(watch) == {"id": 3, "type": "success"}
+        watch = {"id": 3, "cmd": "debug", **meta(room, "Echo", "")}
+        position = {"sys": room.system_id, "mod": "Echo", "index": 1}
+        assert await panel.request(watch) == {"id": 3, "type": "success", "meta": position}
         assert (await http.post(f"/api/modules/{room.echo_module}/stop")).status_code == 200
         line = await panel.receive()
         assert line == {
             "type": "debug",
-            "mod_id": room.echo_module,
+            "mod": room.echo_module,
+            "klass": "Echo",
             "level": "info",
             "msg": line["msg"],
+            "meta": position,
         }
         assert "stopped" in line["msg"]
         await http.post(f"/api/modules/{room.echo_module}/start")
         assert "started" in (await panel.receive())["msg"]
 
-        ignore = {"id": 4, "cmd": "ignore", "mod_id": room.echo_module}
-        assert await panel.request(ignore) == {"id": 4, "type": "success"}
-        # A failing call logs an error before its reply: no line may come first now.
+        # A failing call logs its error with a traceback: the client hears the error only.
         fail = {"cmd": "exec", "sys": room.system_id, "mod": "Echo", "name": "fail"}
-        await panel.send({"id": 5, **fail, "args": ["boom"]})
-        assert (await panel.receive())["id"] == 5
+        await panel.send({"id": 4, **fail, "args": ["boom"]})
+        logged = await panel.until(lambda m: m.get("type") == "debug")
+        assert logged["level"] == "error" and "boom" in logged["msg"]
+        assert "File " not in logged["msg"] and "Traceback" not in logged["msg"], logged
+        await panel.until(lambda m: m.get("id") == 4)
+
+        # ``ignore`` by the module's id in ``mod``, as PlaceOS also takes it.
+        ignore = {"id": 5, "cmd": "ignore", "mod": room.echo_module, "index": 1, "name": ""}
+        assert (await panel.request(ignore))["type"] == "success"
+        # A failing call logs an error before its reply: no line may come first now.
+        await panel.send({"id": 6, **fail, "args": ["boom"]})
+        assert (await panel.receive())["id"] == 6
+
+
+async def test_debug_by_module_id_names_its_place(server: Server, room: Room) -> None:
+    async with client(server) as panel:
+        for request_id, watch in enumerate(
+            [
+                {"sys": "", "mod": room.echo_module, "index": 1, "name": ""},
+                {"sys": room.system_id, "mod": room.echo_module, "index": 1, "name": ""},
+            ]
+        ):
+            reply = await panel.request({"id": request_id, "cmd": "debug", **watch})
+            assert reply["type"] == "success", reply
+        await server.http.post(f"/api/modules/{room.echo_module}/stop")
+        line = await panel.until(lambda m: m.get("type") == "debug")
+        assert line["meta"] == {"sys": room.system_id, "mod": "Echo", "index": 1}
+        unknown = {"id": 9, "cmd": "debug", "mod": "mod-nope", "index": 1, "name": ""}
+        assert (await panel.request(unknown))["code"] == 6
 
 
 async def test_malformed_input_is_answered_and_bindings_keep_working(
@@ -273,17 +308,18 @@ async def test_malformed_input_is_answered_and_bindings_keep_working(
         await panel.request({"id": 1, "cmd": "bind", **meta(room, "Echo", "power")})
         assert (await panel.receive())["value"] is None  # not set yet
 
-        for frame, request_id, words in [
-            ("{not json", None, "not valid JSON"),
-            ("[1, 2]", None, "JSON object"),
-            (json.dumps({"id": 9, "cmd": "teleport"}), 9, "unknown cmd 'teleport'"),
-            (json.dumps({"id": 10, "cmd": "bind", "sys": room.system_id}), 10, "mod"),
-            (json.dumps({"id": 11, "cmd": "debug", "mod_id": "x", "extra": 1}), 11, "extra"),
+        for frame, request_id, code, words in [
+            ("{not json", None, 0, "not valid JSON"),
+            ("[1, 2]", None, 0, "JSON object"),
+            (json.dumps({"id": 9, "cmd": "teleport"}), 9, 4, "unknown cmd 'teleport'"),
+            (json.dumps({"id": 10, "cmd": "bind", "sys": room.system_id}), 10, 1, "mod"),
+            (json.dumps({"id": 11, "cmd": "debug", "mod_id": "x", "extra": 1}), 11, 1, "extra"),
+            (json.dumps({"id": 12, "cmd": "debug", "sys": room.system_id}), 12, 1, "mod"),
         ]:
             await panel.send(frame)
             reply = await panel.receive()
             assert reply["id"] == request_id and reply["type"] == "error", reply
-            assert reply["code"] == 400 and words in reply["msg"]
+            assert reply["code"] == code and words in reply["msg"], reply
 
         await panel.send("ping")
         assert await panel.websocket.recv() == "pong"
@@ -299,15 +335,16 @@ async def test_unbind_stops_notifications(server: Server, room: Room) -> None:
         await panel.receive()  # the current value
         await panel.send({"id": 2, **set_, "args": ["volume", 10]})
         assert is_notify("volume", 10)(await panel.receive())
-        assert await panel.receive() == {"id": 2, "type": "success", "value": None}
+        assert (await panel.receive())["id"] == 2
 
         assert await panel.request({"id": 3, "cmd": "unbind", **binding}) == {
             "id": 3,
             "type": "success",
+            "meta": binding,
         }
         # The change would be queued before the reply: the reply comes first, alone.
         await panel.send({"id": 4, **set_, "args": ["volume", 20]})
-        assert await panel.receive() == {"id": 4, "type": "success", "value": None}
+        assert (await panel.receive())["id"] == 4
 
 
 async def test_closing_drops_every_subscription(
@@ -331,7 +368,7 @@ async def test_bad_tokens_are_refused_with_4401(server: Server, room: Room) -> N
     async with connect(f"{server.ws_url}?token={ADMIN_TOKEN}") as websocket:
         panel = Client(websocket)
         reply = await panel.request({"id": 1, "cmd": "debug", "mod_id": room.echo_module})
-        assert reply == {"id": 1, "type": "success"}
+        assert reply["type"] == "success"
 
 
 async def test_a_client_that_stops_reading_is_closed_with_1008(
@@ -360,3 +397,71 @@ async def drain(websocket: ClientConnection) -> None:
     """Read everything until the connection closes (which raises)."""
     while True:
         await websocket.recv()
+
+
+async def test_front_end_paths_and_credentials(server: Server, room: Room) -> None:
+    """Where the PlaceOS and ACA libraries connect, with the token where they put it."""
+    base = server.ws_url.removesuffix("/api/ws")
+    watch = {"id": 1, "cmd": "bind", **meta(room, "Echo", "power")}
+    for path, query, headers in [
+        ("/api/engine/v2/systems/control", f"?bearer_token={ADMIN_TOKEN}", {}),
+        ("/api/engine/v2/systems/control", f"?fixed_device=true&api-key={ADMIN_TOKEN}", {}),
+        ("/control/websocket", "", {"Cookie": f"bearer_token={ADMIN_TOKEN}; theme=dark"}),
+        ("/control/websocket", "?fixed_device=true", {"X-API-Key": ADMIN_TOKEN}),
+    ]:
+        async with connect(f"{base}{path}{query}", additional_headers=headers) as websocket:
+            reply = await Client(websocket).request(watch)
+            assert reply["type"] == "success", (path, query, headers, reply)
+    async with connect(f"{base}/control/websocket?bearer_token=wrong") as websocket:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(websocket.recv(), WAIT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_calls_past_the_limit_wait_and_are_all_answered(
+    server: Server, room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_ws, "MAX_CALLS", 8)
+    sleep = {"cmd": "exec", "sys": room.system_id, "mod": "Echo", "name": "sleep"}
+    async with client(server) as panel:
+        for request_id in range(200):
+            await panel.send({"id": request_id, **sleep, "args": [0.01]})
+        replies = [await panel.receive() for _ in range(200)]
+    assert sorted(reply["id"] for reply in replies) == list(range(200))
+    assert {reply["type"] for reply in replies} == {"success"}, replies
+
+
+async def test_a_binding_waits_for_a_module_that_runs_nowhere_yet(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edge's module while nobody runs it (an edge during a failover): bound all the same,
+    heard once control of its location comes here."""
+    http = server.http
+    echo = await add_driver(http, "generic/echo.py", "Echo", "service")
+    edge = await create(http, "/api/edges", {"name": "Away", "failover": False})
+    system = await create(http, "/api/systems", {"name": "Far", "edge_control_id": edge["id"]})
+    module_id = await add_module(http, echo, "Echo", system_id=system["id"])
+    resolve = RuntimeTargets.system_module
+
+    async def not_running_yet(targets: RuntimeTargets, *args: Any) -> ModuleHandle:
+        if not server.node.modules.runs(edge["id"]):
+            raise Unavailable(f"module {module_id} is not loaded")
+        return await resolve(targets, *args)
+
+    monkeypatch.setattr(RuntimeTargets, "system_module", not_running_yet)
+    binding = {"sys": system["id"], "mod": "Echo", "index": 1, "name": "power"}
+    async with client(server) as panel:
+        reply = await panel.request({"id": 1, "cmd": "bind", **binding})
+        assert reply == {"id": 1, "type": "success", "meta": binding}
+        await panel.send("ping")
+        assert await panel.websocket.recv() == "pong", "no value yet: the module runs nowhere"
+
+        await server.node.modules.take(edge["id"])  # the master takes the location over
+        await wait_running(server.node, module_id)
+        assert await panel.until(lambda m: m.get("type") == "notify") == {
+            "type": "notify",
+            "value": None,
+            "meta": binding,
+        }
+        await server.node.modules.manager.handle(module_id).exec("set", ["power", "on"])
+        assert await panel.until(is_notify("power", "on"))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
 import httpx
+import pytest
 
 from app.main import create_app
 from app.node import Node
 from app.settings import Settings
+from tests.support.wait import wait_until
 
 
 async def test_every_response_names_the_node(api: httpx.AsyncClient) -> None:
@@ -62,3 +69,56 @@ async def test_the_api_waits_for_boot(settings: Settings) -> None:
     assert "booting" in response.json()["detail"]
     assert response.headers["retry-after"]
     assert health.status_code == 200
+
+
+async def start_echo(api: httpx.AsyncClient) -> str:
+    driver = await api.post(
+        "/api/drivers",
+        json={"name": "Echo", "file": "generic/echo.py", "class_name": "Echo", "role": "service"},
+    )
+    system = await api.post("/api/systems", json={"name": "Room"})
+    module = await api.post(
+        "/api/modules",
+        json={"driver_id": driver.json()["id"], "name": "Echo", "system_id": system.json()["id"]},
+    )
+    assert module.status_code == 201, module.text
+    return str(module.json()["id"])
+
+
+async def test_ready_and_metrics_count_modules_running_now(api: httpx.AsyncClient) -> None:
+    before = (await api.get("/api/ready")).json()
+    assert before["modules_running"] == 0 and before["edges_connected"] == 0
+    await start_echo(api)
+
+    async def running() -> bool:
+        return bool((await api.get("/api/ready")).json()["modules_running"] == 1)
+
+    await wait_until(running, timeout=10, message="the module to run")
+    assert "engine_modules_running 1.0" in (await api.get("/metrics")).text
+
+
+async def test_metrics_pass_promtool(api: httpx.AsyncClient, tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus; make test-deps)")
+    await start_echo(api)
+    await api.get("/api/edges")
+    await api.get("/api/nowhere")
+    text = (await api.get("/metrics")).text
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for name in (
+        "engine_http_requests_total",
+        "engine_modules_running",
+        "engine_replication_skipped_documents_total",
+        "engine_tombstones_purged_total",
+        "engine_control_events_pruned_total",
+    ):
+        assert f"\n{name}" in text, name

@@ -190,3 +190,56 @@ async def test_cross_origin_preflight_and_redirect(
     exposed = redirected.headers["access-control-expose-headers"].lower()
     for header in ("location", "x-engine-node", "etag"):
         assert header in exposed
+
+
+async def test_authentication_comes_before_routing(
+    routed: tuple[httpx.AsyncClient, Node],
+) -> None:
+    client, _ = routed
+    for method, path, authorization in [
+        ("POST", EXEC, ""),
+        ("POST", "/api/systems/sys-unknown/exec", ""),
+        ("GET", "/api/modules/mod-1/state", "Bearer wrong"),
+        ("GET", "/api/engine/v2/systems/sys-1/Display_1", ""),
+    ]:
+        response = await client.request(
+            method,
+            path,
+            json={} if method == "POST" else None,
+            headers={"Authorization": authorization},
+        )
+        assert response.status_code == 401, (path, response.text)
+        assert "location" not in response.headers
+
+
+async def test_routed_answers_are_counted_under_their_operation(
+    routed: tuple[httpx.AsyncClient, Node],
+) -> None:
+    client, node = routed
+    assert (await client.get("/api/modules/mod-1/state")).status_code == 307
+    assert (await client.post(EXEC, json={})).status_code == 307
+    metrics = node.metrics.render().decode()
+    assert 'method="GET",operation="getModuleState",status="307"' in metrics
+    assert 'method="POST",operation="execSystem",status="307"' in metrics
+    assert 'operation="unmatched"' not in metrics
+
+
+async def test_a_proxied_answer_carries_each_header_once(
+    routed: tuple[httpx.AsyncClient, Node], upstream: Upstream
+) -> None:
+    client, _ = routed
+    upstream.answer = Answer.json(
+        200,
+        {"result": 1},
+        {
+            "X-Engine-Node": "edge:e1",
+            "Date": "Wed, 01 Jan 2025 00:00:00 GMT",
+            "Server": "uvicorn",
+        },
+    )
+    response = await client.post(EXEC, json={}, headers={"Prefer": "routing=proxy"})
+    assert response.json() == {"result": 1}
+    # This server sets its own date and server headers (uvicorn does, in front of the app).
+    assert "date" not in response.headers and "server" not in response.headers
+    assert response.headers.get_list("x-engine-node") == ["edge:e1"]
+    assert response.headers["content-length"] == str(len(response.content))

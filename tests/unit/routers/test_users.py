@@ -52,9 +52,28 @@ async def test_tokens_listed_without_secret_and_revocable(api: httpx.AsyncClient
 async def test_deleting_a_user_revokes_its_tokens(api: httpx.AsyncClient) -> None:
     user = await create(api, "/api/users", {"name": "Gone"})
     token = await issue(api, user["id"])
+    as_user = {"Authorization": f"Bearer {token}"}
+    assert (await api.get("/api/edges", headers=as_user)).status_code == 200  # now cached
     assert (await api.delete(f"/api/users/{user['id']}")).status_code == 204
-    response = await api.get("/api/edges", headers={"Authorization": f"Bearer {token}"})
-    assert_problem(response, 401)
+    assert_problem(await api.get("/api/edges", headers=as_user), 401)
+
+
+async def test_a_revoked_token_fails_on_the_very_next_request(api: httpx.AsyncClient) -> None:
+    user = await create(api, "/api/users", {"name": "Panel"})
+    token = await issue(api, user["id"])
+    as_user = {"Authorization": f"Bearer {token}"}
+    assert (await api.get("/api/edges", headers=as_user)).status_code == 200  # now cached
+    token_id = (await api.get(f"/api/users/{user['id']}/tokens")).json()[0]["id"]
+    assert (await api.delete(f"/api/users/{user['id']}/tokens/{token_id}")).status_code == 204
+    assert_problem(await api.get("/api/edges", headers=as_user), 401)
+
+
+async def test_demoting_an_admin_counts_from_the_next_request(api: httpx.AsyncClient) -> None:
+    user = await create(api, "/api/users", {"name": "Lead", "admin": True})
+    as_user = {"Authorization": f"Bearer {await issue(api, user['id'])}"}
+    assert (await api.post("/api/edges", json={"name": "a"}, headers=as_user)).status_code == 201
+    assert (await api.patch(f"/api/users/{user['id']}", json={"admin": False})).status_code == 200
+    assert_problem(await api.post("/api/edges", json={"name": "b"}, headers=as_user), 403)
 
 
 async def test_admin_bootstrap_is_a_system_admin(api: httpx.AsyncClient) -> None:

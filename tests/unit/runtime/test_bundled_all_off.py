@@ -42,18 +42,18 @@ async def test_all_off_switches_off_every_display(room: ModuleManager) -> None:
     assert [room.state(m)["power"] for m in ("d1", "sw", "d2")] == [False, True, False]
 
 
-async def test_on_count_follows_the_displays(room: ModuleManager) -> None:
+async def test_power_count_follows_the_displays(room: ModuleManager) -> None:
     changes = Changes()
     room.handle("logic-1").subscribe_status(changes)
 
     await room.exec("d1", "power", [True])
-    await changes.wait_for("on_count", 1)
+    await changes.wait_for("power_count", 1)
     await room.exec("d2", "power", [True])
-    await changes.wait_for("on_count", 2)
+    await changes.wait_for("power_count", 2)
     await room.exec("logic-1", "all_off")
 
-    assert changes.seen[-1] == ("on_count", 0)
-    assert room.state("logic-1") == {"on_count": 0}
+    assert changes.seen[-1] == ("power_count", 0)
+    assert room.state("logic-1") == {"power_count": 0}
 
 
 async def test_a_display_that_fails_is_not_counted(room: ModuleManager) -> None:
@@ -70,7 +70,7 @@ async def test_stopping_the_logic_drops_its_subscriptions(room: ModuleManager) -
 
     await room.exec("d1", "power", [True])
 
-    assert room.state("logic-1") == {"on_count": 0}
+    assert room.state("logic-1") == {"power_count": 0}
 
 
 async def test_all_off_sends_a_configured_command_to_real_devices(

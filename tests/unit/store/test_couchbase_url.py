@@ -21,7 +21,6 @@ from app.store.couchbase import (
     FindQuery,
     ReplicatedByXdcr,
     StoredRow,
-    _load_sdk,
     changes_batch,
     changes_parameters,
     changes_statement,
@@ -30,6 +29,8 @@ from app.store.couchbase import (
     index_statements,
     quote_identifier,
 )
+from app.store.couchbase.codec import count_of
+from app.store.couchbase.sdk import load_sdk
 
 URL = "couchbase://engine:s3cret@cb1.example/engine"
 KEYSPACE = "`engine`.`_default`.`_default`"
@@ -211,6 +212,12 @@ def test_malformed_query_rows_are_store_errors(row: object) -> None:
         StoredRow.from_query(row)
 
 
+@pytest.mark.parametrize("rows", [[], [1, 2], ["3"]])
+def test_a_malformed_count_is_a_store_error(rows: list[object]) -> None:
+    with pytest.raises(StoreError, match="unexpected count"):
+        count_of(rows)
+
+
 def _rows(*seqs: int) -> list[StoredRow]:
     return [StoredRow(f"d-{seq}", 1000 + seq, encode_document("driver", {}, seq)) for seq in seqs]
 
@@ -240,10 +247,10 @@ def test_full_batch_continues_after_its_last_change() -> None:
 
 @pytest.fixture
 def sdk_missing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    _load_sdk.cache_clear()
+    load_sdk.cache_clear()
     monkeypatch.setitem(sys.modules, "acouchbase.cluster", None)
     yield
-    _load_sdk.cache_clear()
+    load_sdk.cache_clear()
 
 
 async def test_opening_without_the_sdk_says_how_to_install_it(sdk_missing: None) -> None:

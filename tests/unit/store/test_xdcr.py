@@ -351,6 +351,45 @@ async def test_a_server_error_body_is_surfaced() -> None:
             await provision()
 
 
+@pytest.mark.parametrize(
+    ("references", "tasks", "complaint"),
+    [
+        ({"not": "a list"}, [], "unexpected remote cluster listing"),
+        ([{"name": "x"}], [], "unexpected remote cluster reference"),
+        ([EDGE_REFERENCE], {"not": "a list"}, "unexpected task listing"),
+    ],
+)
+async def test_answers_of_an_unexpected_shape_are_named(
+    references: object, tasks: object, complaint: str
+) -> None:
+    with respx.mock(base_url=MASTER_URL, assert_all_called=False) as router:
+        router.get("/pools/default/remoteClusters").respond(json=references)
+        router.get("/pools/default/tasks").respond(json=tasks)
+        with pytest.raises(XdcrError, match=complaint):
+            await provision()
+
+
+async def test_a_create_replication_answer_without_an_id_is_named(master: Master) -> None:
+    master.references = [EDGE_REFERENCE]
+    master.create_replication.respond(json={"status": "ok"})
+    with pytest.raises(XdcrError, match="unexpected answer to createReplication"):
+        await provision()
+
+
+async def test_an_answer_that_is_not_json_is_named() -> None:
+    with respx.mock(base_url=MASTER_URL) as router:
+        router.get("/pools/default/remoteClusters").respond(200, text="<html>proxy</html>")
+        with pytest.raises(XdcrError, match="answered with no JSON"):
+            await provision()
+
+
+async def test_a_cluster_that_times_out_is_named() -> None:
+    with respx.mock(base_url=MASTER_URL) as router:
+        router.get("/pools/default/remoteClusters").mock(side_effect=httpx.ConnectTimeout)
+        with pytest.raises(XdcrError, match=r"cannot reach .+: timed out"):
+            await provision()
+
+
 # --- command line ------------------------------------------------------------------
 
 
@@ -410,6 +449,17 @@ def test_cli_failure_exits_2_with_the_reason(capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().err == (
         f"error: authentication failed for {MASTER_URL}: check the username and password\n"
     )
+
+
+def test_cli_with_an_unreadable_certificate_exits_2(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "edge-ca.pem"
+    credentials = ("--master-password", "m", "--edge-user", "u", "--edge-password", "p")
+    args = parse(*COMMON, *credentials, "--bucket", "engine", "--edge-certificate", str(missing))
+
+    assert args.handler(args) == 2
+    assert f"cannot read the certificate {missing}: No such file" in capsys.readouterr().err
 
 
 def test_cli_without_a_password_exits_2(

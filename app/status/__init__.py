@@ -1,0 +1,1 @@
+"""The status page's static assets (HTML, CSS, JavaScript), served by the app itself."""

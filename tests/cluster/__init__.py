@@ -1,0 +1,1 @@
+"""Tests against real Couchbase clusters: skipped unless configured (make test-couchbase)."""

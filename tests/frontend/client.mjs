@@ -1,0 +1,188 @@
+// Drives the real @placeos/ts-client library headless, through its public API only.
+//
+// A line protocol on stdin/stdout so a Python test can script a front end step by step:
+// each request line is {"id", "op", ...args}; each reply is {"id", "ok", "result"|"error"};
+// pushes are {"event": "value"|"debug"|"connected", ...}. The library is written for
+// browsers: the few globals it reads (window, location, localStorage, document,
+// navigator, WebSocket) are supplied here, as a browser would, before it is loaded.
+import { createInterface } from 'node:readline';
+import websocket from 'websocket';
+
+const PAGE = 'http://panel.test/';
+
+function memoryStorage() {
+    const items = new Map();
+    return {
+        getItem: (key) => (items.has(key) ? items.get(key) : null),
+        setItem: (key, value) => items.set(key, String(value)),
+        removeItem: (key) => items.delete(key),
+        key: (index) => [...items.keys()][index] ?? null,
+        clear: () => items.clear(),
+        get length() {
+            return items.size;
+        },
+    };
+}
+
+globalThis.window = globalThis;
+globalThis.localStorage = memoryStorage();
+globalThis.sessionStorage = memoryStorage();
+globalThis.document = { cookie: '' };
+globalThis.location = {
+    protocol: 'http:',
+    host: 'panel.test',
+    hostname: 'panel.test',
+    origin: 'http://panel.test',
+    href: PAGE,
+    pathname: '/',
+    hash: '',
+    search: '',
+    assign: () => undefined,
+    reload: () => emit({ event: 'reload' }),
+};
+if (!globalThis.navigator) {
+    Object.defineProperty(globalThis, 'navigator', { value: { userAgent: 'node' } });
+}
+globalThis.WebSocket = websocket.w3cwebsocket;
+
+// The "module" entry bundlers use: the package's "main" is CommonJS under "type": "module".
+const place = await import('@placeos/ts-client/dist/index.es.js');
+const { lastValueFrom } = await import('rxjs');
+
+function emit(message) {
+    process.stdout.write(JSON.stringify(message) + '\n');
+}
+
+// A rejected request inside the library's own retry timers must not end the process.
+process.on('unhandledRejection', (reason) => emit({ event: 'unhandled', reason: describe(reason) }));
+
+function describe(error) {
+    if (error && typeof error === 'object' && 'code' in error) {
+        return { code: error.code, msg: error.msg };
+    }
+    if (error && typeof error === 'object' && 'status' in error) {
+        return { status: error.status };
+    }
+    return { message: String(error) };
+}
+
+function until(check, timeout_ms = 10000) {
+    return new Promise((resolve, reject) => {
+        const started = Date.now();
+        const poll = () => {
+            if (check()) return resolve();
+            if (Date.now() - started > timeout_ms) return reject(new Error('timed out'));
+            setTimeout(poll, 20);
+        };
+        poll();
+    });
+}
+
+const bindings = new Map();
+const REST = [
+    'querySystems',
+    'showSystem',
+    'executeOnSystem',
+    'systemModuleState',
+    'lookupSystemModuleState',
+    'functionList',
+];
+
+function variable({ sys, mod, index, name }) {
+    return place.getSystem(sys).module(mod, index).binding(name);
+}
+
+const operations = {
+    // With ``api_key``, the page is opened as a kiosk is: ``…/#x-api-key=KEY``.
+    async setup({ host, secure, token, api_key, version }) {
+        if (api_key) location.hash = `#x-api-key=${encodeURIComponent(api_key)}`;
+        place.status().subscribe((connected) => emit({ event: 'connected', connected }));
+        place.debug_events.subscribe((line) => emit({ event: 'debug', ...line }));
+        await place.setup({
+            host,
+            secure,
+            version,
+            token_header: true,
+            handle_login: false,
+            redirect_uri: `${PAGE}oauth-resp.html`,
+            auth_uri: '/auth/oauth/authorize',
+            token_uri: '/auth/token',
+            scope: 'public',
+        });
+        if (!api_key) place.setToken(token);
+        return place.authority();
+    },
+    async bind(target) {
+        const binding = variable(target);
+        const key = `${target.sys}|${target.mod}_${target.index}|${target.name}`;
+        if (!bindings.has(key)) {
+            bindings.set(
+                key,
+                binding.listen().subscribe((value) => {
+                    if (value !== undefined) emit({ event: 'value', key, value });
+                }),
+            );
+        }
+        binding.bind();
+        await until(() => binding.count > 0);
+        return key;
+    },
+    async unbind(target) {
+        const binding = variable(target);
+        binding.unbind();
+        await until(() => binding.count === 0);
+        return binding.count;
+    },
+    async execute({ sys, mod, index, name, args }) {
+        return place.getSystem(sys).module(mod, index).execute(name, args);
+    },
+    async debug({ sys, mod, index }) {
+        return place.debug({ sys, mod, index, name: '' });
+    },
+    async ignore({ sys, mod, index }) {
+        return place.ignore({ sys, mod, index, name: '' });
+    },
+    async rest({ fn, args }) {
+        if (!REST.includes(fn)) throw new Error(`not a REST function under test: ${fn}`);
+        return lastValueFrom(place[fn](...args));
+    },
+    // The headers of the library's last response from ``path`` (its responseHeaders).
+    async headers({ path }) {
+        return place.responseHeaders(`${place.apiEndpoint()}${path}`);
+    },
+    // What moduleTypes / moduleCount send (4.7.7 does not export them): the library's
+    // own authenticated GET under its API endpoint.
+    async get({ path }) {
+        return lastValueFrom(place.get(`${place.apiEndpoint()}${path}`));
+    },
+    // ``count`` calls at once over the one websocket; distinct arguments, so that the
+    // library does not merge identical requests into one.
+    async many({ sys, mod, index, name, count }) {
+        const calls = [];
+        for (let i = 0; i < count; i++) {
+            calls.push(place.execute({ sys, mod, index, name, args: [i] }));
+        }
+        const settled = await Promise.allSettled(calls);
+        const values = settled.filter((s) => s.status === 'fulfilled').map((s) => s.value);
+        const errors = settled.filter((s) => s.status === 'rejected').map((s) => describe(s.reason));
+        return { values, errors };
+    },
+};
+
+const lines = createInterface({ input: process.stdin });
+lines.on('line', async (line) => {
+    let request;
+    try {
+        request = JSON.parse(line);
+    } catch {
+        return emit({ event: 'bad-line', line });
+    }
+    const { id, op, ...args } = request;
+    try {
+        const result = await operations[op](args);
+        emit({ id, ok: true, result: result === undefined ? null : result });
+    } catch (error) {
+        emit({ id, ok: false, error: describe(error) });
+    }
+});
+lines.on('close', () => process.exit(0));
