@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 #: Changes asked for per ``replica.changes`` request.
 BATCH = 1000
+#: How long one batch of the feed may take to arrive. Longer than a command's deadline:
+#: when many edges catch up at once, a batch waits behind the others' at the master, and
+#: a batch given up is read again from the start (bench/README.md §6).
+CATCH_UP_TIMEOUT_S = 120.0
 #: How long an edge on Couchbase waits for XDCR before fetching over the link.
 XDCR_WAIT_S = 3.0
 XDCR_POLL_S = 0.1
@@ -100,7 +104,11 @@ def _resync_required(exc: LinkRequestError) -> bool:
 
 async def fetch_changes(link: Requester, since: int, limit: int, horizon: int = 0) -> ChangeBatch:
     """One batch of the master's feed after ``since``, master-only documents dropped."""
-    result = await link.request(CHANGES_OP, {"since": since, "limit": limit, "horizon": horizon})
+    result = await link.request(
+        CHANGES_OP,
+        {"since": since, "limit": limit, "horizon": horizon},
+        timeout=CATCH_UP_TIMEOUT_S,
+    )
     changes = [Change.from_json(item) for item in result["changes"]]
     return ChangeBatch(
         changes=[change for change in changes if change.type not in MASTER_ONLY_TYPES],
