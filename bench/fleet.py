@@ -215,6 +215,18 @@ async def fleet_once(
             result["replica_documents"] = min(r["documents"] for r in caught)
             await wait_for(lambda: ready(http, master), timeout=budget, what="the master ready")
             result["rss_mib_caught_up"] = round(rss_mib(master.pid), 2)
+            # A master swamped by the catch-up may have dropped links and taken locations
+            # over meanwhile: count that, and start the next steps from a settled fleet.
+            settled_from = time.monotonic()
+            await fleet.ask({"cmd": "await_settled"}, "settled", budget)
+            await device.wait_for(lambda: device.active_connections == 0, budget)
+            counts = await fleet.counts()
+            result["connect_storm"] = {
+                "settled_after_s": round(time.monotonic() - settled_from, 3),
+                "links_dropped": counts["links"] - count,
+                "locations_taken_over": device.total_connections,
+            }
+            taken_before = device.total_connections
 
             # 2. configuration fan-out
             fanout = []
@@ -252,7 +264,7 @@ async def fleet_once(
                 "changes_received_per_edge": round(
                     (after["changes_received"] - before["changes_received"]) / count, 1
                 ),
-                "master_device_connections": device.total_connections,
+                "master_device_connections": device.total_connections - taken_before,
             }
 
             # 4. idle

@@ -21,6 +21,8 @@ The benchmark drives the process over stdin/stdout, one JSON object a line:
   "at": T}``, ``T`` when the last edge applied a change after the mark;
 - ``{"cmd": "await_relinked", "since": T0}`` → ``{"event": "relinked", "at": T, ...}``
   once every edge has linked again after ``T0`` with the location in its control;
+- ``{"cmd": "await_settled"}`` → ``{"event": "settled", ...}`` once every edge is
+  linked with its location in its own control;
 - ``{"cmd": "counts"}`` → the edges' counters.
 """
 
@@ -264,6 +266,11 @@ class Fleet:
                     )
                 )
                 write({"event": "relinked", "at": max(e.linked_at or 0.0 for e in self.edges)})
+            case "await_settled":
+                await until(
+                    lambda: all(e.uplink.connected and e.controller == "edge" for e in self.edges)
+                )
+                write({"event": "settled", **self.counts()})
             case "counts":
                 write({"event": "counts", **self.counts()})
 
