@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": args.smoke,
         "machine": machine.describe(),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "plan": asdict(plan),
         "targets": {},
     }
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print("profiles: running", flush=True)
         run_profiles(plan, results)
+    summary["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(results / "summary.json", summary)
     table = targets_table(t for targets in summary["targets"].values() for t in targets)
     (results / "summary.md").write_text(table + "\n")
