@@ -202,11 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "plan": asdict(plan),
         "targets": {},
+        "figures": {},
     }
     for name in args.only or list(SCENARIOS):
         print(f"{name}: running", flush=True)
         result = run_scenario(name, plan, results)
         summary["targets"][name] = result.get("targets", [])
+        if "summary" in result:
+            summary["figures"][name] = result["summary"]
         print(f"{name}: done in {result['seconds']} s", flush=True)
     if args.profile:
         print("profiles: running", flush=True)

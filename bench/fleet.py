@@ -421,10 +421,33 @@ async def measure(
     return {
         "edge_processes": EDGE_PROCESSES,
         "status_every_s": STATUS_EVERY_S,
+        "summary": summarize(runs),
         "runs": runs,
         "growth": growth(runs),
         "served_within_targets": served_within_targets(runs),
         "targets": [t.as_json() for t in targets(runs)],
+    }
+
+
+def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The fleet's figures per size, their growth and the largest fleet within targets."""
+    figures = {
+        str(run["edges"]): {
+            "error": run.get("error"),
+            "connect_catch_up_s": _figure(run, "connect_catch_up_s"),
+            "memory_kib_per_edge": _figure(run, "memory_kib_per_edge"),
+            "cpu_percent_per_idle_edge": _figure(run, "idle", "cpu_percent_per_edge"),
+            "fanout_max_s": max(run["fanout_s"]) if run.get("fanout_s") else None,
+            "failover_all_taken_over_s": _figure(run, "failover", "all_taken_over_s"),
+            "restart_negotiated_s": _figure(run, "restart", "negotiated_online_s"),
+            "connect_storm": _figure(run, "connect_storm"),
+        }
+        for run in runs
+    }
+    return {
+        "sizes": figures,
+        "growth": growth(runs),
+        "served_within_targets": served_within_targets(runs),
     }
 
 

@@ -317,6 +317,18 @@ async def measure(
         "frame_bytes": len(frame),
         "latency_ms": {name: summary.as_json() for name, summary in latency.items()},
         "throughput": rates,
+        "baselines": "websockets on both ends, compression=None, max_size 1 MiB, uvloop",
+        "summary": {
+            "p50_ms": {name: round(summary.p50, 4) for name, summary in latency.items()},
+            "p50_over_bare": {
+                name: round(summary.p50 / latency["bare websocket"].p50, 3)
+                for name, summary in latency.items()
+            },
+            "per_second_over_bare": {
+                name: round(rows[-1]["per_second"] / rates["bare websocket"][-1]["per_second"], 3)
+                for name, rows in rates.items()
+            },
+        },
         "targets": [t.as_json() for t in targets(latency, rates)],
     }
 

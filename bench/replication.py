@@ -164,6 +164,7 @@ async def measure(workdir: Path, sizes: Sequence[int], *, timeout: float) -> dic
     runs = [await catch_up_once(workdir / f"replica-{n}", n, timeout) for n in sizes]
     return {
         "batch": BATCH,
+        "summary": {str(run["documents"]): run for run in runs},
         "runs": runs,
         "targets": [
             Target(

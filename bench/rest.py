@@ -169,8 +169,10 @@ async def measure(workdir: Path, *, samples: int) -> dict[str, Any]:
         "x",
         at_most=True,
     )
+    direct = latency["direct"].p50
     return {
         "latency_ms": {name: summary.as_json() for name, summary in latency.items()},
+        "summary": {name: round(summary.p50 / direct, 3) for name, summary in latency.items()},
         "targets": [target.as_json()],
     }
 
