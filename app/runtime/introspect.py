@@ -74,13 +74,13 @@ class Arity:
 
     `fits` answers True only for arguments ``inspect.Signature.bind`` accepts; when
     it answers False, binding decides (and explains). It takes 0.4 µs where a bind
-    takes 2.6 µs (bench/README.md, "Faster hot paths").
+    takes 2.6 µs (bench/README.md §8).
     """
 
     positional: tuple[str, ...]
     #: Index in ``positional`` of each parameter that may also be passed by keyword.
     by_keyword: Mapping[str, int]
-    #: ``positional`` parameters without a default: the first ``required`` of them.
+    #: Indices in ``positional`` of the parameters without a default.
     required: frozenset[int]
     keyword_only: frozenset[str]
     required_keyword_only: frozenset[str]
@@ -122,10 +122,10 @@ class Arity:
             elif name in self.positional:
                 return False  # positional-only by keyword: binding decides
         for index in self.required:
-            if index >= given and self.positional[index] not in self.by_keyword:
-                return False
-            if index >= given and self.positional[index] not in kwargs:
-                return False
+            if index >= given:
+                name = self.positional[index]  # so it must come by keyword
+                if name not in self.by_keyword or name not in kwargs:
+                    return False
         return all(name in kwargs for name in self.required_keyword_only)
 
 

@@ -291,7 +291,7 @@ class LocalModule:
             call.reason_seen = True
             if task.uncancel() > call.cancelling:
                 raise  # cancelled from outside too
-            if call.reason is _TIMED_OUT:
+            if call.reason == _TIMED_OUT:
                 self._logger.warning("%s timed out after %g s", command.name, timeout)
                 raise GatewayTimeout(
                     f"module {self.id}: {command.name} did not return within {timeout:g} s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -78,3 +79,17 @@ async def test_failures_are_httpx_errors(client: ProxyClient, upstream: Upstream
         await body_of(client, "GET", upstream.url + "/")
     with pytest.raises(httpx.UnsupportedProtocol):
         client.build_request("GET", "ftp://example.test/")
+
+
+async def test_requests_beyond_the_connection_cap_wait_their_turn(upstream: Upstream) -> None:
+    capped = ProxyClient(timeout=2.0, connect_timeout=1.0, max_connections=2)
+    upstream.answer = Answer(200, body=b"ok", delay=0.05)
+    try:
+        bodies = await asyncio.gather(
+            *(body_of(capped, "GET", upstream.url + "/") for _ in range(4))
+        )
+    finally:
+        await capped.aclose()
+
+    assert bodies == [b"ok"] * 4
+    assert upstream.connections == 2
