@@ -21,10 +21,14 @@ import ssl
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 import httpx
+
+
+_PATH_SAFE = "/!$&'()*+,;=:@"
+_QUERY_SAFE = "/!$&'()*+,;=:@?%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +170,10 @@ class ProxyClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise httpx.UnsupportedProtocol(f"cannot proxy to {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        target = parts.path or "/"
-        query = "&".join(q for q in (parts.query, params) if q)
+        # As httpx writes them: a decoded path is percent-encoded again (UTF-8), a query
+        # keeps its escapes and only what may not stand in a request line is encoded.
+        target = quote(parts.path or "/", safe=_PATH_SAFE)
+        query = "&".join(quote(q, safe=_QUERY_SAFE) for q in (parts.query, params) if q)
         if query:
             target += "?" + query
         lines = [f"{method} {target} HTTP/1.1", f"host: {parts.netloc}"]

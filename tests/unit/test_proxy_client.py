@@ -93,3 +93,13 @@ async def test_requests_beyond_the_connection_cap_wait_their_turn(upstream: Upst
 
     assert bodies == [b"ok"] * 4
     assert upstream.connections == 2
+
+
+def test_a_decoded_path_is_encoded_again_and_a_query_keeps_its_escapes() -> None:
+    client = ProxyClient(timeout=1.0, connect_timeout=1.0)
+
+    request = client.build_request(
+        "GET", "http://edge.test/api/modules/é 1%/state", params="a=%41 b"
+    )
+
+    assert request.data.startswith(b"GET /api/modules/%C3%A9%201%25/state?a=%41%20b HTTP/1.1\r\n")
