@@ -52,6 +52,17 @@ class Metrics:
             "control events dropped past the per-edge count or age limit",
             registry=self.registry,
         )
+        self.store_writable = Gauge(
+            "engine_store_writable",
+            "0 while this server's store refuses the writes of control decisions, else 1",
+            registry=self.registry,
+        )
+        self.store_writable.set(1)
+        self.store_write_failures = Counter(
+            "engine_store_write_failures",
+            "control decisions' writes the store refused (each retry counts)",
+            registry=self.registry,
+        )
         self.links = Gauge(
             "engine_links_connected", "control links connected", registry=self.registry
         )

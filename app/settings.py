@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     control_events_max: int = Field(default=1000, ge=1)
     control_events_max_age_s: float = Field(default=90 * 24 * 3600.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
+    witness_timeout_s: float = Field(default=2.0, gt=0)
+    link_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
@@ -52,7 +54,9 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("edge_id", "master_url", "edge_secret", "public_url", "admin_token")
+    @field_validator(
+        "edge_id", "master_url", "edge_secret", "public_url", "admin_token", "link_url"
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None

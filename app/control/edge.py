@@ -2,8 +2,9 @@
 
 The edge runs its modules when the master tells it to (a control message that is not
 older than the last one it obeyed) or when it is disconnected: the link dropped, it
-waited ``ENGINE_LINK_RETRY_S`` and the next attempt to reconnect failed. It stops them
-only when the master says it controls the devices. Between the drop and that failed
+waited ``ENGINE_LINK_RETRY_S`` and the next attempt to reconnect failed, and the
+master's witness did not say the master runs them. It stops them only when the master
+says it controls the devices, over the link or through its witness. Between the drop and that failed
 attempt the edge keeps doing what it did, so a short blip changes nothing.
 """
 
@@ -86,6 +87,17 @@ class EdgeControlState:
         if (as_utc(now) - self.link_lost_at).total_seconds() < retry_s:
             return EdgeTransition(self, ())
         return EdgeTransition(replace(self, controller="edge"), (StartLocalModules(),))
+
+    def on_master_controls(self) -> EdgeTransition:
+        """With the link down, the master's witness proved the master runs the devices.
+
+        The master wins: the edge stops its modules if it runs them, and does not
+        start them while the master holds the devices.
+        """
+        if self.link_up:
+            return EdgeTransition(self, ())
+        actions: tuple[EdgeAction, ...] = (StopLocalModules(),) if self.modules_running else ()
+        return EdgeTransition(replace(self, controller="master"), actions)
 
     def _switch(self, controller: Side) -> tuple[EdgeAction, ...]:
         if controller == "edge" and not self.modules_running:

@@ -43,6 +43,11 @@ class ControlState:
     operator understands. ``epoch`` grows by one at every change of controller.
     ``failover_deadline`` is set only while a failover is pending; ``offline_since``
     is when the master stopped seeing the edge (a shorter timeout counts from it).
+    ``epoch_floor`` is the highest epoch that may already have been handed out
+    without being recorded (read back from the store's reservation at boot): the
+    next change of controller takes an epoch above both it and ``epoch``.
+    ``edge_alive_at`` is the last time the edge's witness said it controls its
+    devices while its link was down (a sign of life that holds off a failover).
     """
 
     controller: Controller
@@ -54,6 +59,13 @@ class ControlState:
     offline_since: datetime | None
     since: datetime
     reason: str
+    epoch_floor: int = 0
+    edge_alive_at: datetime | None = None
+
+    @property
+    def next_epoch(self) -> int:
+        """The epoch of the next change of controller: never one handed out before."""
+        return max(self.epoch, self.epoch_floor) + 1
 
     @classmethod
     def unknown(cls, now: datetime) -> ControlState:
@@ -71,8 +83,13 @@ class ControlState:
         )
 
 
+#: Epochs reserved ahead of the recorded one: decisions made while the store refuses
+#: writes take epochs from this block, and a restarted master starts above it.
+EPOCH_RESERVE = 100
+
+
 def control_document(control: ControlState) -> dict[str, object]:
-    """The persisted and reported fields of a ControlState (instants as ISO 8601 UTC)."""
+    """The reported fields of a ControlState (instants as ISO 8601 UTC)."""
     return {
         "controller": control.controller,
         "epoch": control.epoch,
@@ -84,11 +101,21 @@ def control_document(control: ControlState) -> dict[str, object]:
     }
 
 
+def persisted_document(control: ControlState) -> dict[str, object]:
+    """What the store keeps of a ControlState: the reported fields and the epoch reservation."""
+    return {**control_document(control), "epoch_reserved": control.epoch + EPOCH_RESERVE}
+
+
 def control_from_document(body: Mapping[str, Any], now: datetime) -> ControlState:
-    """A ControlState read back; links and timers are not persisted, so none is pending."""
+    """A ControlState read back; links and timers are not persisted, so none is pending.
+
+    Epochs up to the stored reservation may have gone out unrecorded before a restart,
+    so the next change of controller takes one above it.
+    """
+    epoch = int(body.get("epoch", 0))
     return ControlState(
         controller=body.get("controller", "none"),
-        epoch=int(body.get("epoch", 0)),
+        epoch=epoch,
         online=bool(body.get("online", False)),
         failover_active=bool(body.get("failover_active", False)),
         failover_time=_parse(body.get("failover_time")),
@@ -96,6 +123,7 @@ def control_from_document(body: Mapping[str, Any], now: datetime) -> ControlStat
         offline_since=None,
         since=_parse(body.get("since")) or as_utc(now),
         reason=str(body.get("reason", "")),
+        epoch_floor=max(epoch, int(body.get("epoch_reserved", epoch))),
     )
 
 

@@ -6,8 +6,9 @@ in with the events; nothing here sleeps, schedules or talks to anything.
 
 Orders that matter, which the action sequences spell out:
 
-* a decision is persisted and recorded before it is acted on, so an epoch that went
-  out in a control message is never handed out again after a restart;
+* a decision is persisted and recorded before it is acted on (when the store refuses
+  the write, the executor carries the decision out and records it later; epochs stay
+  unique through the reservation in the persisted state, see ``next_epoch``);
 * the old controller stops before the new one starts. On a handover to the edge the
   master stops its copies, hands their last status over, then tells the edge to start.
   On a takeover of a connected edge the master first tells the edge (``SendControl``
@@ -57,6 +58,16 @@ class LinkDown(_Event):
 
 
 @dataclass(frozen=True)
+class EdgeAlive(_Event):
+    """The edge's witness proved the edge controls its devices while its link is down.
+
+    ``link_error`` is why the link was last refused or failed, if known.
+    """
+
+    link_error: str | None = None
+
+
+@dataclass(frozen=True)
 class FailoverTimerFired(_Event):
     """A failover timer reached its deadline."""
 
@@ -97,6 +108,7 @@ class ConfigChanged(_Event):
 Event = (
     LinkUp
     | LinkDown
+    | EdgeAlive
     | FailoverTimerFired
     | WindowOpened
     | RestoreRequested
@@ -153,7 +165,7 @@ class Persist:
 
 
 EventKind = Literal[
-    "connected", "disconnected", "failover", "restore", "takeover", "resume", "config"
+    "connected", "disconnected", "failover", "restore", "takeover", "resume", "config", "alive"
 ]
 
 
@@ -207,6 +219,8 @@ def step(state: SupervisorState, event: Event) -> Transition:
             return _on_link_up(state, event)
         case LinkDown():
             return _on_link_down(state, event.now)
+        case EdgeAlive():
+            return _on_edge_alive(state, event)
         case FailoverTimerFired():
             return _on_failover_timer(state, event.now)
         case WindowOpened():
@@ -247,6 +261,7 @@ def _on_link_up(state: SupervisorState, event: LinkUp) -> Transition:
         control,
         online=True,
         offline_since=None,
+        edge_alive_at=None,
         failover_deadline=None,
         since=now,
         reason=f"edge connected: {decision.reason}",
@@ -271,11 +286,31 @@ def _on_link_down(state: SupervisorState, now: datetime) -> Transition:
     control = state.control
     if not control.online:
         return _unchanged(state)
-    offline = replace(control, online=False, offline_since=now)
+    offline = replace(control, online=False, offline_since=now, edge_alive_at=None)
     if control.controller == "master":
         kept = replace(offline, since=now, reason="edge disconnected; the master keeps control")
         return _decided(state, kept, "disconnected")
     return _await_edge(state, offline, now, "edge disconnected")
+
+
+def _on_edge_alive(state: SupervisorState, event: EdgeAlive) -> Transition:
+    """A sign of life from the edge's API: the failover waits ``timeout`` from it."""
+    control, now = state.control, event.now
+    if control.online or control.failover_deadline is None:
+        return _unchanged(state)  # the link is back, or no failover is pending
+    deadline = now + timedelta(seconds=state.policy.timeout)
+    alive = replace(control, failover_deadline=deadline, offline_since=now, edge_alive_at=now)
+    if control.edge_alive_at is not None:
+        # Already recorded: only the deadline moves.
+        return Transition(replace(state, control=alive), (StartFailoverTimer(deadline),))
+    why = event.link_error or "no reason known"
+    held = replace(
+        alive,
+        since=now,
+        reason=f"edge alive at its API, its link is down: {why}; the master holds off and "
+        f"takes over {state.policy.timeout:g} s after the last sign of life",
+    )
+    return _decided(state, held, "alive", StartFailoverTimer(deadline))
 
 
 def _on_boot_wait_over(state: SupervisorState, now: datetime) -> Transition:
@@ -426,10 +461,11 @@ def _handed_over(
     return replace(
         control,
         controller=to,
-        epoch=control.epoch + 1,
+        epoch=control.next_epoch,
         failover_active=failover,
         failover_time=now if failover else None,
         failover_deadline=None,
+        edge_alive_at=None,
         since=now,
         reason=reason,
     )

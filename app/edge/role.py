@@ -13,10 +13,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from app.control.clock import now_utc
 from app.control.edge import EdgeControlState, EdgeTransition, StartLocalModules
+from app.control.state import Side
 from app.edge.replica import replica_for
 from app.edge.uplink import HelloFacts, Uplink
 from app.errors import ControlledElsewhere, NotFound
@@ -26,7 +28,8 @@ from app.node import Node
 from app.runtime.status import Unsubscribe
 from app.services.control import describe, persisted_state
 from app.services.limits import describe_skipped
-from app.store.base import Document, DocumentNotFound
+from app.services.witness import Witness, WitnessReport, answer
+from app.store.base import Document, DocumentNotFound, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,13 @@ class EdgeRole:
         )
         self._handed_status: dict[str, dict[str, Any]] = {}
         self._control_lock = asyncio.Lock()
+        #: Why the link was last refused or failed; None while it is up.
+        self.link_error: tuple[str, datetime] | None = None
+        #: What the master's witness last said.
+        self.witness_report: WitnessReport | None = None
+        self._witness = Witness(
+            node.proxy_client(), asker=settings.node_name, timeout=settings.witness_timeout_s
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._replica_changed = asyncio.Event()
         node.control = self
@@ -175,7 +185,8 @@ class EdgeRole:
             welcome.master_booting,
             control.controller,
         )
-        await self._apply(self.control.on_link_up())
+        self.link_error = None
+        await self._apply(lambda state: state.on_link_up())
         await self.obey(control.controller, control.epoch)
         try:
             await self.replica.catch_up(link)
@@ -193,24 +204,86 @@ class EdgeRole:
             topology = await self.node.modules.topology(fresh=True)
             self._complete(len(topology.modules_in([self.edge_id])))
 
-    async def disconnected(self) -> None:
-        log.warning("link to the master lost")
-        await self._apply(self.control.on_link_lost(now_utc()))
+    async def disconnected(self, reason: str) -> None:
+        log.warning("link to the master lost: %s", reason)
+        self.link_error = (reason, now_utc())
+        await self._apply(lambda state: state.on_link_lost(now_utc()))
+        if self.control.modules_running:
+            await self._ask_master()
 
-    async def attempt_failed(self, reason: str) -> None:
-        await self._apply(
-            self.control.on_reconnect_failed(now_utc(), self.node.settings.link_retry_s)
+    async def attempt_failed(self, reason: str, *, refused: bool) -> None:
+        self.link_error = (reason, now_utc())
+        if await self._ask_master():
+            return
+        if refused and await self._locked_out():
+            await self._apply(lambda state: state.on_master_controls())
+            return
+        retry_s = self.node.settings.link_retry_s
+        await self._apply(lambda state: state.on_reconnect_failed(now_utc(), retry_s))
+
+    async def _locked_out(self) -> bool:
+        """Whether the master, alive, refuses this edge and is about to take its devices.
+
+        Both the link and the witness refuse the edge's secret (revoked, say): the master
+        answers, so it is no partition, and it will fail over after ``timeout``. The edge
+        yields two retry intervals before that moment, so the devices never have two
+        controllers; with failover off it keeps them.
+        """
+        report = self.witness_report
+        lost = self.control.link_lost_at
+        if report is None or report.result != "refused" or lost is None:
+            return False
+        try:
+            body = (await self.node.store.get(self.edge_id)).body
+        except StoreError:
+            return False
+        if not body.get("failover", True):
+            return False
+        margin = 2 * self.node.settings.link_retry_s
+        waited = (now_utc() - lost).total_seconds()
+        if waited < float(body.get("timeout", 20.0)) - margin:
+            return False
+        if self.control.modules_running:
+            log.warning(
+                "the master refuses this edge's secret and will take over its devices "
+                "(failover after %s s): stopping them",
+                body.get("timeout", 20.0),
+            )
+        return True
+
+    async def _ask_master(self) -> bool:
+        """Ask the master's witness; True (and the devices left to it) when it runs them."""
+        master_url = self.node.settings.master_url
+        secret = self.node.settings.edge_secret
+        if not master_url or not secret:
+            return False
+        self.witness_report = await self._witness.ask(
+            master_url, self.edge_id, [secret], self.witness_report
         )
+        if not self.witness_report.controls:
+            return False
+        if self.control.modules_running:
+            log.warning("the master runs the location's devices (its witness says so): stopping")
+        await self._apply(lambda state: state.on_master_controls())
+        return True
 
     async def obey(self, controller: str, epoch: int) -> dict[str, dict[str, Any]]:
         """A control message: run or stop the location's modules; returns stopped status."""
         if controller not in ("edge", "master"):
             return {}
-        return await self._apply(self.control.on_control(controller, epoch))  # type: ignore[arg-type]
+        side: Side = "edge" if controller == "edge" else "master"
+        return await self._apply(lambda state: state.on_control(side, epoch))
 
-    async def _apply(self, transition: EdgeTransition) -> dict[str, dict[str, Any]]:
+    async def _apply(
+        self, decide: Callable[[EdgeControlState], EdgeTransition]
+    ) -> dict[str, dict[str, Any]]:
+        """Decide from the current state and carry it out; the state follows the actions.
+
+        When an action fails the state stays what it was, so the next event decides
+        again from what really runs.
+        """
         async with self._control_lock:
-            self.control = transition.state
+            transition = decide(self.control)
             stopped: dict[str, dict[str, Any]] = {}
             for action in transition.actions:
                 if isinstance(action, StartLocalModules):
@@ -222,6 +295,7 @@ class EdgeRole:
                     log.info("handing control of the location's devices to the master")
                     stopped = await self.node.modules.release(self.edge_id)
                     self.forwarder.track({})
+            self.control = transition.state
             return stopped
 
     def _announce(self) -> None:
@@ -372,11 +446,45 @@ class EdgeRole:
 
     async def describe(self, edge: Document) -> dict[str, Any]:
         state = await persisted_state(self.node.store, edge.id)
+        own = edge.id == self.edge_id
         return describe(
             edge,
             state,
             master_url=self.node.settings.master_url,
-            replication_error=self.replication_error if edge.id == self.edge_id else None,
+            replication_error=self.replication_error if own else None,
+            link_error=self.link_error if own else None,
+            witness=self.witness_report.as_json() if own and self.witness_report else None,
+        )
+
+    def health(self) -> dict[str, Any]:
+        error = self.link_error
+        return {
+            "link": {
+                "connected": self.uplink.connected,
+                "error": error[0] if error else None,
+                "error_at": error[1].isoformat() if error else None,
+            },
+            "controls": self.control.modules_running,
+        }
+
+    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
+        path = f"/api/edges/{edge.id}/secret"
+        raise self._to_master(f"rotating the secret of edge {edge.id!r}", path)
+
+    async def witness(
+        self, edge: Document, *, nonce: str, proof: str, asker: str
+    ) -> dict[str, Any]:
+        secret = self.node.settings.edge_secret
+        if edge.id != self.edge_id or not secret:
+            raise NotFound(f"this server is not the edge {edge.id!r}")
+        return answer(
+            edge.id,
+            nonce=nonce,
+            proof=proof,
+            asker=asker,
+            secrets=[secret],
+            controls=self.control.modules_running,
+            node=self.node.settings.node_name,
         )
 
     async def restore(self, edge: Document, by: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Protocol
 from websockets.asyncio.client import connect
 
 from app.link import (
+    CLOSE_AUTH_FAILED,
     AuthFailed,
     Challenge,
     Control,
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 5.0
 
 
+class LinkRefused(Exception):
+    """The master closed the handshake with 4401: it does not accept this edge's proof."""
+
+
 @dataclass(frozen=True, slots=True)
 class HelloFacts:
     """What the edge brings to negotiation, read fresh at every connection attempt."""
@@ -53,9 +58,11 @@ class UplinkListener(Protocol):
 
     async def connected(self, link: LinkConnection, welcome: Welcome, control: Control) -> None: ...
 
-    async def disconnected(self) -> None: ...
+    async def disconnected(self, reason: str) -> None: ...
 
-    async def attempt_failed(self, reason: str) -> None: ...
+    async def attempt_failed(self, reason: str, *, refused: bool) -> None:
+        """A connection attempt failed; ``refused``: the master refused this edge's proof."""
+        ...
 
 
 def link_url(master_url: str) -> str:
@@ -94,7 +101,7 @@ class Uplink:
         self._settings = settings
         self._edge_id: str = settings.edge_id
         self._secret: str = settings.edge_secret
-        self._url = link_url(settings.master_url)
+        self._url = link_url(settings.link_url or settings.master_url)
         self._tls = client_tls(settings)
         self._handlers = handlers
         self._on_event = on_event
@@ -116,7 +123,7 @@ class Uplink:
             except Exception as exc:  # every failure is a failed attempt; never stop trying
                 reason = _describe(exc)
                 log.warning("link to %s failed: %s", self._url, reason)
-                await self._listener.attempt_failed(reason)
+                await self._listener.attempt_failed(reason, refused=isinstance(exc, LinkRefused))
             await asyncio.sleep(self._settings.link_retry_s)
 
     async def _connect_once(self) -> None:
@@ -133,7 +140,12 @@ class Uplink:
             compression=None,
         ) as websocket:
             transport = WebsocketsTransport(websocket)
-            welcome, control = await self._handshake(transport)
+            try:
+                welcome, control = await self._handshake(transport)
+            except TransportClosed:
+                if websocket.close_code == CLOSE_AUTH_FAILED:
+                    raise LinkRefused() from None
+                raise
             link = LinkConnection(
                 transport,
                 handlers=self._handlers,
@@ -150,7 +162,10 @@ class Uplink:
             finally:
                 runner.cancel()
                 self.link = None
-                await self._listener.disconnected()
+                code = websocket.close_code
+                await self._listener.disconnected(
+                    f"the link dropped (close code {code})" if code else "the link dropped"
+                )
 
     async def _handshake(self, transport: WebsocketsTransport) -> tuple[Welcome, Control]:
         facts = self._listener.hello_facts()
@@ -175,8 +190,10 @@ class Uplink:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, AuthFailed):
         return f"the master failed authentication ({exc})"
+    if isinstance(exc, LinkRefused):
+        return "the master refused this edge's proof: its ENGINE_EDGE_SECRET is wrong or revoked"
     if isinstance(exc, TransportClosed):
-        return "the master closed the connection during the handshake (wrong secret?)"
+        return "the master closed the connection during the handshake"
     if isinstance(exc, FrameError):
         return f"bad handshake frame: {exc}"
     if isinstance(exc, TimeoutError):

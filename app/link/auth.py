@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 _EDGE_LABEL = "engine link v1: edge proof"
 _MASTER_LABEL = "engine link v1: master proof"
+_QUESTION_LABEL = "engine witness v1: question"
+_ANSWER_LABEL = "engine witness v1: answer"
 
 
 class AuthFailed(Exception):
@@ -36,6 +38,18 @@ def edge_proof(secret: str, edge_id: str, master_nonce: str, edge_nonce: str) ->
 def master_proof(secret: str, edge_id: str, master_nonce: str, edge_nonce: str) -> str:
     """What the master sends in its welcome to prove it knows the secret too."""
     return _proof(_MASTER_LABEL, secret, edge_id, master_nonce, edge_nonce)
+
+
+def witness_question_proof(secret: str, edge_id: str, nonce: str, asker: str) -> str:
+    """What the side asking a witness sends: it knows the edge's secret."""
+    message = json.dumps([_QUESTION_LABEL, edge_id, nonce, asker]).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def witness_answer_proof(secret: str, edge_id: str, nonce: str, controls: bool, node: str) -> str:
+    """What a witness signs its answer with: the answer to this very question, by ``node``."""
+    message = json.dumps([_ANSWER_LABEL, edge_id, nonce, controls, node]).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 def verify(expected: str, given: str) -> bool:

@@ -7,7 +7,7 @@ master's negotiation, and is sent as a separate ``control`` frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from app.link.auth import AuthFailed, NonceRegistry, edge_proof, master_proof, new_nonce, verify
 from app.link.messages import Challenge, Hello, Welcome
@@ -26,24 +26,29 @@ class MasterHandshake:
         self._challenge = Challenge(nonce=self._make_nonce())
         return self._challenge
 
-    def receive(self, hello: Hello, secret: str | None) -> None:
-        """Check the edge's proof against ``secret`` (None: no such edge) or raise AuthFailed.
+    def receive(self, hello: Hello, secrets: Sequence[str]) -> str:
+        """Check the edge's proof against its valid ``secrets`` (none: no such edge).
 
-        The caller looks the secret up by ``hello.edge_id``, so the lookup may be async.
+        Returns the secret the proof matched, or raises AuthFailed. The caller looks
+        the secrets up by ``hello.edge_id``, so the lookup may be async.
         """
         if self._challenge is None:
             raise RuntimeError("receive() before start()")
-        # The proof is computed even for an unknown edge, so the time taken does not
+        # A proof is computed even for an unknown edge, so the time taken does not
         # tell the peer which edge ids exist.
-        expected = edge_proof(secret or "", hello.edge_id, self._challenge.nonce, hello.nonce)
-        proof_matches = verify(expected, hello.proof)
-        if secret is None:
+        nonce = self._challenge.nonce
+        matched = None
+        for secret in secrets or [""]:
+            if verify(edge_proof(secret, hello.edge_id, nonce, hello.nonce), hello.proof):
+                matched = matched or secret
+        if not secrets:
             raise AuthFailed(f"unknown edge {hello.edge_id!r}")
-        if not proof_matches:
-            raise AuthFailed(f"edge {hello.edge_id!r} sent a wrong proof")
+        if matched is None:
+            raise AuthFailed("wrong proof")
         if not self._nonces.claim(hello.nonce):
-            raise AuthFailed(f"edge {hello.edge_id!r} replayed a nonce")
-        self._authenticated = (hello, secret)
+            raise AuthFailed("replayed nonce")
+        self._authenticated = (hello, matched)
+        return matched
 
     def welcome(self, *, master_booting: bool, epoch: int) -> Welcome:
         """The welcome for the authenticated edge, carrying the master's own proof."""

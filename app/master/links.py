@@ -1,21 +1,31 @@
 """The master's end of the control links: authenticate edges and keep one link per edge.
 
 The handshake itself is pure (:mod:`app.link.handshake`); this class does the I/O
-around it — throttling peers that keep failing, bounding each step in time, replacing
-an edge's old link when it connects again, dropping a link whose edge stopped
-answering — and reports links up and down to a listener, which decides control.
+around it — bounding each step in time, replacing an edge's old link when it connects
+again, dropping a link whose edge stopped answering, closing a link whose secret was
+revoked — and reports links up and down to a listener, which decides control. It
+remembers why each edge's link was last refused or failed (``link_errors``).
+
+Failed handshakes are counted per (address, claimed edge id). A correct proof is
+never refused, whatever others sent before it from the same address (NAT, reverse
+proxies): the secrets are 256 random bits, so guessing is hopeless and a lockout
+would only let a stranger keep a real edge out. Past the limit, refusals for that
+pair cost no log line and no store read (secrets are cached).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from starlette.websockets import WebSocket
 
+from app.control.clock import now_utc
 from app.link import (
     CLOSE_AUTH_FAILED,
     AuthFailed,
@@ -36,6 +46,7 @@ from app.link import (
 )
 from app.link.connection import Handler
 from app.link.messages import Event
+from app.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +83,29 @@ class LinkListener(Protocol):
     async def link_down(self, edge_id: str) -> None: ...
 
 
+class SecretSource(Protocol):
+    """The secrets that authenticate each edge now."""
+
+    async def valid(self, edge_id: str) -> list[str]: ...
+
+    async def end_grace(self, edge_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinkError:
+    """Why an edge's link was last refused or failed, and when."""
+
+    reason: str
+    at: datetime
+
+
 class EdgeLinks:
     """Accepts edges on ``WS /api/edge/link`` and keeps the current link of each."""
 
     def __init__(
         self,
         *,
-        lookup_secret: Callable[[str], Awaitable[str | None]],
+        secrets: SecretSource,
         handlers: Callable[[str], Mapping[str, Handler]],
         on_event: Callable[[str, Event], Awaitable[None]],
         max_frame: int,
@@ -86,7 +113,7 @@ class EdgeLinks:
         ping_interval: float,
         throttle: FailureThrottle | None = None,
     ) -> None:
-        self._lookup_secret = lookup_secret
+        self._secrets = secrets
         self._handlers = handlers
         self._on_event = on_event
         self._max_frame = max_frame
@@ -97,6 +124,10 @@ class EdgeLinks:
         self._links: dict[str, LinkConnection] = {}
         #: The latest admitted connection of each edge; only its end is the edge's link down.
         self._admissions: dict[str, object] = {}
+        #: The secret each live link authenticated with (revoking it closes the link).
+        self._secret_used: dict[str, str] = {}
+        #: Why each edge's link was last refused or failed; cleared when it authenticates.
+        self.link_errors: dict[str, LinkError] = {}
         self.listener: LinkListener | None = None
 
     def get(self, edge_id: str) -> LinkConnection | None:
@@ -109,16 +140,12 @@ class EdgeLinks:
     async def serve(self, websocket: WebSocket) -> None:
         """Run one edge connection from handshake to close."""
         peer = websocket.client.host if websocket.client else "unknown"
-        if not self._throttle.allowed(peer):
-            log.warning("refusing link from %s: too many failed handshakes", peer)
-            await websocket.close(code=1008)
-            return
         await websocket.accept()
         transport = StarletteTransport(websocket)
         authenticated = await self._authenticate(transport, peer)
         if authenticated is None:
             return
-        handshake, hello = authenticated
+        handshake, hello, secret = authenticated
         edge_id, admission = hello.edge_id, object()
         self._admissions[edge_id] = admission
         link: LinkConnection | None = None
@@ -133,12 +160,15 @@ class EdgeLinks:
             )
             await transport.send(encode(admitted.control))
             link = await self._register(edge_id, transport)
+            self._secret_used[edge_id] = secret
             await self._run(edge_id, link, hello)
         except TransportClosed:
             log.info("edge %s went away during its handshake", edge_id)
+            self._failed(edge_id, "the edge went away during its handshake")
         finally:
             if link is not None and self._links.get(edge_id) is link:
                 del self._links[edge_id]
+                self._secret_used.pop(edge_id, None)
             if self._admissions.get(edge_id) is admission:
                 del self._admissions[edge_id]
                 if self.listener is not None:
@@ -170,9 +200,14 @@ class EdgeLinks:
             tasks.append(asyncio.create_task(self.listener.link_up(edge_id, link, hello)))
         try:
             await asyncio.wait([runner, heartbeat], return_when=asyncio.FIRST_COMPLETED)
-            if not runner.done():
+            if heartbeat.done() and heartbeat.result():
                 log.warning("edge %s stopped answering: dropping its link", edge_id)
-                await link.close(CLOSE_UNRESPONSIVE, "no answer to pings")
+                silent = MISSED_PINGS * self._ping_interval
+                self._failed(edge_id, f"no answer to pings for {silent:g} s")
+                with contextlib.suppress(TransportClosed, RuntimeError):  # closed meanwhile
+                    await link.close(CLOSE_UNRESPONSIVE, "no answer to pings")
+            elif edge_id not in self.link_errors and self._links.get(edge_id) is link:
+                self._failed(edge_id, "the link closed")
             # link_up finishes promptly now: whatever it still waits for failed with the link.
             await asyncio.gather(*tasks[2:])
         finally:
@@ -180,8 +215,9 @@ class EdgeLinks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _heartbeat(self, link: LinkConnection) -> None:
-        """Return once the edge has left ``MISSED_PINGS`` ping intervals without an answer.
+    async def _heartbeat(self, link: LinkConnection) -> bool:
+        """Return True once the edge has left ``MISSED_PINGS`` ping intervals without an
+        answer, False when the link closed first.
 
         The websocket's own pings cannot be relied on here: over TLS the server only
         hears of a dead peer when the TLS shutdown times out, long after the pings did.
@@ -190,35 +226,74 @@ class EdgeLinks:
             await asyncio.sleep(self._ping_interval)
             try:
                 await link.request("ping", {}, timeout=MISSED_PINGS * self._ping_interval)
-            except (LinkTimeout, LinkClosed):
-                return
+            except LinkTimeout:
+                return True
+            except LinkClosed:
+                return False
             except LinkRequestError:
                 pass  # an answer all the same
 
     async def _authenticate(
         self, transport: StarletteTransport, peer: str
-    ) -> tuple[MasterHandshake, Hello] | None:
+    ) -> tuple[MasterHandshake, Hello, str] | None:
         handshake = MasterHandshake(self._nonces)
+        claimed, valid = "?", []
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT):
                 await transport.send(encode(handshake.start()))
                 hello = await receive_frame(transport, Hello, max_size=self._max_frame)
-                handshake.receive(hello, await self._lookup_secret(hello.edge_id))
-        except AuthFailed as exc:
-            self._throttle.record_failure(peer)
-            log.warning("link from %s refused: %s", peer, exc)
-            await transport.close(CLOSE_AUTH_FAILED)
-            return None
-        except (FrameError, TimeoutError) as exc:
-            self._throttle.record_failure(peer)
-            log.warning("link from %s refused: bad handshake: %s", peer, exc)
+                claimed = hello.edge_id
+                valid = await self._secrets.valid(claimed)
+                secret = handshake.receive(hello, valid)
+        except (AuthFailed, FrameError, TimeoutError) as exc:
+            reason = str(exc) if isinstance(exc, AuthFailed) else f"bad handshake: {exc}"
+            self._refused(peer, claimed, reason, known=bool(valid))
             await transport.close(CLOSE_AUTH_FAILED)
             return None
         except TransportClosed:
             return None
-        self._throttle.record_success(peer)
-        log.info("edge %s authenticated from %s", hello.edge_id, peer)
-        return handshake, hello
+        self._throttle.record_success(f"{peer} {claimed}")
+        self.link_errors.pop(claimed, None)
+        log.info("edge %s authenticated from %s", claimed, peer)
+        if len(valid) > 1 and secret == valid[0]:
+            await self._end_grace(claimed)
+        return handshake, hello, secret
+
+    def _refused(self, peer: str, claimed: str, reason: str, *, known: bool) -> None:
+        """Count a failed handshake; log it while the (address, edge id) pair is under the limit."""
+        key = f"{peer} {claimed}"
+        quiet = not self._throttle.allowed(key)
+        self._throttle.record_failure(key)
+        if not quiet:
+            log.warning("link from %s claiming edge %r refused: %s", peer, claimed, reason)
+            if not self._throttle.allowed(key):
+                log.warning(
+                    "link from %s claiming edge %r: more refusals are not logged for %.0f s",
+                    peer,
+                    claimed,
+                    self._throttle.retry_after(key),
+                )
+        if known:
+            self._failed(claimed, f"{reason} (from {peer})")
+
+    def _failed(self, edge_id: str, reason: str) -> None:
+        self.link_errors[edge_id] = LinkError(reason, now_utc())
+
+    async def _end_grace(self, edge_id: str) -> None:
+        try:
+            await self._secrets.end_grace(edge_id)
+        except StoreError as exc:
+            log.warning("edge %s: the previous secret stays until its grace ends: %s", edge_id, exc)
+
+    async def revoke(self, edge_id: str) -> None:
+        """Close the edge's live link when the secret it authenticated with is no longer valid."""
+        used = self._secret_used.get(edge_id)
+        link = self.get(edge_id)
+        if used is None or link is None or used in await self._secrets.valid(edge_id):
+            return
+        log.warning("edge %s: the secret of its live link was revoked: closing it", edge_id)
+        self._failed(edge_id, "the secret this link authenticated with was revoked")
+        await link.close(CLOSE_AUTH_FAILED, "secret revoked")
 
     async def _admit(self, hello: Hello) -> Admission:
         if self.listener is None:

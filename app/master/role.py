@@ -17,6 +17,7 @@ from app.control.state import ControlState, EdgePolicy, SupervisorState, control
 from app.control.supervisor import (
     BootWaitOver,
     ConfigChanged,
+    EdgeAlive,
     LinkDown,
     LinkUp,
     RestoreRequested,
@@ -37,10 +38,11 @@ from app.master.windows import RestoreWindows
 from app.node import Node
 from app.runtime.handle import ModuleHandle
 from app.services.catalog import EDGE
-from app.services.control import describe, persisted_state
+from app.services.control import StoreHealth, describe, persisted_state
 from app.services.limits import describe_skipped
+from app.services.witness import Witness, WitnessReport, answer
 from app.settings import LINK_ENVELOPE_BYTES
-from app.store.base import Document, DocumentNotFound
+from app.store.base import Document, DocumentNotFound, StoreError
 from app.store.couchbase import CouchbaseStore
 
 log = logging.getLogger(__name__)
@@ -71,8 +73,9 @@ class MasterRole:
         self.supervisors: dict[str, EdgeSupervisor] = {}
         self.mirror = StatusMirror()
         self.debug = DebugRelay()
+        self.store_health = StoreHealth(self._store_writable)
         self.links = EdgeLinks(
-            lookup_secret=node.secrets.lookup,
+            secrets=node.secrets,
             handlers=self._handlers,
             on_event=self._on_event,
             max_frame=settings.link_max_frame,
@@ -85,6 +88,13 @@ class MasterRole:
         #: What replication last had to leave out of each edge's replica, in words.
         self.replication_errors: dict[str, str] = {}
         self._policies: dict[str, EdgePolicy] = {}
+        #: Where each edge's API answers (its witness), when configured.
+        self._api_urls: dict[str, str | None] = {}
+        #: What each edge's witness last said.
+        self.witness_reports: dict[str, WitnessReport] = {}
+        self._witness = Witness(
+            node.proxy_client(), asker="master", timeout=settings.witness_timeout_s
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._supervising = asyncio.Lock()
@@ -125,6 +135,7 @@ class MasterRole:
                 await supervisor.handle(BootWaitOver(now_utc()))
             self.booting = False
             self.windows.start()
+            self._tasks.append(asyncio.create_task(self._ask_witnesses(), name="witnesses"))
             self._tasks.append(asyncio.create_task(self._watch_changes(), name="change watch"))
             for edge_id in self.links.connected():
                 link = self.links.get(edge_id)
@@ -165,8 +176,11 @@ class MasterRole:
             policy = edge_policy(edge)
             persisted = await load_persisted(self.node.store, edge.id)
             state = SupervisorState.at_master_boot(persisted, policy, now_utc())
-            supervisor = EdgeSupervisor(edge.id, state, store=self.node.store, handover=self)
+            supervisor = EdgeSupervisor(
+                edge.id, state, store=self.node.store, handover=self, health=self.store_health
+            )
             self.supervisors[edge.id] = supervisor
+            self._api_urls[edge.id] = edge.body.get("api_url")
             self._policies[edge.id] = policy
             self.windows.schedule(edge.id, policy.window)
             return supervisor
@@ -192,7 +206,10 @@ class MasterRole:
             LinkUp(now_utc(), devices_loaded=hello.devices_loaded, master_booting=self.booting)
         )
         if hello.commit and edge.body.get("commit") != hello.commit:
-            await self.node.catalog.set_maintained(EDGE, edge.id, commit=hello.commit)
+            try:
+                await self.node.catalog.set_maintained(EDGE, edge.id, commit=hello.commit)
+            except StoreError as exc:  # the next connection records it
+                log.warning("edge %s: its commit is not recorded: %s", edge.id, exc)
         return Admission(master_booting=self.booting, control=control)
 
     async def link_up(self, edge_id: str, link: LinkConnection, hello: Hello) -> None:
@@ -332,22 +349,95 @@ class MasterRole:
 
     async def describe(self, edge: Document) -> dict[str, Any]:
         supervisor = self.supervisors.get(edge.id)
+        error = self.links.link_errors.get(edge.id)
+        report = self.witness_reports.get(edge.id)
+        extra: dict[str, Any] = {
+            "master_url": self.node.settings.base_url,
+            "link_error": (error.reason, error.at) if error else None,
+            "witness": report.as_json() if report else None,
+            "replication_error": self.replication_errors.get(edge.id),
+        }
         if supervisor is None:
             state = await persisted_state(self.node.store, edge.id)
-            return describe(
-                edge,
-                state,
-                master_url=self.node.settings.base_url,
-                replication_error=self.replication_errors.get(edge.id),
-            )
+            return describe(edge, state, **extra)
         control, now = supervisor.state.control, now_utc()
+        unrecorded = supervisor.unrecorded
         return describe(
             edge,
             control_document(control),
-            master_url=self.node.settings.base_url,
             retry_after=retry_after(supervisor.state, now),
-            replication_error=self.replication_errors.get(edge.id),
+            pending=unrecorded.as_json() if unrecorded else None,
+            **extra,
         )
+
+    def health(self) -> dict[str, Any]:
+        unrecorded = sum(1 for s in self.supervisors.values() if s.unrecorded is not None)
+        return {"store": self.store_health.as_json(), "decisions_unrecorded": unrecorded}
+
+    def _store_writable(self, writable: bool) -> None:
+        self.node.metrics.store_writable.set(1 if writable else 0)
+        if not writable:
+            self.node.metrics.store_write_failures.inc()
+
+    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
+        secret = await self.node.secrets.issue(edge.id, grace_s)
+        await self.links.revoke(edge.id)
+        if grace_s > 0:
+            task = asyncio.create_task(self._revoke_after(edge.id, grace_s))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return secret
+
+    async def _revoke_after(self, edge_id: str, grace_s: float) -> None:
+        """The grace ended: a link still on the previous secret closes now."""
+        await asyncio.sleep(grace_s + 0.05)
+        await self.links.revoke(edge_id)
+
+    async def witness(
+        self, edge: Document, *, nonce: str, proof: str, asker: str
+    ) -> dict[str, Any]:
+        return answer(
+            edge.id,
+            nonce=nonce,
+            proof=proof,
+            asker=asker,
+            secrets=await self.node.secrets.valid(edge.id),
+            controls=self.controls(edge.id),
+            node=self.node.settings.node_name,
+        )
+
+    async def _ask_witnesses(self) -> None:
+        """Every ping interval, ask each edge awaiting a failover whether it runs its devices.
+
+        An edge whose link is down but whose API proves it controls its devices holds
+        the failover off until ``timeout`` after that sign of life (DESIGN §5).
+        """
+        while True:
+            await asyncio.sleep(self.node.settings.ping_interval_s)
+            waiting = [
+                (edge_id, url)
+                for edge_id, supervisor in list(self.supervisors.items())
+                if (url := self._api_urls.get(edge_id))
+                and supervisor.state.control.failover_deadline is not None
+            ]
+            if waiting:
+                await asyncio.gather(*(self._ask_witness(e, u) for e, u in waiting))
+
+    async def _ask_witness(self, edge_id: str, url: str) -> None:
+        try:
+            secrets = await self.node.secrets.valid(edge_id)
+            report = await self._witness.ask(
+                url, edge_id, secrets, self.witness_reports.get(edge_id)
+            )
+            self.witness_reports[edge_id] = report
+            supervisor = self.supervisors.get(edge_id)
+            if report.controls and supervisor is not None:
+                error = self.links.link_errors.get(edge_id)
+                await supervisor.handle(
+                    EdgeAlive(report.checked_at, link_error=error.reason if error else None)
+                )
+        except Exception:
+            log.exception("asking the witness of edge %s failed", edge_id)
 
     async def restore(self, edge: Document, by: str) -> dict[str, Any]:
         await self.supervisor(edge.id).handle(RestoreRequested(now_utc(), by=by))
@@ -425,6 +515,7 @@ class MasterRole:
             if edge.id not in self.supervisors:
                 await self._supervise(edge)
                 continue
+            self._api_urls[edge.id] = edge.body.get("api_url")
             policy = edge_policy(edge)
             if policy != self._policies.get(edge.id):
                 self._policies[edge.id] = policy
@@ -436,6 +527,8 @@ class MasterRole:
         for edge_id in [e for e in self.supervisors if e not in known]:
             self.supervisors.pop(edge_id).close()
             self.windows.schedule(edge_id, None)
+            self._api_urls.pop(edge_id, None)
+            self.witness_reports.pop(edge_id, None)
 
 
 async def _quietly(request: Awaitable[Any], edge_id: str, op: str) -> None:

@@ -1,26 +1,23 @@
 """Carry out the supervisor's decisions for one edge: timers, handovers, persistence.
 
 The decisions are pure (:func:`app.control.supervisor.step`); this class only feeds it
-events one at a time and executes the actions it returns, in order.
+events one at a time and executes the actions it returns, in order. The state it
+reports becomes the new one once the actions are done; the records go through a
+:class:`~app.master.recorder.DecisionRecorder`, which keeps what the store refuses
+and writes it once the store takes writes again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from app.control.clock import now_utc
-from app.control.state import (
-    ControlState,
-    SupervisorState,
-    control_document,
-    control_from_document,
-)
+from app.control.state import ControlState, SupervisorState, control_from_document
 from app.control.supervisor import (
     Action,
     CancelFailoverTimer,
@@ -40,7 +37,8 @@ from app.control.supervisor import (
 )
 from app.errors import Conflict
 from app.link import Control, LinkConnection
-from app.services.control import control_id
+from app.master.recorder import MAX_RETRY_S, DecisionRecorder, StoreRefused, Unrecorded
+from app.services.control import StoreHealth, control_id
 from app.store.base import DocumentNotFound, JsonObject, Store
 
 log = logging.getLogger(__name__)
@@ -86,23 +84,36 @@ class EdgeSupervisor:
         *,
         store: Store,
         handover: Handover,
+        health: StoreHealth | None = None,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.edge_id = edge_id
         self.state = state
-        self._store = store
+        self._recorder = DecisionRecorder(
+            edge_id,
+            store,
+            health or StoreHealth(),
+            epoch=state.control.epoch,
+            reserved=state.control.epoch_floor,
+            clock=clock,
+        )
         self._handover = handover
         self._clock = clock
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._awaiting_link: _AwaitingLink | None = None
+        #: A failover that needs the store before it can be carried out.
+        self._waiting: Unrecorded | None = None
 
     async def handle(self, event: Event) -> Transition:
-        """Decide on ``event`` and carry the decision out before the next event."""
+        """Decide on ``event`` and carry the decision out before the next event.
+
+        Raises StoreRefused when the decision needs a record first and the store
+        refuses it: then nothing was done and the state is unchanged.
+        """
         async with self._lock:
             transition = step(self.state, event)
-            self.state = transition.state
-            await self._execute(transition.actions, _Handoff())
+            await self._execute(transition.actions, _Handoff(), transition.state)
             return transition
 
     async def admit(self, event: LinkUp) -> Control:
@@ -118,15 +129,14 @@ class EdgeSupervisor:
         async with self._lock:
             before = self.state.control
             transition = step(self.state, event)
-            self.state = transition.state
             actions, handoff = transition.actions, _Handoff()
             split = next((i for i, a in enumerate(actions) if _needs_link(a)), len(actions))
-            await self._execute(actions[:split], handoff)
+            await self._execute(actions[:split], handoff, transition.state)
             reason = self.state.control.reason
             self._awaiting_link = None
             first = actions[split] if split < len(actions) else None
             if isinstance(first, SendControl):
-                await self._execute(actions[split + 1 :], handoff)
+                await self._execute(actions[split + 1 :], handoff, transition.state)
                 return Control(controller=first.controller, epoch=first.epoch, reason=reason)
             self._awaiting_link = _AwaitingLink(self.state.control.epoch, actions[split:], handoff)
             return Control(controller=before.controller, epoch=before.epoch, reason=reason)
@@ -139,39 +149,62 @@ class EdgeSupervisor:
         async with self._lock:
             awaiting, self._awaiting_link = self._awaiting_link, None
             if awaiting is not None and awaiting.epoch == self.state.control.epoch:
-                await self._execute(awaiting.actions, awaiting.handoff)
+                await self._execute(awaiting.actions, awaiting.handoff, self.state)
+
+    @property
+    def unrecorded(self) -> Unrecorded | None:
+        """A decision the store has not taken yet: carried out, or waiting for it."""
+        return self._waiting or self._recorder.unrecorded
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self._recorder.close()
 
-    async def _execute(self, actions: tuple[Action, ...], handoff: _Handoff) -> None:
-        for action in actions:
-            match action:
-                case Persist(control=control):
-                    await self._persist(control)
-                    self._handover.control_changed(self.edge_id, control)
-                case RecordEvent():
-                    await self._record(action)
-                case StartFailoverTimer(deadline=deadline):
-                    self._arm(deadline)
-                case CancelFailoverTimer():
-                    self._disarm()
-                case StopMasterModules():
-                    handoff.status = await self._handover.stop_modules(self.edge_id)
-                case TransferStatus(to="edge"):
-                    await self._send("state.sync", {"status": handoff.status})
-                case TransferStatus(to="master"):
-                    if not handoff.status:
-                        handoff.status = self._handover.mirrored_status(self.edge_id)
-                case StartMasterModules():
-                    await self._handover.start_modules(self.edge_id, handoff.status)
-                case SendControl(controller=controller, epoch=epoch):
-                    reply = await self._send("control", {"controller": controller, "epoch": epoch})
-                    if controller == "master" and isinstance(reply, dict):
-                        handoff.status = reply.get("status") or {}
-                case Reject(reason=reason):
-                    raise Conflict(reason)
+    async def _execute(
+        self, actions: tuple[Action, ...], handoff: _Handoff, after: SupervisorState
+    ) -> None:
+        """Carry ``actions`` out; the state becomes ``after`` once they are done.
+
+        The record is written first when the store takes it; when it refuses, the
+        decision is carried out all the same and recorded later (see
+        :class:`DecisionRecorder`), unless it needs an epoch the store has not reserved.
+        """
+        try:
+            for action in actions:
+                match action:
+                    case Persist(control=control):
+                        await self._recorder.save(control)
+                        self._handover.control_changed(self.edge_id, control)
+                    case RecordEvent():
+                        await self._recorder.append(action)
+                    case StartFailoverTimer(deadline=deadline):
+                        self._arm(deadline)
+                    case CancelFailoverTimer():
+                        self._disarm()
+                    case StopMasterModules():
+                        handoff.status = await self._handover.stop_modules(self.edge_id)
+                    case TransferStatus(to="edge"):
+                        await self._send("state.sync", {"status": handoff.status})
+                    case TransferStatus(to="master"):
+                        if not handoff.status:
+                            handoff.status = self._handover.mirrored_status(self.edge_id)
+                    case StartMasterModules():
+                        await self._handover.start_modules(self.edge_id, handoff.status)
+                    case SendControl(controller=controller, epoch=epoch):
+                        reply = await self._send(
+                            "control", {"controller": controller, "epoch": epoch}
+                        )
+                        if controller == "master" and isinstance(reply, dict):
+                            handoff.status = reply.get("status") or {}
+                    case Reject(reason=reason):
+                        raise Conflict(reason)
+        except (StoreRefused, Conflict):
+            raise  # nothing was done: the state stays
+        except BaseException:
+            self.state = after  # what was done stays done; the next event starts from it
+            raise
+        self.state = after
 
     async def _send(self, op: str, args: JsonObject) -> Any:
         link = self._handover.link(self.edge_id)
@@ -200,32 +233,16 @@ class EdgeSupervisor:
         now = max(self._clock(), deadline)
         try:
             await self.handle(FailoverTimerFired(now))
+        except StoreRefused as exc:
+            log.error("failover of edge %s waits for the store: %s", self.edge_id, exc)
+            if self._waiting is None:
+                self._waiting = Unrecorded("failover: the master takes over", str(exc), now)
+            if self._timer is None and self.state.control.failover_deadline is not None:
+                self._arm(self._clock() + timedelta(seconds=MAX_RETRY_S))
+            return
         except Exception:
             log.exception("failover of edge %s failed", self.edge_id)
-
-    async def _persist(self, control: ControlState) -> None:
-        await self._store.upsert(
-            control_id(self.edge_id),
-            "control_state",
-            {"edge_id": self.edge_id, **control_document(control)},
-        )
-
-    async def _record(self, event: RecordEvent) -> None:
-        at = event.at.astimezone(UTC)
-        event_id = f"evt::{self.edge_id}::{at.strftime('%Y%m%dT%H%M%S.%f')}::{secrets.token_hex(3)}"
-        await self._store.insert(
-            event_id,
-            "control_event",
-            {
-                "edge_id": self.edge_id,
-                "at": at.isoformat(),
-                "kind": event.kind,
-                "controller": event.controller,
-                "epoch": event.epoch,
-                "reason": event.reason,
-                "by": event.by,
-            },
-        )
+        self._waiting = None
 
 
 def _needs_link(action: Action) -> bool:

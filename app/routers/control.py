@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import Unavailable
+from app.errors import Unauthorized, Unavailable
 from app.node import Node
 from app.routers.conditional import cached_json
 from app.routers.crud import problems
@@ -15,6 +16,7 @@ from app.routers.deps import CatalogDep, CurrentUser, NodeDep
 from app.services.auth import require_edge_admin
 from app.services.catalog import EDGE
 from app.services.control import ControlService, history
+from app.services.witness import QuestionRefused
 
 router = APIRouter(prefix="/edges/{edge_id}", tags=["control"])
 
@@ -108,6 +110,44 @@ async def controller_probe(edge_id: str, node: NodeDep, catalog: CatalogDep) -> 
     if _control(node).controls(edge_id):
         return Response(status_code=200, headers={"Cache-Control": "no-store"})
     raise Unavailable(f"this server ({node.settings.node_name}) does not control edge {edge_id!r}")
+
+
+class WitnessAnswer(BaseModel):
+    edge_id: str
+    node: str = Field(description="who answers: `master` or `edge:<id>`")
+    controls: bool = Field(description="whether the answering server runs the location now")
+    nonce: str
+    proof: str = Field(
+        description="hex HMAC-SHA256 with the edge's secret over "
+        '`["engine witness v1: answer", edge_id, nonce, controls, node]` (JSON)'
+    )
+    at: str
+
+
+@router.get(
+    "/witness",
+    operation_id="askEdgeWitness",
+    summary="Whether this server controls the location now, signed with the edge's secret",
+    description="Asked by the other side of a link that is down before it takes control "
+    "(DESIGN §5). `proof` is the hex HMAC-SHA256 with the edge's secret over "
+    '`["engine witness v1: question", edge_id, nonce, asker]` (JSON). Needs no token: '
+    "a question without the right proof gets 401 and learns nothing.",
+    responses=problems(401, 404, 503),
+)
+async def witness(
+    edge_id: str,
+    node: NodeDep,
+    catalog: CatalogDep,
+    nonce: Annotated[str, Query(min_length=16, max_length=128)],
+    proof: Annotated[str, Query(min_length=1, max_length=128)],
+    asker: Annotated[str, Query(min_length=1, max_length=200)],
+) -> Response:
+    edge = await catalog.get(EDGE, edge_id)
+    try:
+        body = await _control(node).witness(edge, nonce=nonce, proof=proof, asker=asker)
+    except QuestionRefused:
+        raise Unauthorized("the question's proof is wrong") from None
+    return JSONResponse(WitnessAnswer(**body).model_dump(), headers={"Cache-Control": "no-store"})
 
 
 @router.post(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.errors import Unavailable
 from app.models import EdgeCreated, EdgeSecret
 from app.node import Node
 from app.routers.crud import crud_router, problems
@@ -21,18 +23,36 @@ async def _issue_secret(node: Node, doc: Document) -> dict[str, Any]:
 router = APIRouter()
 
 
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="seconds the previous secret stays valid, unless the edge uses the new "
+        "one first; 0 revokes it now and closes a link authenticated with it",
+    )
+
+
 @router.post(
     "/edges/{edge_id}/secret",
     operation_id="rotateEdgeSecret",
-    summary="Issue a new shared secret for an edge (the old one stops working)",
+    summary="Issue a new shared secret for an edge; the previous one stays valid for a grace",
     tags=["edges"],
-    responses=problems(401, 403, 404),
+    responses=problems(401, 403, 404, 422),
 )
 async def rotate_secret(
-    edge_id: str, node: NodeDep, catalog: CatalogDep, _admin: AdminUser
+    edge_id: str,
+    node: NodeDep,
+    catalog: CatalogDep,
+    _admin: AdminUser,
+    body: Annotated[SecretRotation | None, Body()] = None,
 ) -> EdgeSecret:
-    await catalog.get(EDGE, edge_id)
-    return EdgeSecret(id=edge_id, secret=await node.secrets.issue(edge_id))
+    edge = await catalog.get(EDGE, edge_id)
+    if node.control is None:
+        raise Unavailable("the server is still booting")
+    grace_s = (body or SecretRotation()).grace_s
+    return EdgeSecret(id=edge_id, secret=await node.control.rotate_secret(edge, grace_s))
 
 
 router.include_router(crud_router(EDGE, after_create=_issue_secret, create_model=EdgeCreated))

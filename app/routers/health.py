@@ -23,6 +23,9 @@ async def health(node: NodeDep) -> dict[str, Any]:
     "/api/ready",
     operation_id="getReady",
     summary="503 with Retry-After until boot is complete, then the boot summary",
+    description="Once ready, the body also says whether the store takes control decisions' "
+    "writes (master: `store`, `decisions_unrecorded`) and how the link fares (edge: `link` "
+    "with the last `error` when it is refused or failing, `controls`).",
     responses=problems(503),
 )
 async def ready(node: NodeDep) -> Response:
@@ -36,6 +39,7 @@ async def ready(node: NodeDep) -> Response:
             phase=boot.phase,
         )
     # Counts that move (edges connected, modules running) are read now, not at boot.
+    control = node.control.health() if node.control is not None else {}
     return JSONResponse(
         {
             "status": "ready",
@@ -43,6 +47,7 @@ async def ready(node: NodeDep) -> Response:
             "phase": boot.phase,
             **boot.summary,
             **node.live_counts(),
+            **control,
         }
     )
 

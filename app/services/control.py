@@ -8,6 +8,7 @@ provides a :class:`ControlService`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -15,6 +16,39 @@ from app.control.clock import now_utc
 from app.control.windows import RestoreWindow
 from app.services.routing import Placement
 from app.store.base import Document, DocumentNotFound, Store
+
+
+class StoreHealth:
+    """Whether this server's store takes writes, as the last control write found it.
+
+    ``on_change`` hears every failed write and every recovery (the metrics follow it).
+    """
+
+    def __init__(self, on_change: Callable[[bool], None] | None = None) -> None:
+        self.writable = True
+        self.error: str | None = None
+        self.since: datetime | None = None
+        self._on_change = on_change
+
+    def failed(self, error: str, at: datetime) -> None:
+        if self.writable:
+            self.since = at
+        self.writable, self.error = False, error
+        if self._on_change is not None:
+            self._on_change(False)
+
+    def succeeded(self) -> None:
+        if not self.writable:
+            self.writable, self.error, self.since = True, None, None
+            if self._on_change is not None:
+                self._on_change(True)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "writable": self.writable,
+            "error": self.error,
+            "since": self.since.isoformat() if self.since else None,
+        }
 
 
 class ControlService(Protocol):
@@ -32,6 +66,20 @@ class ControlService(Protocol):
 
     def controls(self, edge_id: str) -> bool:
         """Whether this server runs that location's devices now."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """What ``/api/ready`` adds about control: the store's writes, the link."""
+        ...
+
+    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
+        """A new secret for the edge; the previous one stays valid for ``grace_s``."""
+        ...
+
+    async def witness(
+        self, edge: Document, *, nonce: str, proof: str, asker: str
+    ) -> dict[str, Any]:
+        """The signed answer to "do you control this location now?" (QuestionRefused)."""
         ...
 
 
@@ -66,12 +114,18 @@ def describe(
     *,
     master_url: str | None,
     retry_after: float | None = None,
+    link_error: tuple[str, datetime] | None = None,
+    witness: dict[str, Any] | None = None,
+    pending: dict[str, Any] | None = None,
     replication_error: str | None = None,
 ) -> dict[str, Any]:
     """The body of ``GET /api/edges/{id}/control``.
 
-    ``replication_error`` says what this server last had to leave out of the edge's
-    replica (a document no link frame can carry); None while replication is whole.
+    ``link_error`` is why the edge's link was last refused or failed; ``witness``
+    what this server last learnt from the other side's witness; ``pending`` a
+    decision carried out that the store has not recorded yet; ``replication_error``
+    what this server last had to leave out of the edge's replica (a document no link
+    frame can carry), None while replication is whole.
     """
     now = now_utc()
     return {
@@ -88,6 +142,10 @@ def describe(
         "edge_url": edge.body.get("api_url"),
         "master_url": master_url,
         "replication_error": replication_error,
+        "link_error": link_error[0] if link_error else None,
+        "link_error_at": link_error[1].isoformat() if link_error else None,
+        "witness": witness,
+        "pending": pending,
     }
 
 

@@ -122,7 +122,8 @@ class SqliteStore:
 
     When the file cannot be written (read-only, disk full, I/O error) an operation
     raises :class:`StoreUnavailable` with SQLite's message and its transaction rolls
-    back. The connection is then dropped and reopened by the next operation, and one
+    back. After a failed read the connection is dropped and reopened by the next
+    operation (after a failed write it is kept: it still reads), and one
     that SQLite opened read-only (it does so silently) is reopened before a write, so
     the store recovers as soon as the file is writable again.
     """
@@ -340,7 +341,7 @@ class SqliteStore:
     @asynccontextmanager
     async def _transaction(self, *, write: bool = False) -> AsyncIterator[_Transaction]:
         """One transaction under the lock; publishes the new sequence once committed."""
-        async with self._lock, self._unavailable_on_failure():
+        async with self._lock, self._unavailable_on_failure(keep_connection=write):
             notifier = self._require_open()
             conn = await self._connection(write=write)
             tx = _Transaction(conn)
@@ -353,13 +354,22 @@ class SqliteStore:
             await asyncio.shield(_commit(conn, notifier, tx.last_seq))
 
     @asynccontextmanager
-    async def _unavailable_on_failure(self) -> AsyncIterator[None]:
+    async def _unavailable_on_failure(
+        self, *, keep_connection: bool = False
+    ) -> AsyncIterator[None]:
+        """Map I/O failures to StoreUnavailable.
+
+        A failed write keeps the connection: it still reads what is committed (a new
+        one could not even open a file that refuses writes), and the next write tries
+        again. A failed read drops it, to be reopened by the next operation.
+        """
         try:
             yield
         except (sqlite3.Error, OSError) as exc:
             if not _is_unavailable(exc):
                 raise
-            await self._disconnect()
+            if not keep_connection:
+                await self._disconnect()
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
 
     def _require_open(self) -> SequenceNotifier:

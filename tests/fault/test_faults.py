@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import pytest
 
 from tests.integration.sites import TOKEN, Edge, Site, open_site
 from tests.support.load import Load, Outcome, Send, sent_after
+from tests.support.unwritable import immutable
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -219,31 +217,6 @@ async def test_the_edge_serves_its_location_while_the_master_is_down_and_restart
 
 
 # --- the database file becomes unwritable ---------------------------------------------
-
-
-def chattr(flag: str, paths: list[Path]) -> None:
-    done = subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True, text=True)
-    if done.returncode != 0 and flag == "+i":
-        pytest.skip(f"chattr +i is not supported here: {done.stderr.strip()}")
-    done.check_returncode()
-
-
-@contextlib.contextmanager
-def immutable(paths: list[Path]) -> Iterator[None]:
-    """Files made immutable (``chattr +i``) for a while.
-
-    The server runs as root here, and for root only the immutable flag makes a file it
-    already holds open unwritable.
-    """
-    if os.geteuid() != 0:
-        pytest.skip("only root can make a file another process holds open unwritable")
-    if shutil.which("chattr") is None:
-        pytest.skip("chattr is not installed")
-    chattr("+i", paths)
-    try:
-        yield
-    finally:
-        chattr("-i", paths)
 
 
 @pytest.mark.parametrize(

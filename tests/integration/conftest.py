@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.integration.rooms import Rooms
+from tests.integration.sites import Site, open_site
 from tests.support.engine import ADMIN_TOKEN, EngineProcess
 
 pytestmark = pytest.mark.integration
@@ -32,3 +35,17 @@ async def client(master: EngineProcess) -> AsyncIterator[httpx.AsyncClient]:
         base_url=master.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
     ) as http:
         yield http
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    """A master serving TLS (see :mod:`tests.integration.sites`); modules may override it."""
+    async with open_site(tmp_path) as site:
+        yield site
+
+
+@pytest.fixture
+async def rooms(site: Site) -> AsyncIterator[Rooms]:
+    """Edge locations, each driving its own simulated device, added to ``site``."""
+    async with AsyncExitStack() as stack:
+        yield Rooms(site, stack)

@@ -28,6 +28,7 @@ FAST = {
     "ENGINE_LINK_RETRY_S": str(RETRY_S),
     "ENGINE_PING_INTERVAL_S": str(PING_S),
     "ENGINE_BOOT_WAIT_S": "0.5",
+    "ENGINE_WITNESS_TIMEOUT_S": "1",
 }
 
 
@@ -63,6 +64,7 @@ class Edge:
     system_id: str
     module_id: str
     process: EngineProcess
+    secret: str
 
 
 class Site:
@@ -83,18 +85,20 @@ class Site:
         driver: Mapping[str, str],
         module: Mapping[str, Any],
         master_url: str | None = None,
-        public: bool = False,
+        env: Mapping[str, str] | None = None,
+        api_url: bool = False,
         **fields: Any,
     ) -> Edge:
         """Create an edge location with one system holding one module, and start its server.
 
         ``fields`` go into the EdgeControl document (``timeout``, ``failover``, …);
         ``master_url`` lets the edge reach the master another way (through a proxy);
-        ``public`` gives the edge an ``api_url`` clients are sent to.
+        ``env`` adds settings; ``api_url`` records the edge's URL in its document, so
+        the master can ask its witness.
         """
-        port = free_port() if public else None
-        if port is not None:
-            fields = {"api_url": f"http://127.0.0.1:{port}", **fields}
+        port = free_port()
+        if api_url:
+            fields = {**fields, "api_url": f"http://127.0.0.1:{port}"}
         created = await self.post("/api/edges", {"name": name, **fields})
         system = await self.post(
             "/api/systems", {"name": f"{name} room", "edge_control_id": created["id"]}
@@ -113,9 +117,10 @@ class Site:
                 "ENGINE_MASTER_URL": master_url or self.master.url,
                 "ENGINE_TLS_CA": str(self.tls.ca),
                 **FAST,
+                **(env or {}),
             },
         )
-        edge = Edge(name, created["id"], system["id"], added["id"], process)
+        edge = Edge(name, created["id"], system["id"], added["id"], process, created["secret"])
         self.edges[name] = edge
         process.start()
         await process.wait_ready()

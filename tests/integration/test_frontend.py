@@ -34,7 +34,9 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
 @pytest.fixture
 async def edge(site: Site) -> Edge:
     """An edge with a public URL whose Echo module the master fails over within a second."""
-    return await site.add_edge("Site", driver=ECHO, module={"name": "Echo"}, timeout=1, public=True)
+    return await site.add_edge(
+        "Site", driver=ECHO, module={"name": "Echo"}, timeout=1, api_url=True
+    )
 
 
 def target(edge: Edge, name: str) -> dict[str, Any]:

@@ -9,129 +9,27 @@ a partition it never had two controllers at once. Run with ``-s`` to see the tim
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from app.control.windows import RestoreWindow
-from sim.line_device import LineDevice
-from tests.integration.sites import PING_S, RETRY_S, Edge, Site, open_site
-from tests.support.owners import DeviceWatch
+from tests.integration.rooms import (
+    TIMEOUT_S,
+    Rooms,
+    decisions,
+    last_reply,
+    offline,
+    online,
+    readiness,
+    report,
+    send,
+)
+from tests.integration.sites import PING_S, RETRY_S, Site
 from tests.support.proxy import PausableProxy
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
-
-TCP_LINE = {
-    "name": "TCP line",
-    "file": "generic/tcp_line.py",
-    "class_name": "TcpLine",
-    "role": "device",
-}
-#: The failover timeout of the edges that fail over in these tests.
-TIMEOUT_S = 1.5
-
-
-@dataclass
-class Room:
-    """An edge location, the device its module drives, and who connects to it."""
-
-    edge: Edge
-    device: LineDevice
-    watch: DeviceWatch
-
-    @property
-    def name(self) -> str:
-        return self.edge.name
-
-
-class Rooms:
-    """Adds edge locations, each with its own device, to a site."""
-
-    def __init__(self, site: Site, stack: AsyncExitStack) -> None:
-        self.site = site
-        self._stack = stack
-
-    async def add(self, name: str, **fields: Any) -> Room:
-        """An edge location whose display is a new device; ``fields`` as for ``add_edge``."""
-        device = LineDevice(name=f"{name} display")
-        await device.start()
-        self._stack.push_async_callback(device.stop)
-        watch = await self._stack.enter_async_context(DeviceWatch(device, self.site.pids))
-        module = {"name": "Display", "ip": "127.0.0.1", "port": device.port}
-        edge = await self.site.add_edge(name, driver=TCP_LINE, module=module, **fields)
-        return Room(edge, device, watch)
-
-
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    async with open_site(tmp_path) as site:
-        yield site
-
-
-@pytest.fixture
-async def rooms(site: Site) -> AsyncIterator[Rooms]:
-    async with AsyncExitStack() as stack:
-        yield Rooms(site, stack)
-
-
-async def send(site: Site, room: Room, text: str) -> httpx.Response:
-    """``send(text)`` on the room's display, asked of the master."""
-    return await site.http.post(
-        f"/api/systems/{room.edge.system_id}/exec",
-        json={"module": "Display", "method": "send", "args": [text]},
-    )
-
-
-async def last_reply(site: Site, room: Room, *, at_edge: bool = False) -> Any:
-    """The display's ``last_reply`` as the master (or the edge itself) reports it."""
-    server = room.edge.process if at_edge else site.master
-    return (await site.module_state(server, room.edge.module_id)).get("last_reply")
-
-
-async def decisions(site: Site, room: Room) -> list[str]:
-    """The kinds of the edge's control decisions, oldest first; each one gives its reason."""
-    events = await site.events(room.edge)
-    assert all(event["reason"] for event in events), events
-    return [event["kind"] for event in events]
-
-
-async def online(site: Site, room: Room) -> bool:
-    return bool((await site.control(room.edge))["online"])
-
-
-async def offline(site: Site, room: Room) -> bool:
-    return not await online(site, room)
-
-
-async def readiness(site: Site) -> list[int]:
-    """Poll the master's ``/api/ready`` until 200; the statuses it gave, repeats folded."""
-    statuses: list[int] = []
-
-    async def ready() -> bool:
-        site.master.check_alive()
-        try:
-            response = await site.http.get("/api/ready")
-        except httpx.HTTPError:
-            return False
-        if response.status_code == 503:
-            assert int(response.headers["retry-after"]) >= 1
-        if not statuses or statuses[-1] != response.status_code:
-            statuses.append(response.status_code)
-        return response.status_code == 200
-
-    await wait_until(ready, timeout=15, message="the master to be ready")
-    return statuses
-
-
-def report(what: str, seconds: float) -> None:
-    print(f"\n[ha] {what}: {seconds:.2f} s")
 
 
 async def test_a_killed_edge_fails_over_only_when_failover_is_set(site: Site, rooms: Rooms) -> None:

@@ -97,3 +97,18 @@ def test_an_edge_that_boots_without_a_master_runs_locally_after_the_retry_delay(
 
 def test_a_failed_attempt_while_the_link_is_up_is_ignored() -> None:
     assert connected("master").on_reconnect_failed(at(60), RETRY_S).actions == ()
+
+
+def test_the_masters_witness_makes_a_disconnected_edge_yield_and_hold_off() -> None:
+    running = connected("edge", 4).on_link_lost(at(0)).state
+
+    yielded = running.on_master_controls()
+    assert yielded.actions == (StopLocalModules(),)
+    assert not yielded.state.modules_running
+    assert yielded.state.on_master_controls().actions == (), "nothing more to stop"
+    # Once the master's witness no longer says so, the disconnect rule applies again.
+    assert yielded.state.on_reconnect_failed(at(RETRY_S), RETRY_S).actions == (StartLocalModules(),)
+
+
+def test_the_masters_witness_changes_nothing_while_the_link_is_up() -> None:
+    assert connected("edge", 4).on_master_controls().actions == ()

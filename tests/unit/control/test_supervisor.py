@@ -7,12 +7,21 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.control.state import Controller, ControlState, EdgePolicy, SupervisorState
+from app.control.state import (
+    EPOCH_RESERVE,
+    Controller,
+    ControlState,
+    EdgePolicy,
+    SupervisorState,
+    control_from_document,
+    persisted_document,
+)
 from app.control.supervisor import (
     Action,
     BootWaitOver,
     CancelFailoverTimer,
     ConfigChanged,
+    EdgeAlive,
     EventKind,
     FailoverTimerFired,
     LinkDown,
@@ -399,3 +408,37 @@ def test_events_take_any_aware_time_and_refuse_naive_ones() -> None:
     assert LinkDown(sydney).now.tzinfo is UTC
     with pytest.raises(ValueError, match="no time zone"):
         LinkDown(datetime(2024, 6, 5, 12))
+
+
+# --- signs of life from the edge's witness -------------------------------------------
+
+
+def test_an_edge_alive_at_its_api_holds_the_failover_off_and_is_recorded_once() -> None:
+    first = step(dropped(), EdgeAlive(at(5), link_error="no answer to pings for 3 s"))
+
+    assert_decided(first, "alive")
+    assert effects(first) == [StartFailoverTimer(at(25))]
+    control = first.state.control
+    assert (control.controller, control.failover_deadline) == ("edge", at(25))
+    assert "edge alive at its API, its link is down: no answer to pings" in control.reason
+
+    again = step(first.state, EdgeAlive(at(6)))
+    assert again.actions == (StartFailoverTimer(at(26)),), "only the deadline moves"
+    assert step(again.state, FailoverTimerFired(at(25))).actions == (), "a stale timer"
+    assert step(again.state, FailoverTimerFired(at(26))).state.control.controller == "master"
+
+
+def test_a_sign_of_life_changes_nothing_without_a_pending_failover() -> None:
+    for state in (supervised("edge"), failed_over(), dropped(NO_FAILOVER)):
+        assert step(state, EdgeAlive(at(5))).actions == ()
+
+
+def test_epochs_reserved_before_a_restart_are_never_handed_out_again() -> None:
+    body = {"controller": "edge", "epoch": 4, "epoch_reserved": 104, "since": T0.isoformat()}
+    control = control_from_document(body, T0)
+    state = SupervisorState.at_master_boot(control, FAILOVER, T0)
+
+    taken = step(state, TakeoverRequested(at(1), by="ops")).state.control
+
+    assert (control.epoch, taken.epoch) == (4, 105)
+    assert persisted_document(taken)["epoch_reserved"] == 105 + EPOCH_RESERVE

@@ -57,7 +57,7 @@ async def master_handshake(transport: FrameTransport) -> bool:
     handshake = MasterHandshake(NonceRegistry(ttl=60.0))
     await transport.send(encode(handshake.start()))
     try:
-        handshake.receive(await receive_frame(transport, Hello), SECRET)
+        handshake.receive(await receive_frame(transport, Hello), [SECRET])
     except AuthFailed:
         await transport.close(CLOSE_AUTH_FAILED)
         return False

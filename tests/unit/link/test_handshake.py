@@ -28,7 +28,7 @@ def test_both_sides_authenticate_and_the_hello_carries_the_edge_state() -> None:
     master_side, edge_side = master(), edge()
 
     hello = edge_side.receive_challenge(master_side.start())
-    master_side.receive(hello, SECRET)
+    master_side.receive(hello, [SECRET])
     welcome = master_side.welcome(master_booting=True, epoch=7)
     edge_side.receive_welcome(welcome)
 
@@ -46,7 +46,16 @@ def test_master_refuses_an_edge_with_the_wrong_secret() -> None:
     hello = edge(secret="guess").receive_challenge(master_side.start())
 
     with pytest.raises(AuthFailed, match="wrong proof"):
-        master_side.receive(hello, SECRET)
+        master_side.receive(hello, [SECRET])
+
+
+def test_during_a_rotation_either_secret_authenticates_and_the_one_used_is_named() -> None:
+    master_side, edge_side = master(), edge(secret="previous")
+
+    hello = edge_side.receive_challenge(master_side.start())
+
+    assert master_side.receive(hello, [SECRET, "previous"]) == "previous"
+    edge_side.receive_welcome(master_side.welcome(master_booting=False, epoch=1))
 
 
 def test_master_refuses_an_unknown_edge() -> None:
@@ -54,7 +63,7 @@ def test_master_refuses_an_unknown_edge() -> None:
     hello = edge(edge_id="nobody").receive_challenge(master_side.start())
 
     with pytest.raises(AuthFailed, match="unknown edge 'nobody'"):
-        master_side.receive(hello, None)
+        master_side.receive(hello, [])
 
 
 def test_master_refuses_a_hello_made_for_another_challenge() -> None:
@@ -63,7 +72,7 @@ def test_master_refuses_a_hello_made_for_another_challenge() -> None:
     master_side.start()
 
     with pytest.raises(AuthFailed, match="wrong proof"):
-        master_side.receive(old_hello, SECRET)
+        master_side.receive(old_hello, [SECRET])
 
 
 def test_master_refuses_a_replayed_edge_nonce() -> None:
@@ -71,12 +80,12 @@ def test_master_refuses_a_replayed_edge_nonce() -> None:
     fixed_challenge = lambda: "c" * 64  # noqa: E731 - a master whose nonce repeats
     first = MasterHandshake(nonces, make_nonce=fixed_challenge)
     hello = edge().receive_challenge(first.start())
-    first.receive(hello, SECRET)
+    first.receive(hello, [SECRET])
     second = MasterHandshake(nonces, make_nonce=fixed_challenge)
     second.start()
 
     with pytest.raises(AuthFailed, match="replayed"):
-        second.receive(hello, SECRET)
+        second.receive(hello, [SECRET])
 
 
 def test_edge_refuses_a_master_that_does_not_know_the_secret() -> None:
@@ -111,7 +120,7 @@ def test_master_refuses_its_own_welcome_proof_reflected_as_a_hello() -> None:
     )
 
     with pytest.raises(AuthFailed):
-        master_side.receive(reflected, SECRET)
+        master_side.receive(reflected, [SECRET])
     assert edge_proof(SECRET, "edge-1", challenge.nonce, edge_nonce) != reflected.proof
 
 
@@ -119,7 +128,7 @@ def test_steps_out_of_order_are_programming_errors() -> None:
     hello = edge().receive_challenge(Challenge(nonce="d" * 64))
 
     with pytest.raises(RuntimeError):
-        master().receive(hello, SECRET)
+        master().receive(hello, [SECRET])
     with pytest.raises(RuntimeError):
         master().welcome(master_booting=False, epoch=0)
     with pytest.raises(RuntimeError):

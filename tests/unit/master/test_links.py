@@ -71,8 +71,14 @@ class UnknownOps(Mapping[str, Handler]):
         return 0
 
 
-async def lookup_secret(edge_id: str) -> str | None:
-    return SECRET if edge_id == EDGE else None
+class Secrets:
+    """One edge and its secret."""
+
+    async def valid(self, edge_id: str) -> list[str]:
+        return [SECRET] if edge_id == EDGE else []
+
+    async def end_grace(self, edge_id: str) -> None:
+        pass
 
 
 async def no_event(edge_id: str, event: Any) -> None:
@@ -87,7 +93,7 @@ def listener() -> Listener:
 @pytest.fixture
 async def url(listener: Listener) -> AsyncIterator[str]:
     links = EdgeLinks(
-        lookup_secret=lookup_secret,
+        secrets=Secrets(),
         handlers=lambda edge_id: {},
         on_event=no_event,
         max_frame=1 << 20,
@@ -189,3 +195,26 @@ async def test_any_answer_keeps_a_link_alive(url: str, listener: Listener) -> No
         await wait_until(lambda: old_edge.asked >= 5, timeout=WAIT, message="five pings")
         assert websocket.close_code is None
         assert listener.events == ["admit", "up"]
+
+
+async def wrong_hello(url: str, edge_id: str = EDGE) -> int | None:
+    """A hello with a wrong proof; returns the close code the master answered with."""
+    async with connect(url) as websocket:
+        transport = WebsocketsTransport(websocket)
+        handshake = EdgeHandshake(
+            edge_id, "guess", boot_time=0.0, devices_loaded=True, replica_seq=0, commit=None
+        )
+        challenge = await receive_frame(transport, Challenge)
+        await transport.send(encode(handshake.receive_challenge(challenge)))
+        await websocket.wait_closed()
+        return websocket.close_code
+
+
+async def test_a_flood_of_wrong_hellos_never_keeps_the_real_edge_out(
+    url: str, listener: Listener
+) -> None:
+    for _ in range(20):  # far past the throttle's limit, from the edge's own address
+        assert await wrong_hello(url) == 4401
+
+    async with edge(url):
+        await wait_until(lambda: "up" in listener.events, timeout=WAIT, message="the link up")

@@ -1,0 +1,127 @@
+"""Decisions the store refuses: carried out, reported as pending, recorded once it accepts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.control.state import ControlState, EdgePolicy, SupervisorState
+from app.control.supervisor import LinkDown, TakeoverRequested
+from app.master.recorder import StoreRefused
+from app.master.supervision import EdgeSupervisor, load_persisted
+from app.services.control import StoreHealth, history
+from app.store.base import Document, JsonObject, StoreUnavailable
+from app.store.sqlite import SqliteStore
+from tests.support.wait import wait_until
+from tests.unit.master.test_supervision import EDGE, Master
+
+
+class RefusingStore(SqliteStore):
+    """A SQLite store whose writes fail while ``refusing`` is set, as on a full disk."""
+
+    refusing = False
+
+    async def upsert(self, doc_id: str, doc_type: str, body: JsonObject) -> Document:
+        self._check()
+        return await super().upsert(doc_id, doc_type, body)
+
+    async def insert(self, doc_id: str, doc_type: str, body: JsonObject) -> Document:
+        self._check()
+        return await super().insert(doc_id, doc_type, body)
+
+    def _check(self) -> None:
+        if self.refusing:
+            raise StoreUnavailable("disk I/O error")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[RefusingStore]:
+    store = RefusingStore(tmp_path / "engine.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+def watched(store: RefusingStore, master: Master, health: StoreHealth, **control: Any) -> Any:
+    now = datetime.now(UTC)
+    state = ControlState.unknown(now)
+    state = replace(state, **{"controller": "edge", "epoch": 4, "online": True, **control})
+    policy = EdgePolicy(failover=True, timeout=0.05, window=None)
+    return EdgeSupervisor(
+        EDGE, SupervisorState(state, policy), store=store, handover=master, health=health
+    )
+
+
+async def test_a_failover_the_store_refuses_is_carried_out_and_recorded_later(
+    store: RefusingStore,
+) -> None:
+    master, health = Master(), StoreHealth()
+    supervisor = watched(store, master, health)
+
+    await supervisor.handle(LinkDown(datetime.now(UTC)))  # recorded: epochs are reserved
+    store.refusing = True
+    await wait_until(lambda: bool(master.calls), timeout=2, message="the failover")
+
+    assert supervisor.state.control.controller == "master", "the master runs the devices"
+    assert master.calls == [("start", {})]
+    pending = supervisor.unrecorded
+    assert pending is not None and "master controls (epoch 5)" in pending.decision
+    assert "store refuses writes (disk I/O error)" in pending.reason
+    assert (health.writable, health.error) == (False, "disk I/O error")
+    recorded = await load_persisted(store, EDGE)
+    assert recorded is not None and recorded.controller == "edge", "the disconnect only"
+
+    store.refusing = False
+    await wait_until(lambda: supervisor.unrecorded is None, timeout=3, message="the record")
+    persisted = await load_persisted(store, EDGE)
+    assert persisted is not None and (persisted.controller, persisted.epoch) == ("master", 5)
+    kinds = [event["kind"] for event in reversed(await history(store, EDGE, 10))]
+    assert kinds == ["disconnected", "failover"]
+    assert health.writable
+    supervisor.close()
+
+
+async def test_a_decision_beyond_the_recorded_epochs_waits_for_the_store(
+    store: RefusingStore,
+) -> None:
+    master = Master()
+    supervisor = watched(store, master, StoreHealth())  # nothing recorded: no epoch reserved
+    store.refusing = True
+
+    with pytest.raises(StoreRefused, match="waits for it"):
+        await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
+
+    assert supervisor.state.control.controller == "edge", "nothing was done"
+    assert master.calls == []
+    store.refusing = False
+    await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
+    assert (supervisor.state.control.controller, supervisor.state.control.epoch) == ("master", 5)
+    supervisor.close()
+
+
+async def test_a_failover_that_must_wait_for_the_store_is_tried_again(
+    store: RefusingStore,
+) -> None:
+    master = Master()
+    supervisor = watched(store, master, StoreHealth())  # nothing recorded: no epoch reserved
+    store.refusing = True
+
+    await supervisor.handle(LinkDown(datetime.now(UTC)))  # not recorded, but the timer runs
+    assert supervisor.unrecorded is not None
+    await asyncio.sleep(0.2)
+    assert master.calls == [], "no epoch to take over with yet"
+    waiting = supervisor.unrecorded
+    assert waiting is not None and waiting.decision.startswith("failover"), waiting
+    assert "waits for it" in waiting.reason
+    store.refusing = False
+
+    await wait_until(lambda: bool(master.calls), timeout=3, message="the failover after all")
+    assert (supervisor.state.control.controller, supervisor.state.control.epoch) == ("master", 5)
+    await wait_until(lambda: supervisor.unrecorded is None, timeout=3, message="the record")
+    supervisor.close()
