@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
+
 from app.metrics import Metrics
 from app.proxy_client import ProxyClient
 from app.runtime.manager import ModuleManager
@@ -100,6 +102,7 @@ class Node:
         #: Set by the role: where requests about a location go.
         self.placement: PlacementSource | None = None
         self._proxy_client: ProxyClient | None = None
+        self._http_client: httpx.AsyncClient | None = None
 
     def modules_running(self) -> int:
         """Modules running on this server now."""
@@ -120,13 +123,26 @@ class Node:
         responses) at a sixteenth of the cost (bench/README.md, §8).
         """
         if self._proxy_client is None:
-            tls = None
-            if self.settings.tls_ca:
-                tls = ssl.create_default_context(cafile=str(self.settings.tls_ca))
             self._proxy_client = ProxyClient(
-                timeout=self.settings.request_timeout_s + 2, connect_timeout=3.0, tls=tls
+                timeout=self.settings.request_timeout_s + 2, connect_timeout=3.0, tls=self._tls()
             )
         return self._proxy_client
+
+    def http_client(self) -> httpx.AsyncClient:
+        """A pooled httpx client for this server's own questions to others (the witness)."""
+        if self._http_client is None:
+            self._http_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.request_timeout_s + 2, connect=3.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                verify=self._tls() or True,
+            )
+        return self._http_client
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """Other servers are verified against ``ENGINE_TLS_CA`` when given."""
+        if self.settings.tls_ca:
+            return ssl.create_default_context(cafile=str(self.settings.tls_ca))
+        return None
 
     async def start(self) -> None:
         await self.store.open()
@@ -143,5 +159,7 @@ class Node:
             await self.modules.manager.stop_all()
             if self._proxy_client is not None:
                 await self._proxy_client.aclose()
+            if self._http_client is not None:
+                await self._http_client.aclose()
         finally:
             await self.store.close()

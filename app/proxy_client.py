@@ -26,7 +26,6 @@ from urllib.parse import quote, urlsplit
 import httptools
 import httpx
 
-
 _PATH_SAFE = "/!$&'()*+,;=:@"
 _QUERY_SAFE = "/!$&'()*+,;=:@?%"
 

@@ -107,7 +107,7 @@ class EdgeRole:
         #: What the master's witness last said.
         self.witness_report: WitnessReport | None = None
         self._witness = Witness(
-            node.proxy_client(), asker=settings.node_name, timeout=settings.witness_timeout_s
+            node.http_client(), asker=settings.node_name, timeout=settings.witness_timeout_s
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._replica_changed = asyncio.Event()

@@ -93,7 +93,7 @@ class MasterRole:
         #: What each edge's witness last said.
         self.witness_reports: dict[str, WitnessReport] = {}
         self._witness = Witness(
-            node.proxy_client(), asker="master", timeout=settings.witness_timeout_s
+            node.http_client(), asker="master", timeout=settings.witness_timeout_s
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
