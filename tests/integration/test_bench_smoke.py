@@ -76,6 +76,7 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
     fleet = load(tmp_path / "fleet.json")
     assert [run["edges"] for run in fleet["runs"]] == [3, 6, 9]
     for run in fleet["runs"]:
+        assert "error" not in run, f"{run.get('error')}\n{run.get('master_log_tail')}"
         assert run["replica_documents"] >= 3 * run["edges"], "every edge caught up"
         assert run["restart"]["devices_released"] == 0
         assert run["failover"]["device_connections"] == run["edges"]
