@@ -81,7 +81,10 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
         assert run["restart"]["devices_released"] == 0
         assert run["failover"]["device_connections"] == run["edges"]
         assert run["failover"]["all_taken_over_s"] >= run["timeout_s"]
-    assert {t["met"] for t in summary["targets"]["fleet"]} <= {True, False}
+    # Growth needs measurable costs, which a few idle edges need not have.
+    measured = [t for t in summary["targets"]["fleet"] if "growth" not in t["name"]]
+    assert all(t["met"] is not None for t in measured), measured
+    assert summary["figures"]["fleet"]["served_within_targets"] in (0, 3, 6, 9)
 
     replication = load(tmp_path / "replication.json")
     assert all(run["held"] >= run["documents"] for run in replication["runs"])
