@@ -119,10 +119,10 @@ class SimulatedEdge:
         self._changed.set()  # catch up on every connect
         await self._send("module.state", module_id=self.module_id, state=self._state(), funcs={})
 
-    async def disconnected(self, reason: str) -> None:
+    async def disconnected(self, reason: str = "") -> None:
         pass
 
-    async def attempt_failed(self, reason: str, *, refused: bool) -> None:
+    async def attempt_failed(self, reason: str, *, refused: bool = False) -> None:
         pass
 
     # --- the master's ops -----------------------------------------------------------------

@@ -87,10 +87,10 @@ class CatchUp:
             return
         self.done.set_result((started, time.perf_counter(), received))
 
-    async def disconnected(self, reason: str) -> None:
+    async def disconnected(self, reason: str = "") -> None:
         pass
 
-    async def attempt_failed(self, reason: str, *, refused: bool) -> None:
+    async def attempt_failed(self, reason: str, *, refused: bool = False) -> None:
         pass
 
 
