@@ -120,7 +120,7 @@ class Node:
         """The one pooled client used to reverse-proxy requests to other servers.
 
         Not httpx: the same calls (``build_request``, ``send``, httpx's exceptions and
-        responses) at a sixteenth of the cost (bench/README.md, §8).
+        responses) at a fourteenth of the cost (bench/README.md §8).
         """
         if self._proxy_client is None:
             self._proxy_client = ProxyClient(

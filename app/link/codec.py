@@ -2,7 +2,7 @@
 
 The frames that carry payloads (requests, responses, events) are written by ``orjson``
 from plain values, no model built: measured side by side (bench/README.md §8), 1.4 to
-3 times faster than ``model_dump_json`` for a small frame and 6 times for a 240 KiB
+3 times faster than ``model_dump_json`` for a small frame and 5.5 times for a 240 KiB
 replica batch, the same text byte for byte. What orjson would write differently (datetimes,
 subclasses, models inside a result, integers beyond 64 bits) makes it raise, and
 pydantic writes that frame, or says why it cannot.
