@@ -14,7 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import boot, failover, link, machine, profiling, rest
+from bench import (
+    boot,
+    failover,
+    fleet,
+    hotpaths,
+    link,
+    machine,
+    profiling,
+    replication,
+    rest,
+)
 from bench.plots import PLOTS
 from bench.report import targets_table, write_json
 from bench.support import run
@@ -38,6 +48,16 @@ class Plan:
     profile_s: float
     profile_calls: int
     profile_modules: int
+    profile_edges: int
+    fleet_sizes: tuple[int, ...]
+    fleet_timeout_s: float
+    fleet_idle_s: float
+    fleet_fanouts: int
+    fleet_budget_s: float
+    fleet_settle_s: float
+    replication_sizes: tuple[int, ...]
+    hotpath_count: int
+    hotpath_rounds: int
 
 
 FULL = Plan(
@@ -53,6 +73,16 @@ FULL = Plan(
     profile_s=3.0,
     profile_calls=2000,
     profile_modules=10_000,
+    profile_edges=300,
+    fleet_sizes=(100, 300, 1000),
+    fleet_timeout_s=5.0,
+    fleet_idle_s=10.0,
+    fleet_fanouts=3,
+    fleet_budget_s=300.0,
+    fleet_settle_s=3.0,
+    replication_sizes=(10_000, 100_000),
+    hotpath_count=20_000,
+    hotpath_rounds=5,
 )
 
 SMOKE = Plan(
@@ -68,11 +98,24 @@ SMOKE = Plan(
     profile_s=0.5,
     profile_calls=50,
     profile_modules=500,
+    profile_edges=10,
+    fleet_sizes=(3, 6, 9),
+    fleet_timeout_s=0.5,
+    fleet_idle_s=0.5,
+    fleet_fanouts=1,
+    fleet_budget_s=30.0,
+    fleet_settle_s=0.2,
+    replication_sizes=(500, 2_000),
+    hotpath_count=200,
+    hotpath_rounds=1,
 )
 
 Scenario = Callable[[Path, Plan], Coroutine[Any, Any, dict[str, Any]]]
 
 SCENARIOS: dict[str, Scenario] = {
+    "hotpaths": lambda workdir, plan: hotpaths.measure(
+        workdir, count=plan.hotpath_count, rounds=plan.hotpath_rounds
+    ),
     "link": lambda workdir, plan: link.measure(
         workdir,
         samples=plan.link_samples,
@@ -86,6 +129,18 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "boot": lambda workdir, plan: boot.measure(
         workdir, plan.boot_sizes, timeout=plan.boot_timeout_s
+    ),
+    "fleet": lambda workdir, plan: fleet.measure(
+        workdir,
+        plan.fleet_sizes,
+        timeout=plan.fleet_timeout_s,
+        idle_s=plan.fleet_idle_s,
+        fanouts=plan.fleet_fanouts,
+        budget=plan.fleet_budget_s,
+        settle_s=plan.fleet_settle_s,
+    ),
+    "replication": lambda workdir, plan: replication.measure(
+        workdir, plan.replication_sizes, timeout=300.0
     ),
 }
 
@@ -113,6 +168,7 @@ def run_profiles(plan: Plan, results: Path) -> None:
                 duration=plan.profile_s,
                 calls=plan.profile_calls,
                 modules=plan.profile_modules,
+                edges=plan.profile_edges,
             )
         )
     for name, text in profiles.items():
@@ -143,17 +199,22 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": args.smoke,
         "machine": machine.describe(),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "plan": asdict(plan),
         "targets": {},
+        "figures": {},
     }
     for name in args.only or list(SCENARIOS):
         print(f"{name}: running", flush=True)
         result = run_scenario(name, plan, results)
         summary["targets"][name] = result.get("targets", [])
+        if "summary" in result:
+            summary["figures"][name] = result["summary"]
         print(f"{name}: done in {result['seconds']} s", flush=True)
     if args.profile:
         print("profiles: running", flush=True)
         run_profiles(plan, results)
+    summary["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(results / "summary.json", summary)
     table = targets_table(t for targets in summary["targets"].values() for t in targets)
     (results / "summary.md").write_text(table + "\n")

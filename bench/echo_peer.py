@@ -39,7 +39,8 @@ MODES = {"bare": echo_frames, "link": echo_execs}
 
 
 async def main(url: str, mode: str) -> None:
-    async with connect(url, max_size=DEFAULT_MAX_SIZE) as websocket:
+    # The link's own settings (app.edge.uplink): no permessage-deflate.
+    async with connect(url, max_size=DEFAULT_MAX_SIZE, compression=None) as websocket:
         await MODES[mode](websocket)
 
 

@@ -48,6 +48,16 @@ def describe() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "packages": {
             name: _version(name)
-            for name in ("uvicorn", "websockets", "fastapi", "pydantic", "httpx", "uvloop")
+            for name in (
+                "uvicorn",
+                "uvloop",
+                "httptools",
+                "websockets",
+                "fastapi",
+                "pydantic",
+                "orjson",
+                "httpx",
+                "msgspec",
+            )
         },
     }

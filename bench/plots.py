@@ -118,4 +118,80 @@ def boot(result: Mapping[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
-PLOTS = {"link": link, "rest": rest, "failover": failover, "boot": boot}
+def fleet(result: Mapping[str, Any], path: Path) -> None:
+    runs = [r for r in result["runs"] if "error" not in r]
+    sizes = [r["edges"] for r in runs]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    memory, cpu, times = axes
+    memory.plot(sizes, [r["idle"]["rss_mib"] for r in runs], marker="o", label="idle")
+    memory.plot(sizes, [r["rss_mib_no_edges"] for r in runs], marker="o", label="no edge linked")
+    memory.set_xlabel("edges")
+    memory.set_ylabel("master RSS (MiB)")
+    memory.set_title("Master memory")
+    memory.legend()
+    cpu.plot(sizes, [r["idle"]["master_cpu_percent"] for r in runs], marker="o")
+    cpu.set_xlabel("edges")
+    cpu.set_ylabel("% of one core")
+    cpu.set_title("Master CPU, edges idle")
+    series = {
+        "connect + catch up": [r["connect_catch_up_s"] for r in runs],
+        "config fan-out (max)": [max(r["fanout_s"]) for r in runs],
+        "restart until negotiated": [r["restart"]["negotiated_online_s"] for r in runs],
+        "failover, all taken over": [r["failover"]["all_taken_over_s"] for r in runs],
+    }
+    for name, values in series.items():
+        times.plot(sizes, values, marker="o", label=name)
+    times.set_xlabel("edges")
+    times.set_ylabel("seconds")
+    times.set_title("Fleet operations")
+    times.legend(fontsize=8)
+    _save(figure, path)
+
+
+def replication(result: Mapping[str, Any], path: Path) -> None:
+    runs = result["runs"]
+    labels = [f"{r['documents']:,} documents" for r in runs]
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    width = 0.38
+    for offset, (key, name) in enumerate(
+        (("catch_up_per_s", "replica catch-up"), ("raw_insert_per_s", "raw insert_many"))
+    ):
+        positions = [i + (offset - 0.5) * width for i in range(len(runs))]
+        bars = axes.bar(positions, [r[key] for r in runs], width, label=name)
+        axes.bar_label(bars, fmt="%.0f", fontsize=7)
+    axes.set_xticks(range(len(runs)), labels)
+    axes.set_ylabel("documents per second")
+    axes.set_title("Replica catch-up into an empty SQLite store")
+    axes.legend()
+    _save(figure, path)
+
+
+def hotpaths(result: Mapping[str, Any], path: Path) -> None:
+    """Each choice: microseconds per operation of every way measured."""
+    tables: list[tuple[str, Mapping[str, float]]] = []
+    for frame, row in result["codec"].items():
+        tables.append((f"write {frame}", row["write_us"]))
+        tables.append((f"read {frame}", row["read_us"]))
+    tables.append(("argument check", result["argument_check_us"]))
+    tables.append(("a call's task", result["call_task_us"]))
+    tables.append(("proxy client, one request", result["proxy_client_us"]))
+    figure, axes = plt.subplots(len(tables), 1, figsize=(9, 1.3 * len(tables) + 1))
+    for ax, (title, times) in zip(axes, tables, strict=True):
+        names = list(times)
+        bars = ax.barh(names, [times[n] for n in names])
+        ax.bar_label(bars, fmt="%.2f µs", fontsize=7)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.tick_params(labelsize=7)
+        ax.invert_yaxis()
+    _save(figure, path)
+
+
+PLOTS = {
+    "link": link,
+    "rest": rest,
+    "failover": failover,
+    "boot": boot,
+    "fleet": fleet,
+    "replication": replication,
+    "hotpaths": hotpaths,
+}

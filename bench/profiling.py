@@ -22,7 +22,7 @@ import httpx
 from app.main import compose, create_app
 from app.node_process import ROOT, NodeProcess
 from app.settings import Settings
-from bench import boot
+from bench import boot, fleet
 from bench.link import PAYLOAD, linked_edge, throughput
 from bench.rest import ExecClient
 from bench.support import AUTH
@@ -121,10 +121,22 @@ async def boot_profile(workdir: Path, modules: int) -> str:
     return report(pstats.Stats(profiler), f"master boot over {modules:,} modules")
 
 
+async def fleet_idle_profile(workdir: Path, edges: int, seconds: float) -> str:
+    """The master process, start to stop: ``edges`` simulated edges connect, catch up, idle."""
+    master = await fleet.idle_profile_run(workdir, edges, seconds, ProfiledNode)
+    assert isinstance(master, ProfiledNode)
+    return report(
+        pstats.Stats(str(master.profile_path)),
+        f"master process, start to stop: {edges} edges connect, catch up, then idle "
+        f"for {seconds:g} s",
+    )
+
+
 async def profile_all(
-    workdir: Path, *, duration: float, calls: int, modules: int
+    workdir: Path, *, duration: float, calls: int, modules: int, edges: int
 ) -> dict[str, str]:
     profiles = await link_profiles(workdir / "link", duration)
+    profiles["fleet_master"] = await fleet_idle_profile(workdir / "fleet", edges, 4 * duration)
     profiles["rest_proxy_master"] = await proxy_profile(workdir / "rest", calls)
     (workdir / "boot").mkdir()
     profiles["boot"] = await boot_profile(workdir / "boot", modules)

@@ -61,7 +61,7 @@ def targets_table(targets: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _number(value: float) -> str:
-    if abs(value) >= 100:
+    if abs(value) >= 100 or (value == int(value) and abs(value) < 1e15):
         return f"{value:,.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"

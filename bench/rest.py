@@ -5,6 +5,9 @@ edge. The client is httpx with keep-alive connections, making one call at a time
 with the variants interleaved call by call:
 
 - **direct**: ``POST /api/systems/{id}/exec`` at the edge;
+- **forwarding hop**: the same through ``bench.forward_hop``, a process that relays
+  each request and response (parsed with httptools, on uvloop, no framework): the
+  floor of what any proxy in between costs;
 - **proxy**: the same at the master with ``Prefer: routing=proxy``;
 - **redirect**: the same at the master, which answers 307, then again at the edge —
   what a client following redirects pays on every call (httpx, like curl, would drop
@@ -16,6 +19,8 @@ with the variants interleaved call by call:
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -25,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from app.demo import NodeProcess
+from app.node_process import HOST, ROOT, NodeProcess
 from bench.link import PAYLOAD
 from bench.report import Target
 from bench.stats import Latency
@@ -41,7 +46,7 @@ from bench.support import (
 )
 from tests.support.wait import wait_until
 
-PROXY_RATIO_LIMIT = 1.6
+PROXY_RATIO_LIMIT = 1.5
 
 Call = Callable[[], Awaitable[None]]
 
@@ -112,15 +117,37 @@ async def edge_site(workdir: Path) -> AsyncIterator[Site]:
         await master.stop()
 
 
+@asynccontextmanager
+async def forward_hop(upstream_port: int) -> AsyncIterator[str]:
+    """A ``bench.forward_hop`` process in front of ``upstream_port``; yields its URL."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.forward_hop",
+        str(upstream_port),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(await asyncio.wait_for(process.stdout.readline(), 30))
+        yield f"http://{HOST}:{port}"
+    finally:
+        process.terminate()
+        await process.wait()
+
+
 async def measure(workdir: Path, *, samples: int) -> dict[str, Any]:
     async with (
         edge_site(workdir) as site,
+        forward_hop(site.edge.port) as hop_url,
         httpx.AsyncClient(headers=AUTH, timeout=10.0) as http,
     ):
         client = ExecClient(http, site.room.system_id)
         master_url, edge_url = site.master.url, site.edge.url
         calls: dict[str, Call] = {
             "direct": lambda: client.at(edge_url),
+            "forwarding hop": lambda: client.at(hop_url),
             "proxy": lambda: client.at(master_url, prefer="proxy"),
             "redirect": lambda: client.redirected(master_url),
         }
@@ -142,8 +169,10 @@ async def measure(workdir: Path, *, samples: int) -> dict[str, Any]:
         "x",
         at_most=True,
     )
+    direct = latency["direct"].p50
     return {
         "latency_ms": {name: summary.as_json() for name, summary in latency.items()},
+        "summary": {name: round(summary.p50 / direct, 3) for name, summary in latency.items()},
         "targets": [target.as_json()],
     }
 

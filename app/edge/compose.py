@@ -59,7 +59,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
     follower = ReplicaFollower(replica, current, boot.synced)
     witness = MasterWitness(
         Witness(
-            services.proxy_client(), asker=settings.node_name, timeout=settings.witness_timeout_s
+            services.http_client(), asker=settings.node_name, timeout=settings.witness_timeout_s
         ),
         settings,
         services.store,

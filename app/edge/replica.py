@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: Changes asked for per ``replica.changes`` request.
 BATCH = 1000
+#: How long one batch of the feed may take to arrive. Longer than a command's deadline:
+#: when many edges catch up at once, a batch waits behind the others' at the master, and
+#: a batch given up is read again from the start (bench/README.md §6).
+CATCH_UP_TIMEOUT_S = 120.0
 #: How long an edge on Couchbase waits for XDCR before fetching over the link.
 XDCR_WAIT_S = 3.0
 XDCR_POLL_S = 0.1
@@ -100,7 +104,11 @@ def _resync_required(exc: LinkRequestError) -> bool:
 
 async def fetch_changes(link: Requester, since: int, limit: int, horizon: int = 0) -> ChangeBatch:
     """One batch of the master's feed after ``since``, master-only documents dropped."""
-    result = await link.request(CHANGES_OP, {"since": since, "limit": limit, "horizon": horizon})
+    result = await link.request(
+        CHANGES_OP,
+        {"since": since, "limit": limit, "horizon": horizon},
+        timeout=CATCH_UP_TIMEOUT_S,
+    )
     changes = [Change.from_json(item) for item in result["changes"]]
     return ChangeBatch(
         changes=[change for change in changes if change.type not in MASTER_ONLY_TYPES],
@@ -155,16 +163,34 @@ class Replicator:
         return []
 
     async def _follow_feed(self, link: Requester) -> int:
+        """Apply batch after batch, asking for the next one while writing this one.
+
+        The master reads its feed while the edge writes (bench/README.md, "Replica
+        catch-up"); each batch is still applied in order, in one transaction with its
+        sequence.
+        """
         received = 0
+        batch = await fetch_changes(link, self.seq, self._batch)
         while True:
-            batch = await fetch_changes(link, self.seq, self._batch)
             self._report(batch)
-            if batch.changes or batch.last_seq != self.seq:
-                await self._store.apply_changes(batch.changes, source_seq=batch.last_seq)
-                self._advance(batch.last_seq)
+            following = (
+                asyncio.ensure_future(fetch_changes(link, batch.last_seq, self._batch))
+                if batch.more
+                else None
+            )
+            try:
+                if batch.changes or batch.last_seq != self.seq:
+                    await self._store.apply_changes(batch.changes, source_seq=batch.last_seq)
+                    self._advance(batch.last_seq)
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                    await asyncio.gather(following, return_exceptions=True)
+                raise
             received += len(batch.changes)
-            if not batch.more:
+            if following is None:
                 return received
+            batch = await following
 
     def _report(self, batch: ChangeBatch) -> None:
         """Changes the master could not ship: say so, and carry on with the rest."""

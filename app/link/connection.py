@@ -26,7 +26,16 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 from app.errors import ContentTooLarge, EngineError
-from app.link.codec import DEFAULT_MAX_SIZE, FrameError, decode, encode, frame_size
+from app.link.codec import (
+    DEFAULT_MAX_SIZE,
+    FrameError,
+    decode,
+    encode_event,
+    encode_failure,
+    encode_request,
+    encode_result,
+    frame_size,
+)
 from app.link.codes import CloseCode, ErrorCode
 from app.link.messages import Event, Frame, Request, Response
 from app.link.ops import BadArgs, Handler
@@ -174,6 +183,8 @@ class LinkConnection:
         self._expiry_interval = expiry_interval
         self._pending = PendingRequests(name, clock=time.monotonic)
         self._handler_tasks: set[asyncio.Task[None]] = set()
+        #: Set while requests wait: an idle link's deadline checker sleeps for nothing.
+        self._awaiting_replies = asyncio.Event()
         self._closed = False
         #: The websocket close code the link closed with, once it has.
         self._close_code: int | None = None
@@ -229,10 +240,11 @@ class LinkConnection:
         request_id, reply = self._pending.open(
             op, self._default_timeout if timeout is None else timeout
         )
+        self._awaiting_replies.set()
         try:
             # When the send finds the link down, the reply has failed with all the others.
             with suppress(LinkClosed):
-                await self._send(Request(id=request_id, op=op, args=args or {}))
+                await self._send(encode_request(request_id, op, args or {}), "request")
             return await reply
         finally:
             self._pending.discard(request_id)
@@ -245,7 +257,7 @@ class LinkConnection:
         if self._closed:
             raise LinkClosed(self._name, self._close_code)
         try:
-            await self._send(Event(event=event, **fields))
+            await self._send(encode_event(event, fields), "event")
         except ContentTooLarge as exc:
             logger.warning("event %r to %s not sent: %s", event, self._name, exc.detail)
 
@@ -272,13 +284,12 @@ class LinkConnection:
                 self._max_size,
             )
 
-    async def _send(self, frame: Frame) -> None:
-        """Send one frame; raises `ContentTooLarge` (nothing sent) or `LinkClosed`."""
-        text = encode(frame)
+    async def _send(self, text: str, kind: str) -> None:
+        """Send one frame's text; raises `ContentTooLarge` (nothing sent) or `LinkClosed`."""
         size = frame_size(text)
         if size > self._max_size:
             raise ContentTooLarge(
-                f"a {frame.type} frame of {size} bytes would exceed the link's "
+                f"a {kind} frame of {size} bytes would exceed the link's "
                 f"{self._max_size}-byte limit (ENGINE_LINK_MAX_FRAME)",
                 size=size,
                 limit=self._max_size,
@@ -320,13 +331,15 @@ class LinkConnection:
             await self.close(CloseCode.TOO_LARGE, "frame too large")
         elif error.request_id is not None:
             with suppress(LinkClosed):
-                await self._send(Response.failure(error.request_id, error.code, error.message))
+                await self._send(
+                    encode_failure(error.request_id, error.code, error.message), "response"
+                )
         else:
             await self._notify_error(error.code, error.message)
 
     async def _notify_error(self, code: str, message: str) -> None:
         with suppress(LinkClosed):
-            await self._send(Event(event="error", code=code, message=message))
+            await self._send(encode_event("error", {"code": code, "message": message}), "event")
 
     async def _deliver(self, event: Event) -> None:
         if self._on_event is None:
@@ -339,36 +352,43 @@ class LinkConnection:
             logger.exception("handling event %r from %s failed", event.event, self._name)
 
     async def _answer(self, request: Request) -> None:
-        response = await self._call(request)
+        reply = await self._reply(request)
         with suppress(LinkClosed):
             try:
-                await self._send(response)
-            except PydanticSerializationError as exc:
-                message = f"the result of {request.op!r} is not JSON: {exc}"
-                await self._send(Response.failure(request.id, ErrorCode.BAD_RESULT, message))
+                await self._send(reply, "response")
             except ContentTooLarge as exc:
                 logger.warning("the answer to %r from %s: %s", request.op, self._name, exc.detail)
                 message = f"the result of {request.op!r} is too large: {exc.detail}"
-                await self._send(Response.failure(request.id, ErrorCode.TOO_LARGE, message))
+                await self._send(
+                    encode_failure(request.id, ErrorCode.TOO_LARGE, message), "response"
+                )
 
-    async def _call(self, request: Request) -> Response:
+    async def _reply(self, request: Request) -> str:
+        """The response's text: written straight from the result, no model built."""
         handler = self._handlers.get(request.op)
         if handler is None:
             message = f"unknown op {request.op!r}"
-            return Response.failure(request.id, ErrorCode.UNKNOWN_OP, message)
+            return encode_failure(request.id, ErrorCode.UNKNOWN_OP, message)
         try:
             result = await handler(request.args)
         except BadArgs as exc:
-            return Response.failure(request.id, ErrorCode.BAD_ARGS, str(exc))
+            return encode_failure(request.id, ErrorCode.BAD_ARGS, str(exc))
         except EngineError as exc:
-            return Response.failure(request.id, error_code(exc), exc.detail)
+            return encode_failure(request.id, error_code(exc), exc.detail)
         except Exception as exc:  # a bug in the handler: never the peer's fault
             logger.exception("op %r from %s failed", request.op, self._name)
-            message = f"{type(exc).__name__}: {exc}"
-            return Response.failure(request.id, ErrorCode.INTERNAL, message)
-        return Response.success(request.id, result)
+            return encode_failure(request.id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        try:
+            return encode_result(request.id, result)
+        except PydanticSerializationError as exc:
+            message = f"the result of {request.op!r} is not JSON: {exc}"
+            return encode_failure(request.id, ErrorCode.BAD_RESULT, message)
 
     async def _expire_deadlines(self) -> None:
+        """Every ``expiry_interval`` while requests wait; a thousand idle links cost nothing."""
         while True:
+            await self._awaiting_replies.wait()
             await asyncio.sleep(self._expiry_interval)
             self._pending.expire(time.monotonic())
+            if not self._pending:
+                self._awaiting_replies.clear()

@@ -57,7 +57,7 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
     health = store_health(services.metrics)
     edges = SupervisedEdges(services.store, ModuleHandover(modules, links, mirror), health)
     boot = MasterBoot(services, modules, edges, links)
-    witness = Witness(services.proxy_client(), asker="master", timeout=settings.witness_timeout_s)
+    witness = Witness(services.http_client(), asker="master", timeout=settings.witness_timeout_s)
     witnesses = WitnessAsker(
         witness, services.secrets, edges, links, interval_s=settings.ping_interval_s
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from app.errors import ResyncRequired
 from app.link.ops import ReplicaBatch, ReplicaChangesArgs, ReplicaDocuments, ReplicaFetchArgs
 from app.services.limits import encoded_size, unshippable
@@ -35,7 +37,7 @@ async def replica_changes(
     size, last_seq = 0, since
     for change in batch.changes:
         encoded = change.as_json()
-        item_size = encoded_size(encoded) + 1
+        item_size = _wire_size(encoded) + 1
         problem = unshippable(encoded, item_size, max_bytes=max_bytes)
         if problem is not None:
             encoded = {"id": change.id, "type": change.type, "seq": change.seq, "reason": problem}
@@ -66,6 +68,14 @@ def _answer(
     if skipped:
         answer["skipped"] = skipped
     return answer
+
+
+def _wire_size(change: dict[str, Any]) -> int:
+    """Bytes of the change in a frame, as orjson writes frames (15 times faster than json)."""
+    try:
+        return len(orjson.dumps(change))
+    except orjson.JSONEncodeError:  # what the codec hands to pydantic: an int beyond 64 bits
+        return encoded_size(change)
 
 
 async def versions_since(store: Store, seq: int) -> tuple[dict[str, str | None], int]:

@@ -25,15 +25,23 @@ class Command:
     def signature(self) -> inspect.Signature:
         return inspect.signature(self.function)
 
+    @cached_property
+    def _arity(self) -> Arity:
+        params = list(self.signature.parameters.values())
+        return Arity.of(params if self.static else params[1:])
+
     def check_arguments(
         self, driver: Driver, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> None:
         """Raise ``TypeError`` when the arguments do not fit, before the driver runs.
 
-        Binding first tells a caller's mistake apart from a ``TypeError`` the
-        driver's own code raises.
+        Checking first tells a caller's mistake apart from a ``TypeError`` the
+        driver's own code raises. The check is compiled once per command
+        (`Arity`); only arguments that may not fit are bound with
+        ``inspect.Signature.bind``, for its verdict and its message.
         """
-        self.signature.bind(*self._receiver(driver), *args, **kwargs)
+        if not self._arity.fits(args, kwargs):
+            self.signature.bind(*self._receiver(driver), *args, **kwargs)
 
     async def invoke(self, driver: Driver, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         """Run the command; plain methods run inline, coroutines are awaited."""
@@ -58,6 +66,67 @@ class Command:
 
     def _receiver(self, driver: Driver) -> tuple[Driver, ...]:
         return () if self.static else (driver,)
+
+
+@dataclass(frozen=True, slots=True)
+class Arity:
+    """What a call must pass to a function, precomputed from its parameters.
+
+    `fits` answers True only for arguments ``inspect.Signature.bind`` accepts; when
+    it answers False, binding decides (and explains). It takes 0.5 µs where a bind
+    takes 2.6 µs (bench/README.md §8).
+    """
+
+    positional: tuple[str, ...]
+    #: Index in ``positional`` of each parameter that may also be passed by keyword.
+    by_keyword: Mapping[str, int]
+    #: Indices in ``positional`` of the parameters without a default.
+    required: frozenset[int]
+    keyword_only: frozenset[str]
+    required_keyword_only: frozenset[str]
+    var_positional: bool
+    var_keyword: bool
+
+    @classmethod
+    def of(cls, params: Sequence[inspect.Parameter]) -> Arity:
+        kinds = inspect.Parameter
+        positional = [
+            p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+        ]
+        keyword_only = [p for p in params if p.kind is kinds.KEYWORD_ONLY]
+        return cls(
+            positional=tuple(p.name for p in positional),
+            by_keyword={
+                p.name: i for i, p in enumerate(positional) if p.kind is kinds.POSITIONAL_OR_KEYWORD
+            },
+            required=frozenset(i for i, p in enumerate(positional) if p.default is kinds.empty),
+            keyword_only=frozenset(p.name for p in keyword_only),
+            required_keyword_only=frozenset(
+                p.name for p in keyword_only if p.default is kinds.empty
+            ),
+            var_positional=any(p.kind is kinds.VAR_POSITIONAL for p in params),
+            var_keyword=any(p.kind is kinds.VAR_KEYWORD for p in params),
+        )
+
+    def fits(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        given = len(args)
+        if given > len(self.positional) and not self.var_positional:
+            return False
+        for name in kwargs:
+            index = self.by_keyword.get(name)
+            if index is not None:
+                if index < given:
+                    return False  # a value by position and by keyword
+            elif name not in self.keyword_only and not self.var_keyword:
+                return False
+            elif name in self.positional:
+                return False  # positional-only by keyword: binding decides
+        for index in self.required:
+            if index >= given:
+                name = self.positional[index]  # so it must come by keyword
+                if name not in self.by_keyword or name not in kwargs:
+                    return False
+        return all(name in kwargs for name in self.required_keyword_only)
 
 
 #: Introspection is per class, and a server may run thousands of modules of one driver.

@@ -54,7 +54,7 @@ class LocalModule:
         self._tasks = BackgroundTasks(self._logger, patience=hook_timeout)
         self._system: SystemBinding | None = None
         self._lock = asyncio.Lock()
-        self._calls: set[asyncio.Task[Any]] = set()
+        self._calls: set[_RunningCall] = set()
         self._running = False
         self._loaded = False
         self.error: str | None = None
@@ -206,7 +206,7 @@ class LocalModule:
     async def _stop_locked(self) -> None:
         self._running = False
         for call in tuple(self._calls):
-            call.cancel()
+            call.interrupt(_STOPPED)
         await self._shut_down()
         self._logger.info("stopped")
 
@@ -271,23 +271,39 @@ class LocalModule:
     async def _call(
         self, command: Command, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: float
     ) -> Any:
-        """Run the command as its own task, so that stopping the module can cancel it."""
-        call = asyncio.create_task(self._invoke(command, args, kwargs))
+        """Run the command in the caller's task, interruptible by its deadline and by a stop.
+
+        No task of its own (a second task and an ``asyncio.timeout`` took 11 % of an
+        edge's time per exec; 8.8 µs against 2.7 µs, bench/README.md §8): the deadline
+        and a stop cancel the caller's task, and this frame turns exactly those
+        cancellations into engine errors, while a cancellation from elsewhere passes
+        through.
+        """
+        task = asyncio.current_task()
+        assert task is not None, "exec runs in a task"
+        call = _RunningCall(task)
+        deadline = asyncio.get_running_loop().call_later(timeout, call.interrupt, _TIMED_OUT)
         self._calls.add(call)
-        call.add_done_callback(self._calls.discard)
         try:
-            async with asyncio.timeout(timeout):
-                return await call
-        except TimeoutError:  # _invoke turns every other exception into an engine error
-            self._logger.warning("%s timed out after %g s", command.name, timeout)
-            raise GatewayTimeout(
-                f"module {self.id}: {command.name} did not return within {timeout:g} s"
-            ) from None
+            return await self._invoke(command, args, kwargs)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+            if call.reason is None:
+                raise  # cancelled from outside: not ours to answer
+            call.reason_seen = True
+            if task.uncancel() > call.cancelling:
+                raise  # cancelled from outside too
+            if call.reason == _TIMED_OUT:
+                self._logger.warning("%s timed out after %g s", command.name, timeout)
+                raise GatewayTimeout(
+                    f"module {self.id}: {command.name} did not return within {timeout:g} s"
+                ) from None
             raise Conflict(f"module {self.id} stopped during {command.name}") from None
+        finally:
+            deadline.cancel()
+            self._calls.discard(call)
+            if call.reason is not None and not call.reason_seen:
+                # The command swallowed the cancellation and returned: take back our request.
+                task.uncancel()
 
     async def _invoke(
         self, command: Command, args: Sequence[Any], kwargs: Mapping[str, Any]
@@ -301,6 +317,29 @@ class LocalModule:
             raise DriverFailed(
                 _message(exc), module_id=self.id, method=command.name, exception=type(exc).__name__
             ) from exc
+
+
+_TIMED_OUT = "timed out"
+_STOPPED = "stopped"
+
+
+class _RunningCall:
+    """A command running in its caller's task, and why (if at all) we cancelled it."""
+
+    __slots__ = ("cancelling", "reason", "reason_seen", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        #: Cancellations of the task requested by others before the call began.
+        self.cancelling = task.cancelling()
+        self.reason: str | None = None
+        self.reason_seen = False
+
+    def interrupt(self, reason: str) -> None:
+        """Cancel the call once; never the task asking (a command stopping its module)."""
+        if self.reason is None and self.task is not asyncio.current_task():
+            self.reason = reason
+            self.task.cancel()
 
 
 def _message(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ from tests.support.engine import ROOT
 
 pytestmark = pytest.mark.integration
 
-SCENARIOS = ("link", "rest", "failover", "boot")
+SCENARIOS = ("hotpaths", "link", "rest", "failover", "boot", "fleet", "replication")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -24,6 +24,7 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.timeout(200)
 def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     completed = subprocess.run(
@@ -32,7 +33,7 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
         env=env,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=150,
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -53,7 +54,13 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
     assert all(rate["per_second"] > 0 for rate in full_exec)
 
     rest = load(tmp_path / "rest.json")
-    assert set(rest["latency_ms"]) == {"direct", "proxy", "redirect", "over the link"}
+    assert set(rest["latency_ms"]) == {
+        "direct",
+        "forwarding hop",
+        "proxy",
+        "redirect",
+        "over the link",
+    }
 
     failover = load(tmp_path / "failover.json")
     [killed] = failover["runs"]
@@ -66,5 +73,24 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
     assert [run["modules"] for run in boot["runs"]] == [0, 100, 300, 600]
     assert all(run["modules_running"] == run["modules"] for run in boot["runs"])
 
-    for profile in ("link_master", "link_edge", "rest_proxy_master", "boot"):
+    fleet = load(tmp_path / "fleet.json")
+    assert [run["edges"] for run in fleet["runs"]] == [3, 6, 9]
+    for run in fleet["runs"]:
+        assert "error" not in run, f"{run.get('error')}\n{run.get('master_log_tail')}"
+        assert run["replica_documents"] >= 3 * run["edges"], "every edge caught up"
+        assert run["restart"]["devices_released"] == 0
+        assert run["failover"]["device_connections"] == run["edges"]
+        assert run["failover"]["all_taken_over_s"] >= run["timeout_s"]
+    # Growth needs measurable costs, which a few idle edges need not have.
+    measured = [t for t in summary["targets"]["fleet"] if "growth" not in t["name"]]
+    assert all(t["met"] is not None for t in measured), measured
+    assert summary["figures"]["fleet"]["served_within_targets"] in (0, 3, 6, 9)
+
+    replication = load(tmp_path / "replication.json")
+    assert all(run["held"] >= run["documents"] for run in replication["runs"])
+
+    hotpaths = load(tmp_path / "hotpaths.json")
+    assert hotpaths["codec"]["exec request"]["bytes"] > 100
+
+    for profile in ("link_master", "link_edge", "rest_proxy_master", "boot", "fleet_master"):
         assert "Ordered by: internal time" in (tmp_path / f"profile_{profile}.txt").read_text()

@@ -71,7 +71,7 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
     try:
         yield services
     finally:
-        await services.close_proxy_client()
+        await services.close_clients()
         await services.store.close()
 
 
@@ -82,7 +82,7 @@ def linked(services: Services, replica: StuckReplica) -> Linked:
     boot = EdgeBoot(services, modules, replica, edge_id="edge-1")
     follower = ReplicaFollower(replica, CurrentLink(), boot.synced)
     witness = MasterWitness(
-        Witness(services.proxy_client(), asker=settings.node_name, timeout=1.0),
+        Witness(services.http_client(), asker=settings.node_name, timeout=1.0),
         settings,
         services.store,
         controller,

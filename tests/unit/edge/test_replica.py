@@ -144,6 +144,35 @@ async def test_catch_up_copies_everything_in_bounded_batches(
     assert replica.seq == await master_store.last_seq() == await edge_store.replica_seq()
 
 
+async def test_the_next_batch_is_asked_for_while_this_one_is_written(
+    master: FakeMaster,
+    master_store: SqliteStore,
+    edge_store: SqliteStore,
+    link: LinkConnection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await write_modules(master_store, 25)
+    replica = await replicator(edge_store, batch=10)
+    write = edge_store.apply_changes
+    writes = 0
+
+    async def write_once_the_next_batch_is_asked_for(
+        changes: Sequence[Change], *, source_seq: int
+    ) -> None:
+        nonlocal writes
+        writes += 1
+        # Written one after the other, batch n would never see request n + 1.
+        await wait_until(lambda: len(master.asked) >= min(writes + 1, 3), timeout=WAIT)
+        await write(changes, source_seq=source_seq)
+
+    monkeypatch.setattr(edge_store, "apply_changes", write_once_the_next_batch_is_asked_for)
+
+    assert await replica.catch_up(link) == 25
+
+    assert [asked["since"] for asked in master.asked] == [0, 10, 20]
+    assert await snapshot(edge_store) == await snapshot(master_store)
+
+
 async def test_catching_up_again_asks_from_where_it_stopped_and_writes_nothing(
     master: FakeMaster, master_store: SqliteStore, edge_store: SqliteStore, link: LinkConnection
 ) -> None:

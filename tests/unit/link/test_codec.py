@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from app.link.codec import FrameError, decode, encode
 from app.link.messages import Event, Request, Response
@@ -91,3 +97,39 @@ def test_oversize_bytes_are_rejected_before_parsing() -> None:
         decode(b"{" * (MAX + 1), max_size=MAX)
 
     assert caught.value.code == "too_large"
+
+
+class _Model(BaseModel):
+    at: datetime
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"power": True, "input": "hdmi1", "volume": 42, "ratio": 0.1, "none": None},
+        "ü €",
+        2**70,
+        {1: "int key"},
+        {"nan": math.nan, "inf": -math.inf},
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        _Model(at=datetime(2026, 1, 2, tzinfo=UTC)),
+        (1, 2),
+        {"set": {1}},
+        b"bytes",
+    ],
+)
+def test_encode_writes_what_pydantic_writes(result: Any) -> None:
+    for frame in (
+        Response.success(3, result),
+        Request(id=4, op="exec", args={"x": result}),
+        Event(event="status", value=result),
+    ):
+        assert encode(frame) == frame.model_dump_json()
+
+
+def test_encode_writes_failures_and_refuses_what_is_not_json() -> None:
+    failure = Response.failure(5, "bad_args", "missing argument 'x'")
+    assert encode(failure) == failure.model_dump_json()
+
+    with pytest.raises(PydanticSerializationError):
+        encode(Response.success(6, object()))

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-import respx
 
 from app.main import compose, create_app
 from app.node import Node
+from app.node_process import free_port
 from app.services.routing import Placement
 from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN
+from tests.support.upstream import Answer, Upstream
 from tests.support.wait import wait_until
 
 EDGE_URL = "http://edge.test"
@@ -34,7 +35,10 @@ class Elsewhere:
 async def routed(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Node]]:
-    cors = settings.model_copy(update={"cors_origins": ["https://panel.example"]})
+    # The proxy waits request_timeout_s + 2 s for an answer: 2.2 s here.
+    cors = settings.model_copy(
+        update={"cors_origins": ["https://panel.example"], "request_timeout_s": 0.2}
+    )
     node = compose(cors)
     app = create_app(cors, node=node)
     await node.start()
@@ -62,48 +66,63 @@ async def test_redirect_keeps_path_and_query(routed: tuple[httpx.AsyncClient, No
     assert "preference-applied" not in response.headers
 
 
-@respx.mock
-async def test_proxy_on_request(routed: tuple[httpx.AsyncClient, Node]) -> None:
+@pytest.fixture
+async def upstream(routed: tuple[httpx.AsyncClient, Node]) -> AsyncIterator[Upstream]:
+    """A real server the master proxies to, standing in for the edge."""
+    async with Upstream() as server:
+        routed[1].placement = Elsewhere(Placement("elsewhere", "edge 'e1'", server.url))
+        yield server
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_proxy_on_request(
+    routed: tuple[httpx.AsyncClient, Node], upstream: Upstream, chunked: bool
+) -> None:
     client, _ = routed
-    upstream = respx.post(f"{EDGE_URL}{EXEC}").mock(
-        return_value=httpx.Response(
-            200, json={"result": "hi"}, headers={"X-Engine-Node": "edge:e1"}
+    upstream.answer = Answer.json(200, {"result": "hi"}, {"X-Engine-Node": "edge:e1"})
+    upstream.answer.chunked = chunked
+    for _ in range(2):
+        response = await client.post(
+            EXEC + "?verbose=1",
+            json={"module": "Display", "method": "send"},
+            headers={"Prefer": "routing=proxy"},
         )
-    )
-    response = await client.post(
-        EXEC, json={"module": "Display", "method": "send"}, headers={"Prefer": "routing=proxy"}
-    )
-    assert response.status_code == 200
-    assert response.json() == {"result": "hi"}
-    assert response.headers["preference-applied"] == "routing=proxy"
-    assert response.headers["via"] == "1.1 master"
-    sent = upstream.calls.last.request
+        assert response.status_code == 200
+        assert response.json() == {"result": "hi"}
+        assert response.headers["preference-applied"] == "routing=proxy"
+        assert response.headers["via"] == "1.1 master"
+    assert upstream.connections == 1, "the second call reuses the kept-alive connection"
+    sent = upstream.received[-1]
+    assert (sent.method, sent.path) == ("POST", EXEC + "?verbose=1")
     assert sent.headers["x-forwarded-for"] == "10.1.2.3"
     assert sent.headers["x-forwarded-host"] == "master.test"
     assert sent.headers["x-forwarded-proto"] == "http"
     assert sent.headers["authorization"] == f"Bearer {ADMIN_TOKEN}"
     assert sent.headers["via"] == "1.1 master"
-    assert b'"method":"send"' in sent.content.replace(b" ", b"")
+    assert sent.headers["content-length"] == str(len(sent.body))
+    assert b'"method":"send"' in sent.body.replace(b" ", b"")
 
 
-@respx.mock
 @pytest.mark.parametrize(
     ("failure", "status"),
     [
-        (httpx.ConnectError("refused"), 503),
-        (httpx.ReadTimeout("slow"), 504),
-        (httpx.Response(502, text="bad gateway from a load balancer"), 502),
+        ("refused", 503),
+        (Answer(200, delay=3.0), 504),
+        (Answer(502, body=b"bad gateway from a load balancer"), 502),
     ],
 )
 async def test_proxy_failures_name_the_controller(
-    routed: tuple[httpx.AsyncClient, Node], failure: httpx.Response | httpx.HTTPError, status: int
+    routed: tuple[httpx.AsyncClient, Node],
+    upstream: Upstream,
+    failure: Answer | str,
+    status: int,
 ) -> None:
-    client, _ = routed
-    route = respx.post(f"{EDGE_URL}{EXEC}")
-    if isinstance(failure, httpx.Response):
-        route.mock(return_value=failure)
+    client, node = routed
+    if isinstance(failure, Answer):
+        upstream.answer = failure
     else:
-        route.mock(side_effect=failure)
+        closed = f"http://127.0.0.1:{free_port()}"
+        node.placement = Elsewhere(Placement("elsewhere", "edge 'e1'", closed))
     response = await client.post(EXEC, json={}, headers={"Prefer": "routing=proxy"})
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -111,17 +130,14 @@ async def test_proxy_failures_name_the_controller(
     assert response.json()["controller"] == "edge 'e1'"
 
 
-@respx.mock
 async def test_an_engine_error_upstream_passes_through(
-    routed: tuple[httpx.AsyncClient, Node],
+    routed: tuple[httpx.AsyncClient, Node], upstream: Upstream
 ) -> None:
     client, _ = routed
-    respx.post(f"{EDGE_URL}{EXEC}").mock(
-        return_value=httpx.Response(
-            500,
-            json={"title": "Driver Error", "status": 500, "detail": "projector on fire"},
-            headers={"X-Engine-Node": "edge:e1", "Content-Type": "application/problem+json"},
-        )
+    upstream.answer = Answer.json(
+        500,
+        {"title": "Driver Error", "status": 500, "detail": "projector on fire"},
+        {"X-Engine-Node": "edge:e1", "Content-Type": "application/problem+json"},
     )
     response = await client.post(EXEC, json={}, headers={"Prefer": "routing=proxy"})
     assert response.status_code == 500
@@ -214,21 +230,18 @@ async def test_routed_answers_are_counted_under_their_operation(
     assert 'operation="unmatched"' not in metrics
 
 
-@respx.mock
 async def test_a_proxied_answer_carries_each_header_once(
-    routed: tuple[httpx.AsyncClient, Node],
+    routed: tuple[httpx.AsyncClient, Node], upstream: Upstream
 ) -> None:
     client, _ = routed
-    respx.post(f"{EDGE_URL}{EXEC}").mock(
-        return_value=httpx.Response(
-            200,
-            json={"result": 1},
-            headers={
-                "X-Engine-Node": "edge:e1",
-                "Date": "Wed, 01 Jan 2025 00:00:00 GMT",
-                "Server": "uvicorn",
-            },
-        )
+    upstream.answer = Answer.json(
+        200,
+        {"result": 1},
+        {
+            "X-Engine-Node": "edge:e1",
+            "Date": "Wed, 01 Jan 2025 00:00:00 GMT",
+            "Server": "uvicorn",
+        },
     )
     response = await client.post(EXEC, json={}, headers={"Prefer": "routing=proxy"})
     assert response.json() == {"result": 1}

@@ -116,6 +116,36 @@ async def test_stopping_a_module_cancels_its_calls_in_flight(
     assert ("cancelled", running) in journal
 
 
+async def test_a_call_runs_in_its_callers_task_and_leaves_it_uncancelled(
+    manager: ModuleManager, running: str
+) -> None:
+    async def caller() -> int:
+        with pytest.raises(GatewayTimeout):
+            await manager.exec(running, "hang", timeout=0.01)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        await asyncio.sleep(0.02)  # no cancellation left over for the caller
+        return int(await manager.exec(running, "add", [1]))
+
+    before = len(asyncio.all_tasks())
+    assert await asyncio.create_task(caller()) == 3
+    assert len(asyncio.all_tasks()) == before
+
+
+async def test_cancelling_the_caller_cancels_the_call_and_is_no_engine_error(
+    manager: ModuleManager, running: str, journal: Journal
+) -> None:
+    call = asyncio.create_task(manager.exec(running, "hang", timeout=5))
+    await eventually(lambda: ("hang", running) in journal)
+
+    call.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert ("cancelled", running) in journal
+    assert await manager.exec(running, "add", [1]) == 3
+
+
 async def test_a_failing_on_start_leaves_the_module_stopped_with_the_error(
     manager: ModuleManager, probe: str, journal: Journal
 ) -> None:
