@@ -11,16 +11,13 @@ from app.errors import ResyncRequired
 from app.link.ops import ReplicaChangesArgs, ReplicaFetchArgs
 from app.master.feed import replica_changes, replica_fetch, versions_since
 from app.store.sqlite import SqliteStore
+from tests.support.stores import opened
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "master.db")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
+    async with opened(tmp_path / "master.db") as store:
+        yield store
 
 
 async def test_large_documents_are_cut_into_frames_that_fit(store: SqliteStore) -> None:

@@ -16,6 +16,7 @@ from app.control.windows import RestoreWindow
 from app.link import Control, LinkConnection
 from app.master.supervision import EdgeSupervisor, load_persisted
 from app.store.sqlite import SqliteStore
+from tests.support.stores import opened
 from tests.support.wait import wait_until
 
 EDGE = "edge-1"
@@ -55,10 +56,8 @@ class Master:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "engine.db")
-    await store.open()
-    yield store
-    await store.close()
+    async with opened(tmp_path / "engine.db") as store:
+        yield store
 
 
 def supervisor(

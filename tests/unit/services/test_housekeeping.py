@@ -11,6 +11,7 @@ import pytest
 from app.services.housekeeping import Housekeeping, Retention
 from app.store.base import FeedCompacted
 from app.store.sqlite import SqliteStore
+from tests.support.stores import opened
 
 RETENTION = Retention(tombstones_s=10.0, events_max=3, events_max_age_s=3600.0)
 
@@ -25,12 +26,8 @@ class Clock:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "engine.db")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
+    async with opened(tmp_path / "engine.db") as store:
+        yield store
 
 
 def housekeeping(store: SqliteStore, clock: Clock, **options: object) -> Housekeeping:
@@ -80,20 +77,14 @@ async def test_deletions_are_purged_only_once_older_than_the_retention(
 
 async def test_marks_survive_a_restart(tmp_path: Path) -> None:
     clock = Clock(1000.0)
-    store = SqliteStore(tmp_path / "engine.db")
-    await store.open()
-    await store.insert("a", "driver", {})
-    await store.delete("a")
-    await housekeeping(store, clock).run_once()
-    await store.close()
+    async with opened(tmp_path / "engine.db") as store:
+        await store.insert("a", "driver", {})
+        await store.delete("a")
+        await housekeeping(store, clock).run_once()
 
-    reopened = SqliteStore(tmp_path / "engine.db")
-    await reopened.open()
-    try:
+    async with opened(tmp_path / "engine.db") as reopened:
         clock.now = 1011.0
         assert (await housekeeping(reopened, clock).run_once())[0] == 1
-    finally:
-        await reopened.close()
 
 
 async def event(store: SqliteStore, edge_id: str, at: datetime, n: int) -> str:

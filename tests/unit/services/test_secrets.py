@@ -8,15 +8,13 @@ from pathlib import Path
 import pytest
 
 from app.services.secrets import EdgeSecrets
-from app.store.sqlite import SqliteStore
+from tests.support.stores import opened
 
 
 @pytest.fixture
 async def secrets(tmp_path: Path) -> AsyncIterator[EdgeSecrets]:
-    store = SqliteStore(tmp_path / "engine.db")
-    await store.open()
-    yield EdgeSecrets(store)
-    await store.close()
+    async with opened(tmp_path / "engine.db") as store:
+        yield EdgeSecrets(store)
 
 
 async def test_the_previous_secret_stays_valid_during_the_grace(secrets: EdgeSecrets) -> None:
