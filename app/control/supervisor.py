@@ -13,7 +13,9 @@ Orders that matter, which the action sequences spell out:
   master stops its copies, hands their last status over, then tells the edge to start.
   On a takeover of a connected edge the master first tells the edge (``SendControl``
   is a request: the executor waits for the edge's answer), then hands the status over
-  and starts its copies;
+  and starts its copies. When no answer comes, the executor closes the edge's link,
+  drops the remaining actions and reports ``ControlUnconfirmed``: the master never
+  starts beside an edge that may still run the devices;
 * one failover timer per edge, mirroring ``failover_deadline``: ``StartFailoverTimer``
   replaces a pending one, ``CancelFailoverTimer`` comes whenever the deadline is
   dropped, and a timer that fires anyway (a race with the event that dropped it)
@@ -92,6 +94,18 @@ class TakeoverRequested(_Event):
 
 
 @dataclass(frozen=True)
+class ControlUnconfirmed(_Event):
+    """The edge did not answer the control message of ``epoch``; its link was closed.
+
+    Whether it obeyed is unknown, so the master acts as if the edge kept its devices:
+    closed out, a disconnected edge runs them (DESIGN §5, "Edge disconnected").
+    """
+
+    epoch: int
+    why: str
+
+
+@dataclass(frozen=True)
 class BootWaitOver(_Event):
     """The booting master stopped waiting for edges to connect."""
 
@@ -113,6 +127,7 @@ Event = (
     | WindowOpened
     | RestoreRequested
     | TakeoverRequested
+    | ControlUnconfirmed
     | BootWaitOver
     | ConfigChanged
 )
@@ -165,7 +180,15 @@ class Persist:
 
 
 EventKind = Literal[
-    "connected", "disconnected", "failover", "restore", "takeover", "resume", "config", "alive"
+    "connected",
+    "disconnected",
+    "failover",
+    "restore",
+    "takeover",
+    "resume",
+    "config",
+    "alive",
+    "unconfirmed",
 ]
 
 
@@ -229,6 +252,8 @@ def step(state: SupervisorState, event: Event) -> Transition:
             return _on_restore_requested(state, event)
         case TakeoverRequested():
             return _on_takeover_requested(state, event)
+        case ControlUnconfirmed():
+            return _on_control_unconfirmed(state, event)
         case BootWaitOver():
             return _on_boot_wait_over(state, event.now)
         case ConfigChanged():
@@ -379,6 +404,24 @@ def _on_takeover_requested(state: SupervisorState, event: TakeoverRequested) -> 
     )
 
 
+def _on_control_unconfirmed(state: SupervisorState, event: ControlUnconfirmed) -> Transition:
+    """A takeover the edge did not confirm is undone: the master never starts beside an
+    edge that may still run the devices. It waits for the edge like after any link loss
+    (failover timer, witness). An unconfirmed handover *to* the edge needs nothing here:
+    the edge's closed link is a ``LinkDown`` like any other.
+    """
+    control = state.control
+    if event.epoch != control.epoch or control.controller != "master":
+        return _unchanged(state)
+    what = (
+        f"the edge did not confirm that it let its devices go ({event.why}); its link was "
+        "closed and its devices stay with it"
+    )
+    kept = _handed_over(control, "edge", event.now, what)
+    offline = replace(kept, online=False, offline_since=event.now)
+    return _await_edge(state, offline, event.now, what, kind="unconfirmed")
+
+
 def _on_config_changed(state: SupervisorState, event: ConfigChanged) -> Transition:
     policy = EdgePolicy(failover=event.failover, timeout=event.timeout, window=event.window)
     updated = replace(state, policy=policy)
@@ -415,7 +458,12 @@ def _on_config_changed(state: SupervisorState, event: ConfigChanged) -> Transiti
 
 
 def _await_edge(
-    state: SupervisorState, offline: ControlState, now: datetime, what: str
+    state: SupervisorState,
+    offline: ControlState,
+    now: datetime,
+    what: str,
+    *,
+    kind: EventKind = "disconnected",
 ) -> Transition:
     """An edge the master does not control is away: start the failover timer, or say why not."""
     if not state.policy.failover:
@@ -425,7 +473,7 @@ def _await_edge(
             reason=f"{what} and failover is off: its devices stay with the edge until it "
             "reconnects",
         )
-        return _decided(state, stays, "disconnected")
+        return _decided(state, stays, kind)
     deadline = now + timedelta(seconds=state.policy.timeout)
     pending = replace(
         offline,
@@ -433,7 +481,7 @@ def _await_edge(
         since=now,
         reason=f"{what}; {_takeover_notice(deadline)}",
     )
-    return _decided(state, pending, "disconnected", StartFailoverTimer(deadline))
+    return _decided(state, pending, kind, StartFailoverTimer(deadline))
 
 
 def _fail_over(state: SupervisorState, now: datetime) -> Transition:

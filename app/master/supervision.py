@@ -21,6 +21,7 @@ from app.control.state import ControlState, SupervisorState, control_from_docume
 from app.control.supervisor import (
     Action,
     CancelFailoverTimer,
+    ControlUnconfirmed,
     Event,
     FailoverTimerFired,
     LinkUp,
@@ -33,10 +34,11 @@ from app.control.supervisor import (
     StopMasterModules,
     TransferStatus,
     Transition,
+    retry_after,
     step,
 )
-from app.errors import Conflict
-from app.link import Control, LinkConnection
+from app.errors import Conflict, Unavailable
+from app.link import CloseCode, Control, LinkConnection
 from app.master.recorder import MAX_RETRY_S, DecisionRecorder, StoreRefused, Unrecorded
 from app.services.control import StoreHealth, control_id
 from app.store.base import DocumentNotFound, JsonObject, Store
@@ -63,6 +65,15 @@ class _Handoff:
     """Status travelling from the old controller to the new one within one transition."""
 
     status: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class _Unconfirmed(Exception):
+    """The edge did not answer a control message; its link is closed."""
+
+    def __init__(self, epoch: int, why: str) -> None:
+        super().__init__(why)
+        self.epoch = epoch
+        self.why = why
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,15 @@ class EdgeSupervisor:
         """
         async with self._lock:
             transition = step(self.state, event)
-            await self._execute(transition.actions, _Handoff(), transition.state)
+            try:
+                await self._execute(transition.actions, _Handoff(), transition.state)
+            except _Unconfirmed as exc:
+                await self._unconfirmed(exc)
+                raise Unavailable(
+                    f"edge {self.edge_id!r} did not confirm the change of controller: "
+                    f"{self.state.control.reason}",
+                    retry_after=retry_after(self.state, self._clock()),
+                ) from None
             return transition
 
     async def admit(self, event: LinkUp) -> Control:
@@ -148,8 +167,12 @@ class EdgeSupervisor:
         """
         async with self._lock:
             awaiting, self._awaiting_link = self._awaiting_link, None
-            if awaiting is not None and awaiting.epoch == self.state.control.epoch:
+            if awaiting is None or awaiting.epoch != self.state.control.epoch:
+                return
+            try:
                 await self._execute(awaiting.actions, awaiting.handoff, self.state)
+            except _Unconfirmed as exc:
+                await self._unconfirmed(exc)
 
     @property
     def unrecorded(self) -> Unrecorded | None:
@@ -192,19 +215,44 @@ class EdgeSupervisor:
                     case StartMasterModules():
                         await self._handover.start_modules(self.edge_id, handoff.status)
                     case SendControl(controller=controller, epoch=epoch):
-                        reply = await self._send(
-                            "control", {"controller": controller, "epoch": epoch}
-                        )
+                        reply = await self._send_control(controller, epoch)
                         if controller == "master" and isinstance(reply, dict):
                             handoff.status = reply.get("status") or {}
                     case Reject(reason=reason):
                         raise Conflict(reason)
         except (StoreRefused, Conflict):
             raise  # nothing was done: the state stays
+        except _Unconfirmed:
+            self.state = after  # the caller decides on it at once (ControlUnconfirmed)
+            raise
         except BaseException:
             self.state = after  # what was done stays done; the next event starts from it
             raise
         self.state = after
+
+    async def _send_control(self, controller: str, epoch: int) -> Any:
+        """Tell the edge who controls now and return its answer.
+
+        Raises _Unconfirmed, after closing the link, when the edge does not answer (or
+        its link is gone): it may or may not have obeyed, and only a closed link makes
+        its side certain (a disconnected edge runs its devices).
+        """
+        link = self._handover.link(self.edge_id)
+        if link is None:  # gone since the decision: the edge runs its devices, disconnected
+            raise _Unconfirmed(epoch, "its link had closed")
+        try:
+            return await link.request("control", {"controller": controller, "epoch": epoch})
+        except Exception as exc:
+            log.warning(
+                "edge %s did not confirm control by %s: closing its link", self.edge_id, controller
+            )
+            await link.close(CloseCode.UNRESPONSIVE, "control not confirmed")
+            raise _Unconfirmed(epoch, str(exc) or type(exc).__name__) from exc
+
+    async def _unconfirmed(self, exc: _Unconfirmed) -> None:
+        """Decide on a control message the edge did not answer (its link is closed)."""
+        transition = step(self.state, ControlUnconfirmed(self._clock(), exc.epoch, exc.why))
+        await self._execute(transition.actions, _Handoff(), transition.state)
 
     async def _send(self, op: str, args: JsonObject) -> Any:
         link = self._handover.link(self.edge_id)

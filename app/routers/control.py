@@ -56,7 +56,7 @@ async def get_control(
     "/restore",
     operation_id="restoreEdge",
     summary="Hand control back to a connected edge now",
-    responses=problems(401, 403, 404, 409),
+    responses=problems(401, 403, 404, 409, 503),
 )
 async def restore(edge: AdministeredEdge, control: ControlDep, user: CurrentUser) -> dict[str, Any]:
     return await control.restore(edge, by=user.user_id)
@@ -66,7 +66,7 @@ async def restore(edge: AdministeredEdge, control: ControlDep, user: CurrentUser
     "/takeover",
     operation_id="takeoverEdge",
     summary="The master takes control of the edge's devices now (planned maintenance)",
-    responses=problems(401, 403, 404),
+    responses=problems(401, 403, 404, 503),
 )
 async def takeover(
     edge: AdministeredEdge, control: ControlDep, user: CurrentUser

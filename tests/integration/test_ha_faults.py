@@ -368,3 +368,43 @@ async def test_a_frozen_edge_resumes_into_at_most_one_second_of_double_control(
     async with httpx.AsyncClient(timeout=2) as http:
         probe = await http.get(f"{room.edge.process.url}/api/edges/{room.edge.id}/controller")
     assert probe.status_code == 503
+
+
+async def test_a_takeover_a_frozen_edge_cannot_confirm_leaves_it_the_devices(
+    site: Site, rooms: Rooms
+) -> None:
+    room = await rooms.add("unanswering", timeout=TIMEOUT_S, api_url=True)
+    await room.watch.wait_held_by("unanswering", timeout=10)
+    pid = room.edge.process.pid
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # Sampled while the edge is frozen: once it resumes, it answers the probes that
+        # waited for it before it hears of the failover (the frozen-edge test above).
+        async with ControllerSampler(site, room.edge) as sampler:
+            asked = time.monotonic()
+            response = await site.http.post(f"/api/edges/{room.edge.id}/takeover", json={})
+            answered = time.monotonic()
+            report("takeover of a frozen edge refused after", answered - asked)
+            assert response.status_code == 503, response.text
+            assert "did not confirm" in response.json()["detail"], response.text
+            assert "Retry-After" in response.headers
+            # The master never starts beside an edge that may still run the devices: it
+            # waits like after any link loss, then fails over (the witness is silent).
+            assert room.watch.open_owners() == ["unanswering"]
+            control = await site.control(room.edge)
+            assert (control["controller"], control["online"]) == ("edge", False), control
+            await wait_until(
+                lambda: sorted(map(str, room.watch.open_owners())) == ["master", "unanswering"],
+                timeout=TIMEOUT_S + 3,
+                message="the failover after the unconfirmed takeover",
+            )
+            report("unconfirmed takeover to failover", time.monotonic() - answered)
+            assert time.monotonic() - answered >= TIMEOUT_S * 0.9
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert_one_truth(sampler)
+    await room.watch.wait_held_by("master", timeout=5)
+    kinds = await decisions(site, room)
+    taken = kinds.index("takeover")
+    assert kinds[taken : taken + 3] == ["takeover", "unconfirmed", "failover"], kinds

@@ -21,6 +21,7 @@ from app.control.supervisor import (
     BootWaitOver,
     CancelFailoverTimer,
     ConfigChanged,
+    ControlUnconfirmed,
     EdgeAlive,
     EventKind,
     FailoverTimerFired,
@@ -292,6 +293,41 @@ def test_a_takeover_of_a_disconnected_edge_cancels_the_pending_failover() -> Non
 def test_a_takeover_when_the_master_already_controls_is_a_no_op() -> None:
     before = supervised("master")
     assert_unchanged(step(before, TakeoverRequested(at(1), "ops")), before)
+
+
+def taken_over() -> SupervisorState:
+    """A connected edge the master took over at 1 s (epoch 4), its answer awaited."""
+    return step(supervised("edge"), TakeoverRequested(at(1), "ops")).state
+
+
+def test_a_takeover_the_edge_did_not_confirm_leaves_the_devices_with_the_edge() -> None:
+    moved = step(taken_over(), ControlUnconfirmed(at(2), epoch=4, why="no answer in 30 s"))
+    assert_decided(moved, "unconfirmed")
+    assert effects(moved) == [StartFailoverTimer(at(22))]
+    control = moved.state.control
+    assert (control.controller, control.epoch, control.online) == ("edge", 5, False)
+    assert control.failover_deadline == at(22)
+    assert "did not confirm" in control.reason and "no answer in 30 s" in control.reason
+
+
+def test_an_unconfirmed_takeover_without_failover_waits_for_the_edge() -> None:
+    before = replace(taken_over(), policy=NO_FAILOVER)
+    moved = step(before, ControlUnconfirmed(at(2), epoch=4, why="link closed"))
+    assert_decided(moved, "unconfirmed")
+    assert effects(moved) == []
+    assert moved.state.control.controller == "edge"
+    assert moved.state.control.failover_deadline is None
+
+
+def test_an_unconfirmed_control_of_an_older_epoch_changes_nothing() -> None:
+    before = taken_over()
+    assert_unchanged(step(before, ControlUnconfirmed(at(2), epoch=3, why="late")), before)
+
+
+def test_an_unconfirmed_handover_to_the_edge_waits_for_the_link_to_drop() -> None:
+    connected = step(failed_over(), LinkUp(at(30), False, False)).state
+    restored = step(connected, RestoreRequested(at(40), "ops")).state
+    assert_unchanged(step(restored, ControlUnconfirmed(at(41), epoch=5, why="x")), restored)
 
 
 # --- master boot --------------------------------------------------------------------

@@ -11,9 +11,10 @@ from typing import Any, cast
 import pytest
 
 from app.control.state import Controller, ControlState, EdgePolicy, SupervisorState
-from app.control.supervisor import LinkDown, LinkUp, TakeoverRequested
+from app.control.supervisor import LinkDown, LinkUp, RestoreRequested, TakeoverRequested
 from app.control.windows import RestoreWindow
-from app.link import Control, LinkConnection
+from app.errors import Unavailable
+from app.link import CloseCode, Control, LinkConnection, LinkTimeout
 from app.master.supervision import EdgeSupervisor, load_persisted
 from app.store.sqlite import SqliteStore
 from tests.support.stores import opened
@@ -27,9 +28,11 @@ ALWAYS_OPEN = RestoreWindow("* * * * *", 120)
 class Master:
     """Records what the supervisor asks of the master and of the edge, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, control_fails: Exception | None = None) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.connected = True
+        #: What a ``control`` request raises (an edge that does not answer).
+        self.control_fails = control_fails
 
     def link(self, edge_id: str) -> LinkConnection | None:
         # The supervisor only calls ``request`` on the link; ``Handover`` asks for a whole
@@ -38,7 +41,13 @@ class Master:
 
     async def request(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         self.calls.append(("edge", op, args))
+        if op == "control" and self.control_fails is not None:
+            raise self.control_fails
         return {"status": STATUS} if args.get("controller") == "master" else {}
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.calls.append(("close", code))
+        self.connected = False
 
     async def start_modules(self, edge_id: str, status: Mapping[str, Any]) -> None:
         self.calls.append(("start", dict(status)))
@@ -151,3 +160,77 @@ async def test_what_waited_for_the_link_is_dropped_after_a_newer_decision(
         ("edge", "control", {"controller": "master", "epoch": 6}),
         ("start", STATUS),
     ]
+
+
+async def test_a_takeover_the_edge_does_not_confirm_never_starts_the_master(
+    store: SqliteStore,
+) -> None:
+    master = Master(control_fails=LinkTimeout("edge did not answer control within 30 s"))
+    watched = supervisor(store, master, controller="edge")
+
+    with pytest.raises(Unavailable) as refused:
+        await watched.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
+
+    assert master.calls == [
+        ("edge", "control", {"controller": "master", "epoch": 5}),
+        ("close", CloseCode.UNRESPONSIVE),
+    ], "the link closed and nothing started"
+    control = watched.state.control
+    assert (control.controller, control.epoch, control.online) == ("edge", 6, False)
+    assert control.failover_deadline is not None, "the failover path decides from here"
+    assert "did not confirm" in refused.value.detail
+    assert refused.value.headers["Retry-After"] == "20"
+    persisted = await load_persisted(store, EDGE)
+    assert persisted is not None and (persisted.controller, persisted.epoch) == ("edge", 6)
+    await watched.handle(LinkDown(datetime.now(UTC)))  # the closed link's end
+    assert watched.state.control == control
+    watched.close()
+
+
+async def test_a_takeover_whose_link_closed_meanwhile_never_starts_the_master(
+    store: SqliteStore,
+) -> None:
+    master = Master()
+    master.connected = False  # the link went between the decision and the message
+    watched = supervisor(store, master, controller="edge")
+
+    with pytest.raises(Unavailable):
+        await watched.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
+
+    assert master.calls == []
+    assert watched.state.control.controller == "edge"
+    watched.close()
+
+
+async def test_a_restore_the_edge_does_not_confirm_closes_its_link(store: SqliteStore) -> None:
+    master = Master(control_fails=LinkTimeout("edge did not answer control within 30 s"))
+    watched = supervisor(store, master, controller="master")
+
+    with pytest.raises(Unavailable):
+        await watched.handle(RestoreRequested(datetime.now(UTC), by="ops"))
+
+    assert master.calls == [
+        ("stop",),
+        ("edge", "state.sync", {"status": STATUS}),
+        ("edge", "control", {"controller": "edge", "epoch": 5}),
+        ("close", CloseCode.UNRESPONSIVE),
+    ]
+    await watched.handle(LinkDown(datetime.now(UTC)))
+    control = watched.state.control
+    assert (control.controller, control.online) == ("edge", False)
+    assert control.failover_deadline is not None, "the master takes over unless the edge runs"
+    watched.close()
+
+
+async def test_an_admission_the_edge_does_not_confirm_is_not_an_error(
+    store: SqliteStore,
+) -> None:
+    master = Master(control_fails=LinkTimeout("edge did not answer control within 30 s"))
+    policy = EdgePolicy(failover=True, timeout=20, window=ALWAYS_OPEN)
+    watched = supervisor(store, master, controller="master", online=False, policy=policy)
+    await watched.admit(connecting(devices_loaded=False))
+
+    await watched.linked()
+
+    assert master.calls[-1] == ("close", CloseCode.UNRESPONSIVE)
+    watched.close()
