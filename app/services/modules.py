@@ -98,6 +98,34 @@ class Topology:
         )
 
 
+#: The fields the runtime reads from each kind of document, with the types it needs.
+#: The API writes nothing else, but a document written past it (another backend, an
+#: older version, a hand edit of the database) must cost only itself, not the server.
+SYSTEM_SHAPE: Mapping[str, tuple[type, ...]] = {
+    "modules": (list,),
+    "edge_control_id": (str, type(None)),
+    "settings": (dict,),
+}
+MODULE_SHAPE: Mapping[str, tuple[type, ...]] = {"driver_id": (str,), "name": (str,)}
+DRIVER_SHAPE: Mapping[str, tuple[type, ...]] = {"file": (str,), "class_name": (str,)}
+_OPTIONAL = frozenset({"edge_control_id", "settings"})
+
+
+def shape_problem(body: Mapping[str, Any], shape: Mapping[str, tuple[type, ...]]) -> str | None:
+    """Why the runtime cannot read a document of this ``shape``, or None."""
+    for name, types in shape.items():
+        if name not in body:
+            if name in _OPTIONAL:
+                continue
+            return f"{name!r} is missing"
+        if not isinstance(body[name], types):
+            return f"{name!r} is a {type(body[name]).__name__}"
+    modules = body.get("modules")
+    if isinstance(modules, list) and not all(isinstance(m, str) for m in modules):
+        return "'modules' holds something other than module ids"
+    return None
+
+
 class Locations:
     """What runs where: the store's topology as last read, and the locations this server
     controls. Shared by the module service and, on the master, the remote-module proxies.
@@ -107,6 +135,8 @@ class Locations:
         self._store = store
         self._topology: Topology | None = None
         self.controlled: set[str | None] = set()
+        #: (id, version) of unusable documents already logged: one line each, not per read.
+        self._reported: set[tuple[str, str]] = set()
 
     async def topology(self, *, fresh: bool = False) -> Topology:
         """The store's systems, modules and drivers (cached until the next change)."""
@@ -115,11 +145,25 @@ class Locations:
                 self._store.find("system"), self._store.find("module"), self._store.find("driver")
             )
             self._topology = Topology(
-                systems={doc.id: doc for doc in systems.items},
-                modules={doc.id: doc for doc in modules.items},
-                drivers={doc.id: doc for doc in drivers.items},
+                systems=self._usable(systems.items, SYSTEM_SHAPE),
+                modules=self._usable(modules.items, MODULE_SHAPE),
+                drivers=self._usable(drivers.items, DRIVER_SHAPE),
             )
         return self._topology
+
+    def _usable(
+        self, docs: Iterable[Document], shape: Mapping[str, tuple[type, ...]]
+    ) -> dict[str, Document]:
+        """The documents the runtime can read; one it cannot is logged (once) and left out."""
+        usable: dict[str, Document] = {}
+        for doc in docs:
+            problem = shape_problem(doc.body, shape)
+            if problem is None:
+                usable[doc.id] = doc
+            elif (doc.id, doc.version) not in self._reported:
+                self._reported.add((doc.id, doc.version))
+                log.error("the %s %r cannot be run and is left out: %s", doc.type, doc.id, problem)
+        return usable
 
     @property
     def cached_topology(self) -> Topology | None:

@@ -171,4 +171,4 @@ class Operations:
 
     async def _local_modules(self, system_id: str) -> list[str]:
         system = await self._catalog.get(SYSTEM, system_id)
-        return [m for m in system.body["modules"] if self.manager.is_loaded(m)]
+        return [m for m in system.body.get("modules", ()) if self.manager.is_loaded(m)]

@@ -212,3 +212,43 @@ async def test_a_deleted_user_is_refused_at_once_on_the_master_and_soon_on_the_e
 
             took = await wait_until(edge_refuses, timeout=5, message="the edge to refuse it")
         assert took < 2.0, f"the edge accepted a deleted user's token for {took:.1f}s"
+
+
+async def test_documents_the_runtime_cannot_read_cost_only_themselves(
+    tmp_path: Path, master: NodeProcess
+) -> None:
+    """A system without modules, a module without a driver: written past the API, they
+    are logged and left out, and both servers boot and serve the rest."""
+    await master.wait_ready()
+    async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
+        created = await http.post("/api/edges", json={"name": "Site", "timeout": 30})
+    edge_id = created.json()["id"]
+    await master.stop()
+    store = SqliteStore(master.workdir / "engine.db")
+    await store.open()
+    try:
+        await store.insert("sys-no-modules", "system", {"name": "Bare", "edge_control_id": edge_id})
+        await store.insert("sys-odd-modules", "system", {"name": "Odd", "modules": [7, None]})
+        await store.insert("mod-no-driver", "module", {"name": "Display"})
+    finally:
+        await store.close()
+
+    await master.start()
+    await master.wait_ready()
+    async with (
+        httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http,
+        edge_of(tmp_path, master, http) as pair,
+    ):
+        after = await http.post("/api/systems", json={"name": "After", "edge_control_id": edge_id})
+        assert after.status_code == 201, after.text
+        await wait_until(lambda: edge_has(pair, after.json()["id"]), timeout=10)
+        await pair.edge.stop()  # the edge boots from its replica, bad documents included
+        await pair.edge.start()
+        await pair.edge.wait_ready()
+        async with pair.edge_client() as edge:
+            assert (await edge.get("/api/ready")).json()["master_connected"] is True
+        for process in (master, pair.edge):
+            log = process.log()
+            for doc_id in ("sys-no-modules", "sys-odd-modules", "mod-no-driver"):
+                assert f"{doc_id!r} cannot be run and is left out" in log, (process.name, doc_id)
+            assert "Traceback" not in log, process.log_tail()
