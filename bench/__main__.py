@@ -24,6 +24,7 @@ from bench import (
     profiling,
     replication,
     rest,
+    status,
 )
 from bench.plots import PLOTS
 from bench.report import targets_table, write_json
@@ -58,6 +59,8 @@ class Plan:
     replication_sizes: tuple[int, ...]
     hotpath_count: int
     hotpath_rounds: int
+    status_sizes: tuple[int, ...]
+    status_watch_s: float
 
 
 FULL = Plan(
@@ -83,6 +86,8 @@ FULL = Plan(
     replication_sizes=(10_000, 100_000),
     hotpath_count=20_000,
     hotpath_rounds=5,
+    status_sizes=(100, 1000),
+    status_watch_s=3.0,
 )
 
 SMOKE = Plan(
@@ -108,6 +113,8 @@ SMOKE = Plan(
     replication_sizes=(500, 2_000),
     hotpath_count=200,
     hotpath_rounds=1,
+    status_sizes=(5, 20),
+    status_watch_s=0.3,
 )
 
 Scenario = Callable[[Path, Plan], Coroutine[Any, Any, dict[str, Any]]]
@@ -141,6 +148,9 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "replication": lambda workdir, plan: replication.measure(
         workdir, plan.replication_sizes, timeout=300.0
+    ),
+    "status": lambda workdir, plan: status.measure(
+        workdir, plan.status_sizes, watch_s=plan.status_watch_s
     ),
 }
 

@@ -186,6 +186,26 @@ def hotpaths(result: Mapping[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
+def status(result: Mapping[str, Any], path: Path) -> None:
+    """The master's CPU with status pages open, per estate size."""
+    runs = result["runs"]
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    viewers = list(runs[0]["cpu_percent_by_viewers"])
+    width = 0.8 / len(runs)
+    for offset, run in enumerate(runs):
+        cpu = run["cpu_percent_by_viewers"]
+        positions = [i + offset * width for i in range(len(viewers))]
+        axes.bar(
+            positions, [cpu[v] for v in viewers], width, label=f"{run['locations']:,} locations"
+        )
+    axes.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(viewers))], viewers)
+    axes.set_xlabel("status pages open")
+    axes.set_ylabel("master CPU, % of a core")
+    axes.set_title("The status page: what each open page costs the master")
+    axes.legend()
+    _save(figure, path)
+
+
 PLOTS = {
     "link": link,
     "rest": rest,
@@ -194,4 +214,5 @@ PLOTS = {
     "fleet": fleet,
     "replication": replication,
     "hotpaths": hotpaths,
+    "status": status,
 }

@@ -1,9 +1,18 @@
 """What the status page and ``ctl status`` show: every location this server knows of.
 
 A snapshot joins, per edge location, its configuration (name, zone, admins, rooms), the
-control document (:meth:`ControlService.describe`), and its last decisions. The
-configuration part changes only with a store write, so it is cached on the store's
-sequence; the control part (online, the failover countdown) is asked for each time.
+control document (:meth:`ControlService.describe`), and its last decisions.
+
+It has to stay cheap with a thousand locations and several pages open. So:
+
+* the configuration part changes only with a store write; it is cached on the store's
+  sequence and brought up to date from the change feed, reloading only what changed
+  (one location's decisions after its ControlEvent, the edges and rooms after a change
+  to them) instead of every location's history at every write;
+* the locations' view (configuration and control) is built once per poll interval and
+  shared by every viewer; what differs per user (who they are, where they may operate)
+  is laid over it per snapshot;
+* a live view compares versions of that shared view, not whole snapshots.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from app.errors import Forbidden
 from app.services.auth import Principal, require_edge_admin
 from app.services.catalog import EDGE, SYSTEM, Catalog
 from app.services.control import ControlService, history
-from app.store.base import Document, Store
+from app.store.base import Document, FeedCompacted, Store
 
 #: How many past decisions each location shows.
 RECENT_EVENTS = 8
@@ -27,6 +36,9 @@ RECENT_EVENTS = 8
 POLL_INTERVAL_S = 0.25
 #: Fields that change on every look without anything happening (the countdown).
 _VOLATILE = frozenset({"retry_after"})
+#: Past this many changes since the last look, reloading everything is cheaper.
+_INCREMENTAL_LIMIT = 2000
+_CONTROL_EVENT = "control_event"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +49,20 @@ class _Configuration:
     edges: tuple[Document, ...]
     systems: Mapping[str | None, tuple[str, ...]]
     events: Mapping[str, tuple[dict[str, Any], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """Every location as any viewer sees it (no per-user part), built at ``built``.
+
+    ``version`` moves only when something a viewer would see changed.
+    """
+
+    configuration: _Configuration
+    locations: tuple[dict[str, Any], ...]
+    comparable: Any
+    built: float
+    version: int
 
 
 class StatusBoard:
@@ -59,40 +85,12 @@ class StatusBoard:
         self._edge_id = edge_id
         self._poll_interval_s = poll_interval_s
         self._configuration: _Configuration | None = None
+        self._view: _View | None = None
         self._lock = asyncio.Lock()
 
     async def snapshot(self, user: Principal) -> dict[str, Any]:
         """Every location this server shows, as ``user`` may see and operate it."""
-        configuration = await self._current_configuration()
-        control = self._control
-        locations = []
-        for edge in configuration.edges:
-            described = await control.describe(edge)
-            locations.append(
-                {
-                    "id": edge.id,
-                    "name": edge.body.get("name", edge.id),
-                    "description": edge.body.get("description"),
-                    "timezone": edge.body.get("timezone", "UTC"),
-                    "failover": edge.body.get("failover", True),
-                    "timeout": edge.body.get("timeout"),
-                    "window_start": edge.body.get("window_start"),
-                    "systems": list(configuration.systems.get(edge.id, ())),
-                    "can_operate": _may_operate(user, edge),
-                    "control": described,
-                    "events": list(configuration.events.get(edge.id, ())),
-                }
-            )
-        return {
-            "node": self._node_name,
-            "role": "edge" if self._edge_id else "master",
-            "server_time": now_utc().isoformat(),
-            "user": {"id": user.user_id, "name": user.name, "admin": user.admin},
-            # Restore and takeover are the master's decisions; an edge links to it.
-            "operations_here": self._edge_id is None,
-            "master_systems": ([] if self._edge_id else list(configuration.systems.get(None, ()))),
-            "locations": locations,
-        }
+        return self._for(user, await self._current_view())
 
     async def changes(
         self, user: Callable[[], Awaitable[Principal]], *, heartbeat_s: float = 15.0
@@ -106,16 +104,79 @@ class StatusBoard:
         previous: Any = None
         last_sent = time.monotonic()
         while True:
-            snapshot = await self.snapshot(await user())
-            comparable = _comparable(snapshot)
-            if comparable != previous:
-                previous = comparable
+            principal = await user()
+            view = await self._current_view()
+            seen = (view.version, principal, self._operable(principal, view))
+            if seen != previous:
+                previous = seen
                 last_sent = time.monotonic()
-                yield snapshot
+                yield self._for(principal, view)
             elif time.monotonic() - last_sent >= heartbeat_s:
                 last_sent = time.monotonic()
                 yield None
             await asyncio.sleep(self._poll_interval_s)
+
+    def _for(self, user: Principal, view: _View) -> dict[str, Any]:
+        operable = self._operable(user, view)
+        return {
+            "node": self._node_name,
+            "role": "edge" if self._edge_id else "master",
+            "server_time": now_utc().isoformat(),
+            "user": {"id": user.user_id, "name": user.name, "admin": user.admin},
+            # Restore and takeover are the master's decisions; an edge links to it.
+            "operations_here": self._edge_id is None,
+            "master_systems": (
+                [] if self._edge_id else list(view.configuration.systems.get(None, ()))
+            ),
+            "locations": [
+                {**location, "can_operate": can}
+                for location, can in zip(view.locations, operable, strict=True)
+            ],
+        }
+
+    @staticmethod
+    def _operable(user: Principal, view: _View) -> tuple[bool, ...]:
+        return tuple(_may_operate(user, edge) for edge in view.configuration.edges)
+
+    async def _current_view(self) -> _View:
+        """The shared view, rebuilt when it is a poll interval old or the store moved."""
+        configuration = await self._current_configuration()
+        view = self._view
+        if view is not None and self._fresh(view, configuration):
+            return view
+        async with self._lock:
+            view = self._view
+            if view is not None and self._fresh(view, configuration):
+                return view
+            self._view = await self._build(configuration, view)
+            return self._view
+
+    def _fresh(self, view: _View, configuration: _Configuration) -> bool:
+        age = time.monotonic() - view.built
+        return view.configuration is configuration and age < self._poll_interval_s * 0.8
+
+    async def _build(self, configuration: _Configuration, previous: _View | None) -> _View:
+        locations = []
+        for edge in configuration.edges:
+            locations.append(
+                {
+                    "id": edge.id,
+                    "name": edge.body.get("name", edge.id),
+                    "description": edge.body.get("description"),
+                    "timezone": edge.body.get("timezone", "UTC"),
+                    "failover": edge.body.get("failover", True),
+                    "timeout": edge.body.get("timeout"),
+                    "window_start": edge.body.get("window_start"),
+                    "systems": list(configuration.systems.get(edge.id, ())),
+                    "control": await self._control.describe(edge),
+                    "events": list(configuration.events.get(edge.id, ())),
+                }
+            )
+        comparable = _comparable(locations, configuration)
+        version = 0 if previous is None else previous.version
+        if previous is None or previous.comparable != comparable:
+            version += 1
+        return _View(configuration, tuple(locations), comparable, time.monotonic(), version)
 
     async def _current_configuration(self) -> _Configuration:
         seq = await self._store.last_seq()
@@ -126,23 +187,71 @@ class StatusBoard:
             cached = self._configuration
             if cached is not None and cached.seq == seq:
                 return cached
-            self._configuration = await self._load(seq)
+            self._configuration = await self._refresh(cached)
             return self._configuration
 
-    async def _load(self, seq: int) -> _Configuration:
+    async def _refresh(self, cached: _Configuration | None) -> _Configuration:
+        """``cached`` brought up to the store's latest sequence, from the change feed."""
+        if cached is None:
+            return await self._load()
+        try:
+            touched = await self._touched_since(cached.seq)
+        except FeedCompacted:
+            touched = None
+        if touched is None:
+            return await self._load()
+        seq, types, event_edges = touched
+        edges, systems = cached.edges, cached.systems
+        if EDGE.name in types:
+            edges = await self._edges()
+        if SYSTEM.name in types:
+            systems = await self._systems()
+        events = {edge.id: cached.events[edge.id] for edge in edges if edge.id in cached.events}
+        for edge in edges:
+            if edge.id in event_edges or edge.id not in events:
+                events[edge.id] = tuple(await history(self._store, edge.id, RECENT_EVENTS))
+        return _Configuration(seq, edges, systems, events)
+
+    async def _touched_since(self, seq: int) -> tuple[int, set[str], set[str]] | None:
+        """The newest sequence, the document types changed after ``seq`` and the edges
+        with new decisions; None when so much changed that a full load is cheaper."""
+        types: set[str] = set()
+        event_edges: set[str] = set()
+        seen, more = 0, True
+        while more:
+            batch = await self._store.changes_since(seq, limit=500)
+            for change in batch.changes:
+                types.add(change.type)
+                if change.type == _CONTROL_EVENT and change.body is not None:
+                    event_edges.add(str(change.body.get("edge_id")))
+                elif change.type == _CONTROL_EVENT:  # deleted (pruned): whose is unknown
+                    return None
+            seen += len(batch.changes)
+            if seen > _INCREMENTAL_LIMIT:
+                return None
+            seq, more = batch.last_seq, batch.more
+        return seq, types, event_edges
+
+    async def _load(self) -> _Configuration:
+        seq = await self._store.last_seq()
+        edges = await self._edges()
+        events = {
+            edge.id: tuple(await history(self._store, edge.id, RECENT_EVENTS)) for edge in edges
+        }
+        return _Configuration(seq, edges, await self._systems(), events)
+
+    async def _edges(self) -> tuple[Document, ...]:
         if self._edge_id is not None:
-            edges: tuple[Document, ...] = (await self._catalog.get(EDGE, self._edge_id),)
-        else:
-            edges = tuple((await self._catalog.find(EDGE)).items)
+            return (await self._catalog.get(EDGE, self._edge_id),)
+        return tuple((await self._catalog.find(EDGE)).items)
+
+    async def _systems(self) -> Mapping[str | None, tuple[str, ...]]:
         systems: dict[str | None, list[str]] = {}
         for system in (await self._catalog.find(SYSTEM)).items:
             location = system.body.get("edge_control_id")
             if self._edge_id is None or location == self._edge_id:
                 systems.setdefault(location, []).append(system.body.get("name", system.id))
-        events = {
-            edge.id: tuple(await history(self._store, edge.id, RECENT_EVENTS)) for edge in edges
-        }
-        return _Configuration(seq, edges, {k: tuple(v) for k, v in systems.items()}, events)
+        return {k: tuple(v) for k, v in systems.items()}
 
 
 def _may_operate(user: Principal, edge: Document) -> bool:
@@ -154,13 +263,19 @@ def _may_operate(user: Principal, edge: Document) -> bool:
     return True
 
 
-def _comparable(snapshot: Mapping[str, Any]) -> Any:
-    """The snapshot without what changes by itself (the clock, the countdown)."""
-    locations = [
-        {
-            **location,
-            "control": {k: v for k, v in (location["control"] or {}).items() if k not in _VOLATILE},
-        }
-        for location in snapshot["locations"]
-    ]
-    return {**snapshot, "server_time": None, "locations": locations}
+def _comparable(locations: list[dict[str, Any]], configuration: _Configuration) -> Any:
+    """The view without what changes by itself (the countdown), plus what decides who
+    may operate where (each location's admins), so a change to either is a new version."""
+    return (
+        [
+            {
+                **location,
+                "control": {
+                    k: v for k, v in (location["control"] or {}).items() if k not in _VOLATILE
+                },
+            }
+            for location in locations
+        ],
+        [edge.body.get("admins") for edge in configuration.edges],
+        configuration.systems.get(None, ()),
+    )

@@ -15,7 +15,7 @@ from tests.support.engine import ROOT
 
 pytestmark = pytest.mark.integration
 
-SCENARIOS = ("hotpaths", "link", "rest", "failover", "boot", "fleet", "replication")
+SCENARIOS = ("hotpaths", "link", "rest", "failover", "boot", "fleet", "replication", "status")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -88,6 +88,10 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
 
     replication = load(tmp_path / "replication.json")
     assert all(run["held"] >= run["documents"] for run in replication["runs"])
+
+    status = load(tmp_path / "status.json")
+    assert [run["locations"] for run in status["runs"]] == [5, 20]
+    assert all(run["snapshot_kib"] > 0 for run in status["runs"])
 
     hotpaths = load(tmp_path / "hotpaths.json")
     assert hotpaths["codec"]["exec request"]["bytes"] > 100

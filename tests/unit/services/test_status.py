@@ -81,3 +81,58 @@ async def test_a_live_view_ends_when_the_token_stops_being_valid(node: Node) -> 
     with pytest.raises(Unauthorized):
         await anext(changes)
     await node.store.close()
+
+
+async def test_a_decision_reloads_only_its_own_location_history(
+    api: httpx.AsyncClient, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edges = [await create(api, "/api/edges", {"name": f"Site {n}"}) for n in range(3)]
+    watched = board(node)
+    await watched.snapshot(ADMIN)
+    looked_up: list[dict[str, str] | None] = []
+    find = node.store.find
+
+    async def counting_find(doc_type: str, **options: Any) -> Any:
+        if doc_type == "control_event":
+            looked_up.append(options.get("where"))
+        return await find(doc_type, **options)
+
+    monkeypatch.setattr(node.store, "find", counting_find)
+    event = {
+        "edge_id": edges[1]["id"],
+        "kind": "config",
+        "reason": "r",
+        "at": "2030-01-01T00:00:00",
+    }
+    await node.store.insert("evt-1", "control_event", event)
+
+    snapshot = await watched.snapshot(ADMIN)
+
+    assert looked_up == [{"edge_id": edges[1]["id"]}]
+    shown = {location["id"]: location["events"] for location in snapshot["locations"]}
+    assert [e["id"] for e in shown[edges[1]["id"]]] == ["evt-1"]
+    assert shown[edges[0]["id"]] == [] and shown[edges[2]["id"]] == []
+
+
+async def test_viewers_share_one_view_per_poll_interval(
+    api: httpx.AsyncClient, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await create(api, "/api/edges", {"name": "Site"})
+    watched = board(node, poll_interval_s=60)
+    described = 0
+    describe = node.control.describe
+
+    async def counting_describe(edge: Any) -> dict[str, Any]:
+        nonlocal described
+        described += 1
+        return await describe(edge)
+
+    monkeypatch.setattr(node.control, "describe", counting_describe)
+    reader = Principal("user-reader", "reader", admin=False)
+    first = await watched.snapshot(ADMIN)
+    second = await watched.snapshot(reader)
+
+    assert described == 1
+    assert first["locations"][0]["can_operate"] is True
+    assert second["locations"][0]["can_operate"] is False
+    assert second["user"]["id"] == "user-reader"
