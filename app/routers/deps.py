@@ -16,28 +16,28 @@ from app.services.control import ControlService, PlacementSource
 bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer <token>")
 
 
-def get_node(connection: HTTPConnection) -> Node:
+async def get_node(connection: HTTPConnection) -> Node:
     return cast(Node, connection.app.state.node)
 
 
 NodeDep = Annotated[Node, Depends(get_node)]
 
 
-def get_control(node: NodeDep) -> ControlService:
+async def get_control(node: NodeDep) -> ControlService:
     return node.control
 
 
 ControlDep = Annotated[ControlService, Depends(get_control)]
 
 
-def get_placement(node: NodeDep) -> PlacementSource:
+async def get_placement(node: NodeDep) -> PlacementSource:
     return node.placement
 
 
 PlacementDep = Annotated[PlacementSource, Depends(get_placement)]
 
 
-def get_catalog(node: NodeDep) -> Catalog:
+async def get_catalog(node: NodeDep) -> Catalog:
     return node.catalog
 
 
