@@ -71,7 +71,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         # Served by app.routers.docs from local bundles: a site network has no CDN.
         docs_url=None,
         redoc_url=None,
-        dependencies=[EDGE_CONFIGURATION_WRITES],
+        # Only an edge sends configuration writes elsewhere: the master skips the check.
+        dependencies=[EDGE_CONFIGURATION_WRITES] if node.settings.is_edge else [],
     )
     app.state.node = node
     problems.install(app)

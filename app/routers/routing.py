@@ -17,7 +17,6 @@ configuration API (the edge's replica serves the reads).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Literal
 
 import httpx
@@ -25,7 +24,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Scope
 
 from app.errors import (
@@ -94,16 +93,14 @@ class RoutedBy:
         self.param = param
         self.prefer = prefer
 
-    async def __call__(
-        self, request: Request, node: NodeDep, placement: PlacementDep, _user: CurrentUser
-    ) -> None:
+    async def __call__(self, request: Request, node: NodeDep, _user: CurrentUser) -> None:
         target_id = request.path_params[self.param]
         topology = await node.modules.topology()
         if self.kind == "module":
             location = topology.module_locations.get(target_id)
         else:
             location = topology.location_of_system(target_id)
-        target = await placement.placement(location)
+        target = await node.placement.placement(location)
         await route(node, request, target, self.prefer or node.settings.client_routing)
 
 
@@ -162,7 +159,9 @@ async def _proxy(node: Node, request: Request, route: Proxy, applied: dict[str, 
     if upstream.status_code >= 500 and "x-engine-node" not in upstream.headers:
         await upstream.aclose()
         raise BadGateway(f"{route.name} failed with {upstream.status_code}", controller=route.name)
-    response = StreamingResponse(_relay(upstream), status_code=upstream.status_code)
+    # The client has read the whole body already (the proxied endpoints answer small
+    # JSON): one plain response, where streaming it cost a task group per request.
+    response = Response(await _body(upstream), status_code=upstream.status_code)
     # The body is relayed as it came (still encoded), so its length still holds.
     response.raw_headers = [
         (k.encode("latin-1"), v.encode("latin-1"))
@@ -175,11 +174,10 @@ async def _proxy(node: Node, request: Request, route: Proxy, applied: dict[str, 
     return response
 
 
-async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
-    """The upstream body as it comes; the upstream connection is released however it ends."""
+async def _body(upstream: httpx.Response) -> bytes:
+    """The upstream body as it came (still content-encoded); the response is closed."""
     try:
-        async for chunk in upstream.aiter_raw():
-            yield chunk
+        return b"".join([chunk async for chunk in upstream.aiter_raw()])
     finally:
         await upstream.aclose()
 
