@@ -6,7 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from app.node import Node
 from app.services.auth import Principal, require_admin
@@ -66,8 +66,19 @@ async def current_user(
     query_token: Annotated[str | None, Depends(access_token)],
     key: Annotated[str | None, Depends(api_key)],
 ) -> Principal:
-    token = credentials.credentials if credentials else key or query_token
-    return await node.auth.authenticate(token)
+    return await node.auth.authenticate(chosen_token(credentials, key, query_token))
+
+
+def chosen_token(
+    credentials: HTTPAuthorizationCredentials | None, key: str | None, query_token: str | None
+) -> str | None:
+    """The token a request presents: the bearer header, else X-API-Key, else ?access_token."""
+    return credentials.credentials if credentials else key or query_token
+
+
+async def presented_token(request: Request) -> str | None:
+    """The token :func:`current_user` authenticates, read outside dependency injection."""
+    return chosen_token(await bearer(request), await api_key(request), await access_token(request))
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

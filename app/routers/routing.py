@@ -17,15 +17,18 @@ configuration API (the edge's replica serves the reads).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import httpx
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import (
     BadGateway,
@@ -35,13 +38,15 @@ from app.errors import (
     Unavailable,
 )
 from app.node import Node
-from app.routers.deps import CurrentUser, NodeDep, PlacementDep
+from app.routers.deps import CurrentUser, NodeDep, PlacementDep, presented_token
+from app.routers.problems import error_response
 from app.services.routing import (
     Local,
     Placement,
     Preference,
     Proxy,
     Redirect,
+    Route,
     decide,
     preference_from,
 )
@@ -94,14 +99,21 @@ class RoutedBy:
         self.prefer = prefer
 
     async def __call__(self, request: Request, node: NodeDep, _user: CurrentUser) -> None:
-        target_id = request.path_params[self.param]
+        target = await self.placement(node, request.path_params)
+        await route(node, request, target, self.default(node))
+
+    async def placement(self, node: Node, path_params: Mapping[str, str]) -> Placement:
+        """Where the target named in ``path_params`` is controlled."""
+        target_id = path_params[self.param]
         topology = await node.modules.topology()
         if self.kind == "module":
             location = topology.module_locations.get(target_id)
         else:
             location = topology.location_of_system(target_id)
-        target = await node.placement.placement(location)
-        await route(node, request, target, self.prefer or node.settings.client_routing)
+        return await node.placement.placement(location)
+
+    def default(self, node: Node) -> Preference:
+        return self.prefer or node.settings.client_routing
 
 
 #: The declarations of the native runtime routes: ``dependencies=[BY_MODULE]``.
@@ -116,22 +128,40 @@ async def route(node: Node, request: Request, target: Placement, default: Prefer
     ``GatewayTimeout`` or ``BadGateway`` (the proxied controller failed), or
     ``Answered`` with the controller's proxied response.
     """
-    preference, asked = preference_from(request.headers.get("prefer"), default)
-    decision = decide(target, preference)
+    decision, applied = _decision(request, target, default)
     if isinstance(decision, Local):
         return
+    if isinstance(decision, Proxy):
+        raise Answered(await _proxied(node, request, decision, applied))
+    error: EngineError
+    if isinstance(decision, Redirect):
+        location = decision.base_url + request.url.path
+        if request.url.query:
+            location += "?" + request.url.query
+        error = ControlledElsewhere(
+            f"{target.name} controls this: follow Location", location=location
+        )
+    else:
+        error = Unavailable(
+            decision.detail, retry_after=decision.retry_after, controller=target.name
+        )
+    error.headers.update(applied)
+    raise error
+
+
+def _decision(
+    request: Request, target: Placement, default: Preference
+) -> tuple[Route, dict[str, str]]:
+    """The routing decision, and the ``Preference-Applied`` header when the client asked."""
+    preference, asked = preference_from(request.headers.get("prefer"), default)
     applied = {"Preference-Applied": f"routing={preference}"} if asked else {}
+    return decide(target, preference), applied
+
+
+async def _proxied(node: Node, request: Request, route: Proxy, applied: dict[str, str]) -> Response:
+    """The controller's answer; raises ``EngineError`` (carrying ``applied``) when it fails."""
     try:
-        if isinstance(decision, Proxy):
-            raise Answered(await _proxy(node, request, decision, applied))
-        if isinstance(decision, Redirect):
-            location = decision.base_url + request.url.path
-            if request.url.query:
-                location += "?" + request.url.query
-            raise ControlledElsewhere(
-                f"{target.name} controls this: follow Location", location=location
-            )
-        raise Unavailable(decision.detail, retry_after=decision.retry_after, controller=target.name)
+        return await _proxy(node, request, route, applied)
     except EngineError as error:
         error.headers.update(applied)
         raise
@@ -237,3 +267,122 @@ def _declares_routing(matched: object) -> bool:
     return isinstance(matched, APIRoute) and any(
         isinstance(dependency.call, RoutedBy) for dependency in matched.dependant.dependencies
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Path:
+    """A route as the router matches it: its path, its methods, its routing declaration."""
+
+    pattern: re.Pattern[str]
+    #: None for what matches any method (a mount): a request it matches is left alone.
+    methods: frozenset[str] | None
+    declaration: RoutedBy | None
+
+
+class RoutedPaths:
+    """The application's routes in matching order, and which of them declare routing."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._paths: list[_Path] | None = None
+        self._routed: list[tuple[int, _Path]] = []
+
+    def declaration(self, method: str, path: str) -> tuple[RoutedBy, dict[str, str]] | None:
+        """The routing declaration of the route the router would pick, and its path parameters.
+
+        None when that route declares no routing, or could be another than the one
+        found here (then the router decides, as for every other request).
+        """
+        paths = self._load()
+        for index, candidate in self._routed:
+            match = candidate.pattern.match(path)
+            if match is None or method not in (candidate.methods or ()):
+                continue
+            if any(_takes(earlier, method, path) for earlier in paths[:index]):
+                return None
+            assert candidate.declaration is not None
+            return candidate.declaration, match.groupdict()
+        return None
+
+    def _load(self) -> list[_Path]:
+        """Read from the application on first use: every route is included by then."""
+        if self._paths is None:
+            self._paths = [
+                path for path in map(_path, iter_route_contexts(self._app.routes)) if path
+            ]
+            self._routed = [(i, p) for i, p in enumerate(self._paths) if p.declaration is not None]
+        return self._paths
+
+
+def _path(route: RouteContext) -> _Path | None:
+    if isinstance(route.original_route, WebSocketRoute | APIWebSocketRoute):
+        return None  # never matches an HTTP request
+    pattern = getattr(route, "path_regex", None)
+    if pattern is None:
+        return _Path(re.compile(""), None, None)  # unknown: matches everything, decides nothing
+    methods = getattr(route, "methods", None)
+    dependant = getattr(route, "dependant", None)
+    declarations = [
+        dependency.call
+        for dependency in (dependant.dependencies if dependant is not None else [])
+        if isinstance(dependency.call, RoutedBy)
+    ]
+    return _Path(
+        pattern,
+        frozenset(methods) if methods is not None else None,
+        declarations[0] if declarations else None,
+    )
+
+
+def _takes(route: _Path, method: str, path: str) -> bool:
+    """Whether ``route`` would answer the request before a later route could."""
+    return route.pattern.match(path) is not None and (
+        route.methods is None or method in route.methods
+    )
+
+
+class ForwardRouted:
+    """ASGI, inside the request limits and the boot gate: a routed request that routing
+    proxies is forwarded here, before FastAPI handles it.
+
+    The decision is the route's own (its :class:`RoutedBy` declaration, taken after
+    authentication, as in the dependency); only the framework's work around it is
+    skipped — route matching, dependency solving, reading and parsing the body that only
+    has to be passed on — which cost the master more than the forward itself
+    (bench/README.md §3). A request that is not routed, whose token does not
+    authenticate, or whose decision is anything but a proxy goes on to FastAPI, which
+    decides again and answers it (401, 307, 503, or here) as it answers every request.
+    """
+
+    def __init__(self, app: ASGIApp, *, node: Node, routes: RoutedPaths) -> None:
+        self.app = app
+        self._node = node
+        self._routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            response = await self._forwarded(scope, receive)
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _forwarded(self, scope: Scope, receive: Receive) -> Response | None:
+        found = self._routes.declaration(scope["method"], scope["path"])
+        if found is None:
+            return None
+        declaration, path_params = found
+        node = self._node
+        request = Request(scope, receive)
+        try:
+            await node.auth.authenticate(await presented_token(request))
+        except EngineError:
+            return None
+        target = await declaration.placement(node, path_params)
+        decision, applied = _decision(request, target, declaration.default(node))
+        if not isinstance(decision, Proxy):
+            return None
+        try:
+            return await _proxied(node, request, decision, applied)
+        except EngineError as error:
+            return error_response(error)
