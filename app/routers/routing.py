@@ -70,6 +70,11 @@ HOP_BY_HOP = frozenset(
 )
 #: Headers the server sending the answer sets itself: relayed, they would be repeated.
 SET_BY_THIS_SERVER = frozenset({"date", "server"})
+#: What of an upstream answer is not relayed, as raw header names (the body is relayed
+#: as it came, so its length is).
+NOT_RELAYED = frozenset(name.encode() for name in HOP_BY_HOP | SET_BY_THIS_SERVER) - {
+    b"content-length"
+}
 
 
 class Answered(Exception):
@@ -177,7 +182,7 @@ async def _proxy(node: Node, request: Request, route: Proxy, applied: dict[str, 
         content=await request.body(),
     )
     try:
-        upstream = await client.send(upstream_request, stream=True)
+        upstream = await client.forward(upstream_request)
     except httpx.TimeoutException:
         raise GatewayTimeout(
             f"{route.name} did not answer in time", controller=route.name
@@ -186,30 +191,16 @@ async def _proxy(node: Node, request: Request, route: Proxy, applied: dict[str, 
         raise Unavailable(
             f"{route.name} cannot be reached: {type(exc).__name__}", controller=route.name
         ) from None
-    if upstream.status_code >= 500 and "x-engine-node" not in upstream.headers:
-        await upstream.aclose()
+    # The client has read the whole body (the proxied endpoints answer small JSON): one
+    # plain response of those bytes, its headers relayed as bytes, nothing re-parsed.
+    relayed = [(name.lower(), value) for name, value in upstream.headers]
+    if upstream.status_code >= 500 and all(name != b"x-engine-node" for name, _ in relayed):
         raise BadGateway(f"{route.name} failed with {upstream.status_code}", controller=route.name)
-    # The client has read the whole body already (the proxied endpoints answer small
-    # JSON): one plain response, where streaming it cost a task group per request.
-    response = Response(await _body(upstream), status_code=upstream.status_code)
-    # The body is relayed as it came (still encoded), so its length still holds.
-    response.raw_headers = [
-        (k.encode("latin-1"), v.encode("latin-1"))
-        for k, v in upstream.headers.multi_items()
-        if k.lower() == "content-length"
-        or (k.lower() not in HOP_BY_HOP and k.lower() not in SET_BY_THIS_SERVER)
-    ]
+    response = Response(upstream.body, status_code=upstream.status_code)
+    response.raw_headers = [(name, value) for name, value in relayed if name not in NOT_RELAYED]
     response.raw_headers.append((b"via", f"1.1 {node.settings.node_name}".encode()))
     response.raw_headers += [(k.lower().encode(), v.encode()) for k, v in applied.items()]
     return response
-
-
-async def _body(upstream: httpx.Response) -> bytes:
-    """The upstream body as it came (still content-encoded); the response is closed."""
-    try:
-        return b"".join([chunk async for chunk in upstream.aiter_raw()])
-    finally:
-        await upstream.aclose()
 
 
 def _forward_headers(node: Node, scope: Scope) -> list[tuple[str, str]]:
