@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_rout
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.routing import WebSocketRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import (
@@ -268,6 +268,7 @@ class _Path:
     #: None for what matches any method (a mount): a request it matches is left alone.
     methods: frozenset[str] | None
     declaration: RoutedBy | None
+    route: BaseRoute | None = None
 
 
 class RoutedPaths:
@@ -278,8 +279,8 @@ class RoutedPaths:
         self._paths: list[_Path] | None = None
         self._routed: list[tuple[int, _Path]] = []
 
-    def declaration(self, method: str, path: str) -> tuple[RoutedBy, dict[str, str]] | None:
-        """The routing declaration of the route the router would pick, and its path parameters.
+    def declaration(self, method: str, path: str) -> tuple[_Path, dict[str, str]] | None:
+        """The route the router would pick when it declares routing, and its path parameters.
 
         None when that route declares no routing, or could be another than the one
         found here (then the router decides, as for every other request).
@@ -291,8 +292,7 @@ class RoutedPaths:
                 continue
             if any(_takes(earlier, method, path) for earlier in paths[:index]):
                 return None
-            assert candidate.declaration is not None
-            return candidate.declaration, match.groupdict()
+            return candidate, match.groupdict()
         return None
 
     def _load(self) -> list[_Path]:
@@ -322,6 +322,7 @@ def _path(route: RouteContext) -> _Path | None:
         pattern,
         frozenset(methods) if methods is not None else None,
         declarations[0] if declarations else None,
+        route.original_route,
     )
 
 
@@ -362,7 +363,9 @@ class ForwardRouted:
         found = self._routes.declaration(scope["method"], scope["path"])
         if found is None:
             return None
-        declaration, path_params = found
+        matched, path_params = found
+        declaration = matched.declaration
+        assert declaration is not None
         node = self._node
         request = Request(scope, receive)
         try:
@@ -373,6 +376,8 @@ class ForwardRouted:
         decision, applied = _decision(request, target, declaration.default(node))
         if not isinstance(decision, Proxy):
             return None
+        # As the router would have: the metrics count the answer under its operation.
+        scope["route"], scope["path_params"] = matched.route, path_params
         try:
             return await _proxied(node, request, decision, applied)
         except EngineError as error:
