@@ -25,7 +25,8 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_route_contexts
 from starlette.datastructures import Headers
-from starlette.requests import HTTPConnection
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,7 +40,7 @@ from app.errors import (
 )
 from app.node import Node
 from app.routers.deps import CurrentUser, NodeDep, PlacementDep, presented_token
-from app.routers.problems import error_response
+from app.routers.problems import error_response, unexpected_error_response
 from app.services.routing import (
     Local,
     Placement,
@@ -370,9 +371,9 @@ class ForwardRouted:
         request = Request(scope, receive)
         try:
             await node.auth.authenticate(await presented_token(request))
-        except EngineError:
+            target = await declaration.placement(node, path_params)
+        except Exception:  # refused, or the store failed: FastAPI asks again and answers
             return None
-        target = await declaration.placement(node, path_params)
         decision, applied = _decision(request, target, declaration.default(node))
         if not isinstance(decision, Proxy):
             return None
@@ -382,3 +383,7 @@ class ForwardRouted:
             return await _proxied(node, request, decision, applied)
         except EngineError as error:
             return error_response(error)
+        except (HTTPException, ClientDisconnect):
+            raise  # the body over the limit (413, answered outside) or the client gone
+        except Exception as exc:  # as the application's last exception handler answers
+            return unexpected_error_response(exc)

@@ -339,3 +339,17 @@ def test_the_application_routes_runtime_requests_only(settings: Settings) -> Non
         ("GET", "/api/engine/v2/systems/sys-1"),
     ]:
         assert paths.declaration(method, path) is None, path
+
+
+async def test_a_proxied_body_over_the_limit_is_refused(
+    routed: tuple[httpx.AsyncClient, Node], upstream: Upstream
+) -> None:
+    client, node = routed
+
+    async def streamed() -> AsyncIterator[bytes]:
+        for _ in range(5):
+            yield b" " * node.settings.max_document_bytes
+
+    response = await client.post(EXEC, content=streamed(), headers={"Prefer": "routing=proxy"})
+    assert response.status_code == 413
+    assert upstream.received == []
