@@ -11,7 +11,8 @@ of what it costs through httpx (bench/README.md §8).
 
 Bodies are read whole before `send` returns (the proxied endpoints answer small JSON),
 into a plain ``httpx.Response`` whose ``aiter_raw`` yields them transfer-decoded and
-still content-encoded, as httpx's own does.
+still content-encoded, as httpx's own does. The reverse proxy calls `forward`, which
+returns the same answer as a `ProxyResponse` of the bytes read, headers undecoded.
 """
 
 from __future__ import annotations
