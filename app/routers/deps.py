@@ -77,8 +77,12 @@ def chosen_token(
 
 
 async def presented_token(request: Request) -> str | None:
-    """The token :func:`current_user` authenticates, read outside dependency injection."""
-    return chosen_token(await bearer(request), await api_key(request), await access_token(request))
+    """The token :func:`current_user` authenticates, read outside dependency injection
+    (in :func:`chosen_token`'s order, each place read only when the one before is empty)."""
+    credentials = await bearer(request)
+    if credentials:
+        return credentials.credentials
+    return await api_key(request) or await access_token(request)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
