@@ -256,9 +256,16 @@ EDGE_CONFIGURATION_WRITES = Depends(edge_configuration_writes)
 
 def _declares_routing(matched: object) -> bool:
     """Whether the route a request reached carries a :class:`RoutedBy` declaration."""
-    return isinstance(matched, APIRoute) and any(
-        isinstance(dependency.call, RoutedBy) for dependency in matched.dependant.dependencies
-    )
+    return isinstance(matched, APIRoute) and _routing_declaration(matched) is not None
+
+
+def _routing_declaration(route: object) -> RoutedBy | None:
+    """The :class:`RoutedBy` declaration among a route's dependencies, if it has one."""
+    dependant = getattr(route, "dependant", None)
+    for dependency in dependant.dependencies if dependant is not None else ():
+        if isinstance(dependency.call, RoutedBy):
+            return dependency.call
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,16 +320,10 @@ def _path(route: RouteContext) -> _Path | None:
     if pattern is None:
         return _Path(re.compile(""), None, None)  # unknown: matches everything, decides nothing
     methods = getattr(route, "methods", None)
-    dependant = getattr(route, "dependant", None)
-    declarations = [
-        dependency.call
-        for dependency in (dependant.dependencies if dependant is not None else [])
-        if isinstance(dependency.call, RoutedBy)
-    ]
     return _Path(
         pattern,
         frozenset(methods) if methods is not None else None,
-        declarations[0] if declarations else None,
+        _routing_declaration(route),
         route.original_route,
     )
 
