@@ -71,7 +71,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         # Served by app.routers.docs from local bundles: a site network has no CDN.
         docs_url=None,
         redoc_url=None,
-        dependencies=[EDGE_CONFIGURATION_WRITES],
+        # Only an edge sends configuration writes elsewhere: the master skips the check.
+        dependencies=[EDGE_CONFIGURATION_WRITES] if node.settings.is_edge else [],
     )
     app.state.node = node
     problems.install(app)
@@ -103,8 +104,10 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     app.include_router(placeos.authority_router)
     app.include_router(placeos.router)
     app.include_router(link_ws.router)
-    # Added innermost first: the boot gate, then CORS around it (so redirects carry CORS
-    # headers a browser needs to follow them), then the node header around all.
+    # Added innermost first: proxied requests forwarded before the framework, the boot
+    # gate, then CORS around it (so redirects carry CORS headers a browser needs to
+    # follow them), then the node header around all.
+    app.add_middleware(routing.ForwardRouted, node=node, routes=routing.RoutedPaths(app))
     app.add_middleware(BootGate, boot=node.boot)
     app.add_middleware(RequestLimits, max_body=settings.max_document_bytes)
     if settings.cors_origins:

@@ -11,7 +11,8 @@ of what it costs through httpx (bench/README.md §8).
 
 Bodies are read whole before `send` returns (the proxied endpoints answer small JSON),
 into a plain ``httpx.Response`` whose ``aiter_raw`` yields them transfer-decoded and
-still content-encoded, as httpx's own does.
+still content-encoded, as httpx's own does. The reverse proxy calls `forward`, which
+returns the same answer as a `ProxyResponse` of the bytes read, headers undecoded.
 """
 
 from __future__ import annotations
@@ -40,6 +41,21 @@ class ProxyRequest:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyResponse:
+    """A complete response as it came: header names and values as sent, the body
+    transfer-decoded and still content-encoded."""
+
+    status_code: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def as_httpx(self) -> httpx.Response:
+        return httpx.Response(
+            self.status_code, headers=self.headers, stream=httpx.ByteStream(self.body)
+        )
+
+
 @dataclass(slots=True)
 class _Exchange:
     """What the parser has seen of the response to the request in flight."""
@@ -47,7 +63,7 @@ class _Exchange:
     done: asyncio.Future[None]
     #: A response to HEAD ends with its head, whatever its Content-Length says.
     head_only: bool
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: list[bytes] = field(default_factory=list)
 
 
@@ -81,7 +97,7 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self._exchange is not None
-        self._exchange.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        self._exchange.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         exchange = self._exchange
@@ -101,7 +117,7 @@ class _Connection(asyncio.Protocol):
             exchange.done.set_result(None)
 
     # the client's side
-    async def exchange(self, request: ProxyRequest) -> httpx.Response:
+    async def exchange(self, request: ProxyRequest) -> ProxyResponse:
         assert self._transport is not None
         loop = asyncio.get_running_loop()
         exchange = self._exchange = _Exchange(loop.create_future(), request.method == "HEAD")
@@ -110,10 +126,8 @@ class _Connection(asyncio.Protocol):
             await exchange.done
         finally:
             self._exchange = None
-        return httpx.Response(
-            self._parser.get_status_code(),
-            headers=exchange.headers,
-            stream=httpx.ByteStream(b"".join(exchange.body)),
+        return ProxyResponse(
+            self._parser.get_status_code(), exchange.headers, b"".join(exchange.body)
         )
 
     def close(self) -> None:
@@ -184,6 +198,10 @@ class ProxyClient:
 
     async def send(self, request: ProxyRequest, *, stream: bool = False) -> httpx.Response:
         """The complete response; raises httpx's ``TimeoutException`` or ``HTTPError``."""
+        return (await self.forward(request)).as_httpx()
+
+    async def forward(self, request: ProxyRequest) -> ProxyResponse:
+        """:meth:`send` without building an ``httpx.Response``: what a proxy relays."""
         try:
             async with asyncio.timeout(self._timeout), self._slots:
                 connection = await self._connection(request.origin)

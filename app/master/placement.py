@@ -27,12 +27,12 @@ class MasterPlacement:
             return Placement("here")
         name = f"edge {location!r}"
         supervisor = self._edges.get(location)
-        try:
-            url = (await self._store.get(location)).body.get("api_url")
-        except DocumentNotFound:
-            url = None
         linked = self._links.get(location) is not None
         if supervisor is None:
+            try:
+                url = (await self._store.get(location)).body.get("api_url")
+            except DocumentNotFound:
+                url = None
             return Placement(
                 "elsewhere",
                 name,
@@ -45,7 +45,9 @@ class MasterPlacement:
         return Placement(
             "elsewhere",
             name,
-            url,
+            # Kept by the supervised edges in line with the edge's document, as the
+            # topology is: no store read on every request.
+            self._edges.api_url(location),
             reachable=linked,
             via_link=linked,
             reason=state.control.reason,

@@ -6,7 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from app.node import Node
 from app.services.auth import Principal, require_admin
@@ -16,28 +16,28 @@ from app.services.control import ControlService, PlacementSource
 bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer <token>")
 
 
-def get_node(connection: HTTPConnection) -> Node:
+async def get_node(connection: HTTPConnection) -> Node:
     return cast(Node, connection.app.state.node)
 
 
 NodeDep = Annotated[Node, Depends(get_node)]
 
 
-def get_control(node: NodeDep) -> ControlService:
+async def get_control(node: NodeDep) -> ControlService:
     return node.control
 
 
 ControlDep = Annotated[ControlService, Depends(get_control)]
 
 
-def get_placement(node: NodeDep) -> PlacementSource:
+async def get_placement(node: NodeDep) -> PlacementSource:
     return node.placement
 
 
 PlacementDep = Annotated[PlacementSource, Depends(get_placement)]
 
 
-def get_catalog(node: NodeDep) -> Catalog:
+async def get_catalog(node: NodeDep) -> Catalog:
     return node.catalog
 
 
@@ -66,8 +66,23 @@ async def current_user(
     query_token: Annotated[str | None, Depends(access_token)],
     key: Annotated[str | None, Depends(api_key)],
 ) -> Principal:
-    token = credentials.credentials if credentials else key or query_token
-    return await node.auth.authenticate(token)
+    return await node.auth.authenticate(chosen_token(credentials, key, query_token))
+
+
+def chosen_token(
+    credentials: HTTPAuthorizationCredentials | None, key: str | None, query_token: str | None
+) -> str | None:
+    """The token a request presents: the bearer header, else X-API-Key, else ?access_token."""
+    return credentials.credentials if credentials else key or query_token
+
+
+async def presented_token(request: Request) -> str | None:
+    """The token :func:`current_user` authenticates, read outside dependency injection
+    (in :func:`chosen_token`'s order, each place read only when the one before is empty)."""
+    credentials = await bearer(request)
+    if credentials:
+        return credentials.credentials
+    return await api_key(request) or await access_token(request)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

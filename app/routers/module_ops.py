@@ -31,7 +31,7 @@ def runtime_problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return problems(307, *statuses, 503)
 
 
-def runtime_targets(node: NodeDep) -> RuntimeTargets:
+async def runtime_targets(node: NodeDep) -> RuntimeTargets:
     return RuntimeTargets(node.catalog, node.modules)
 
 

@@ -78,6 +78,11 @@ async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    return unexpected_error_response(exc)
+
+
+def unexpected_error_response(exc: Exception) -> JSONResponse:
+    """A 500 that says nothing of the error but that it was logged (it is, here)."""
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "Internal Server Error", "an unexpected error occurred; see the log")
 

@@ -49,7 +49,7 @@ def install(app: FastAPI, node: Node) -> None:
     app.include_router(router)
 
 
-def get_board(request: Request) -> StatusBoard:
+async def get_board(request: Request) -> StatusBoard:
     return cast(StatusBoard, request.app.state.status_board)
 
 

@@ -441,6 +441,13 @@ async def test_a_binding_waits_for_a_module_that_runs_nowhere_yet(
     edge = await create(http, "/api/edges", {"name": "Away", "failover": False})
     system = await create(http, "/api/systems", {"name": "Far", "edge_control_id": edge["id"]})
     module_id = await add_module(http, echo, "Echo", system_id=system["id"])
+
+    async def applied() -> bool:
+        topology = await server.node.modules.topology()
+        return module_id in topology.systems[system["id"]].body.get("modules", [])
+
+    # The takeover below finds the module only once the master has applied its creation.
+    await wait_until(applied, timeout=10, message="the master to apply the new module")
     resolve = RuntimeTargets.system_module
 
     async def not_running_yet(targets: RuntimeTargets, *args: Any) -> ModuleHandle:

@@ -249,3 +249,107 @@ async def test_a_proxied_answer_carries_each_header_once(
     assert "date" not in response.headers and "server" not in response.headers
     assert response.headers.get_list("x-engine-node") == ["edge:e1"]
     assert response.headers["content-length"] == str(len(response.content))
+
+
+async def test_a_proxied_request_passes_the_framework_by(
+    routed: tuple[httpx.AsyncClient, Node], upstream: Upstream
+) -> None:
+    """The body is passed on unread: FastAPI on the master would refuse it (422)."""
+    client, node = routed
+    upstream.answer = Answer.json(422, {"detail": "edge says no"}, {"X-Engine-Node": "edge:e1"})
+    response = await client.post(
+        EXEC,
+        content=b'{"module": "Display", not json',
+        headers={"Prefer": "routing=proxy", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json() == {"detail": "edge says no"}
+    assert upstream.received[-1].body == b'{"module": "Display", not json'
+    metrics = node.metrics.render().decode()
+    assert 'method="POST",operation="execSystem",status="422"' in metrics
+
+
+async def test_a_proxied_request_authenticates_as_every_request_does(
+    routed: tuple[httpx.AsyncClient, Node], upstream: Upstream
+) -> None:
+    client, _ = routed
+    upstream.answer = Answer.json(200, {"result": 1}, {"X-Engine-Node": "edge:e1"})
+    proxy = {"Prefer": "routing=proxy"}
+    anonymous = httpx.AsyncClient(transport=client._transport, base_url=str(client.base_url))
+    async with anonymous:
+        for headers, query, status in [
+            ({"X-API-Key": ADMIN_TOKEN}, "", 200),
+            ({}, f"?access_token={ADMIN_TOKEN}", 200),
+            ({}, "", 401),
+            ({"Authorization": "Bearer wrong"}, "", 401),
+            # The bearer header wins over a valid key, as for every other route.
+            ({"Authorization": "Bearer wrong", "X-API-Key": ADMIN_TOKEN}, "", 401),
+            ({"Authorization": f"Basic {ADMIN_TOKEN}"}, "", 401),
+        ]:
+            before = len(upstream.received)
+            response = await anonymous.post(EXEC + query, json={}, headers={**proxy, **headers})
+            assert response.status_code == status, (headers, query, response.text)
+            assert len(upstream.received) == before + (status == 200)
+
+
+def test_routed_paths_follow_the_router_order() -> None:
+    from fastapi import Depends, FastAPI
+    from starlette.staticfiles import StaticFiles
+
+    from app.routers.routing import RoutedBy, RoutedPaths
+
+    app = FastAPI()
+    by_system = RoutedBy("system", "system_id")
+
+    @app.get("/x/{system_id}/special")
+    async def special(system_id: str) -> None: ...
+
+    @app.get("/x/{system_id}/{name}", dependencies=[Depends(by_system)])
+    async def routed_route(system_id: str, name: str) -> None: ...
+
+    app.mount("/assets", StaticFiles(directory="."))
+
+    @app.get("/assets/{system_id}", dependencies=[Depends(by_system)])
+    async def shadowed(system_id: str) -> None: ...
+
+    paths = RoutedPaths(app)
+    found = paths.declaration("GET", "/x/s1/power")
+    assert found is not None
+    assert found[0].declaration is by_system
+    assert found[1] == {"system_id": "s1", "name": "power"}
+    assert paths.declaration("GET", "/x/s1/special") is None, "an earlier route takes it"
+    assert paths.declaration("POST", "/x/s1/power") is None, "not the route's method"
+    assert paths.declaration("GET", "/assets/s1") is None, "the mount takes it"
+
+
+def test_the_application_routes_runtime_requests_only(settings: Settings) -> None:
+    from app.routers.routing import RoutedPaths
+
+    paths = RoutedPaths(create_app(settings))
+    for method, path in [
+        ("POST", "/api/systems/sys-1/exec"),
+        ("GET", "/api/modules/mod-1/state"),
+        ("POST", "/api/engine/v2/systems/sys-1/Display_1/power"),
+    ]:
+        assert paths.declaration(method, path) is not None, path
+    for method, path in [
+        ("GET", "/api/systems/sys-1"),
+        ("PATCH", "/api/systems/sys-1"),
+        ("GET", "/api/systems/sys-1/exec"),
+        ("GET", "/api/engine/v2/systems/sys-1"),
+    ]:
+        assert paths.declaration(method, path) is None, path
+
+
+async def test_a_proxied_body_over_the_limit_is_refused(
+    routed: tuple[httpx.AsyncClient, Node], upstream: Upstream
+) -> None:
+    client, node = routed
+
+    async def streamed() -> AsyncIterator[bytes]:
+        for _ in range(5):
+            yield b" " * node.settings.max_document_bytes
+
+    response = await client.post(EXEC, content=streamed(), headers={"Prefer": "routing=proxy"})
+    assert response.status_code == 413
+    assert upstream.received == []
