@@ -28,13 +28,16 @@ from websockets.exceptions import ConnectionClosed
 from app.errors import ContentTooLarge, EngineError
 from app.link.codec import (
     DEFAULT_MAX_SIZE,
+    Call,
     FrameError,
+    Reply,
     decode,
     encode_event,
     encode_failure,
     encode_request,
     encode_result,
     frame_size,
+    read,
 )
 from app.link.codes import CloseCode, ErrorCode
 from app.link.messages import Event, Frame, Request, Response
@@ -303,13 +306,13 @@ class LinkConnection:
 
     async def _dispatch(self, data: str | bytes) -> None:
         try:
-            frame = decode(data, max_size=self._max_size)
+            frame = read(data, max_size=self._max_size)
         except FrameError as exc:
             await self._reject(exc)
             return
-        if isinstance(frame, Response):
+        if isinstance(frame, Reply | Response):
             self._pending.resolve(frame)
-        elif isinstance(frame, Request):
+        elif isinstance(frame, Call | Request):
             task = asyncio.create_task(self._answer(frame))
             self._handler_tasks.add(task)
             task.add_done_callback(self._handler_tasks.discard)
@@ -351,7 +354,7 @@ class LinkConnection:
         except Exception:
             logger.exception("handling event %r from %s failed", event.event, self._name)
 
-    async def _answer(self, request: Request) -> None:
+    async def _answer(self, request: Call | Request) -> None:
         reply = await self._reply(request)
         with suppress(LinkClosed):
             try:
@@ -363,7 +366,7 @@ class LinkConnection:
                     encode_failure(request.id, ErrorCode.TOO_LARGE, message), "response"
                 )
 
-    async def _reply(self, request: Request) -> str:
+    async def _reply(self, request: Call | Request) -> str:
         """The response's text: written straight from the result, no model built."""
         handler = self._handlers.get(request.op)
         if handler is None:
