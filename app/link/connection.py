@@ -161,8 +161,9 @@ class LinkConnection:
 
     Start it after the handshake and keep `run` running while it is used: `run` reads
     the replies and drives the deadlines. ``name`` names the peer in errors ("edge
-    'edge-1'", "master"). Each incoming request runs in its own task, so replies may go
-    out in any order. Events are handed to ``on_event`` in the order they arrive, one at
+    'edge-1'", "master"). Each incoming request is answered in a task of its own (the
+    one that read it; the reading goes on in a new one), so replies may go out in any
+    order. Events are handed to ``on_event`` in the order they arrive, one at
     a time: keep it quick.
     """
 
@@ -185,7 +186,10 @@ class LinkConnection:
         self._default_timeout = default_timeout
         self._expiry_interval = expiry_interval
         self._pending = PendingRequests(name, clock=time.monotonic)
+        #: The task reading the link and those answering requests.
         self._handler_tasks: set[asyncio.Task[None]] = set()
+        #: Settles when the transport has closed (or reading failed): `run` then returns.
+        self._ended: asyncio.Future[None] | None = None
         #: Set while requests wait: an idle link's deadline checker sleeps for nothing.
         self._awaiting_replies = asyncio.Event()
         self._closed = False
@@ -208,22 +212,52 @@ class LinkConnection:
         On return every pending request has failed with `LinkClosed` and every handler
         task has been cancelled and awaited.
         """
+        ended = self._ended = asyncio.get_running_loop().create_future()
         expiry = asyncio.create_task(self._expire_deadlines())
+        self._read_on()
         try:
-            while True:
-                try:
-                    data = await self._transport.recv()
-                except TransportClosed as exc:
-                    self._log_close(exc)
-                    self._close_code = self._close_code or exc.code
-                    return
-                await self._dispatch(data)
+            await ended
         finally:
             self._mark_closed()
             tasks = [expiry, *self._handler_tasks]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _read_on(self) -> None:
+        """A task that reads the next frames; it ends answering the first request."""
+        task = asyncio.create_task(self._read())
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    async def _read(self) -> None:
+        """Read and dispatch frames up to a request, then answer it in this task, the
+        reading handed on to a new one: the answer goes out without waiting for the loop
+        to start a task, and a slow answer holds up nothing else."""
+        request = None
+        try:
+            while request is None:
+                data = await self._transport.recv()
+                request = await self._dispatch(data)
+        except TransportClosed as exc:
+            self._log_close(exc)
+            self._close_code = self._close_code or exc.code
+            self._end(None)
+            return
+        except Exception as exc:  # not the peer's doing: `run` raises it
+            self._end(exc)
+            return
+        self._read_on()
+        await self._answer(request)
+
+    def _end(self, error: Exception | None) -> None:
+        ended = self._ended
+        if ended is None or ended.done():
+            return
+        if error is None:
+            ended.set_result(None)
+        else:
+            ended.set_exception(error)
 
     async def request(
         self,
@@ -304,23 +338,23 @@ class LinkConnection:
             self._mark_closed()
             raise LinkClosed(self._name, self._close_code) from None
 
-    async def _dispatch(self, data: str | bytes) -> None:
+    async def _dispatch(self, data: str | bytes) -> Call | Request | None:
+        """Settle a response, deliver an event, answer a bad frame; a request is returned."""
         try:
             frame = read(data, max_size=self._max_size)
         except FrameError as exc:
             await self._reject(exc)
-            return
+            return None
         if isinstance(frame, Reply | Response):
             self._pending.resolve(frame)
         elif isinstance(frame, Call | Request):
-            task = asyncio.create_task(self._answer(frame))
-            self._handler_tasks.add(task)
-            task.add_done_callback(self._handler_tasks.discard)
+            return frame
         elif isinstance(frame, Event):
             await self._deliver(frame)
         else:
             message = f"no {frame.type} frame after handshake"
             await self._notify_error(ErrorCode.UNEXPECTED_FRAME, message)
+        return None
 
     async def _reject(self, error: FrameError) -> None:
         logger.warning("%s sent a bad frame: %s", self._name, error.message)
