@@ -70,6 +70,30 @@ async def test_many_requests_in_flight_are_answered_out_of_order() -> None:
     assert finished == list(reversed(range(200)))
 
 
+async def test_each_request_is_answered_in_a_task_of_its_own_the_link_reading_on() -> None:
+    tasks: dict[int, asyncio.Task[Any] | None] = {}
+
+    async def who(args: dict[str, Any]) -> int:
+        n = args["n"]
+        tasks[n] = asyncio.current_task()
+        if n == 0:  # as a module's deadline does: cancel the task the call runs in
+            current = asyncio.current_task()
+            assert current is not None
+            current.cancel()
+            await asyncio.sleep(0)
+        return int(n)
+
+    master, edge = connect({"who": who})
+    async with serving(master, edge) as runs:
+        cancelled = asyncio.create_task(master.request("who", {"n": 0}, timeout=WAIT))
+        answered = [await master.request("who", {"n": n}) for n in (1, 2)]
+        assert not edge.closed
+        cancelled.cancel()
+
+    assert answered == [1, 2]
+    assert len({id(task) for task in tasks.values()} | {id(run) for run in runs}) == 5
+
+
 async def test_requests_flow_both_ways_on_one_link() -> None:
     async def edge_status(args: dict[str, Any]) -> str:
         return "edge ok"
