@@ -20,6 +20,7 @@ from contextlib import suppress
 from typing import Any, Protocol, TypeVar
 
 from pydantic_core import PydanticSerializationError
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 from starlette.websockets import WebSocketState as StarletteState
 from websockets.asyncio.connection import Connection
@@ -113,23 +114,35 @@ class WebsocketsTransport:
 
 
 class StarletteTransport:
-    """A `FrameTransport` over an accepted Starlette ``WebSocket``."""
+    """A `FrameTransport` over an accepted Starlette ``WebSocket``.
+
+    Frames go straight to and from the ASGI channel the socket was accepted on, as
+    Starlette's own ``send``/``receive`` pass them on after checking the socket's state:
+    on the master's hot path those checks and their two extra coroutines per frame were
+    the price of nothing, so this transport keeps the little state it needs itself.
+    """
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
+        # The channel Starlette itself reads and writes (its own attributes since 0.1).
+        self._receive = websocket._receive
+        self._send = websocket._send
+        self._disconnect: Message | None = None
 
     async def send(self, text: str) -> None:
+        if self._disconnect is not None or (
+            self._websocket.application_state is not StarletteState.CONNECTED
+        ):
+            raise TransportClosed("websocket closed")
         try:
-            await self._websocket.send_text(text)
-        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+            await self._send({"type": "websocket.send", "text": text})
+        except OSError as exc:  # the server's "client disconnected"
             raise TransportClosed("websocket closed") from exc
 
     async def recv(self) -> str | bytes:
-        try:
-            message = await self._websocket.receive()
-        except WebSocketDisconnected as exc:
-            raise TransportClosed("websocket closed") from exc
+        message = self._disconnect or await self._receive()
         if message["type"] == "websocket.disconnect":
+            self._disconnect = message
             code, reason = message.get("code"), message.get("reason") or ""
             raise TransportClosed(f"websocket closed with code {code}", code=code, reason=reason)
         text: str | None = message.get("text")
@@ -279,9 +292,10 @@ class LinkConnection:
         )
         self._awaiting_replies.set()
         try:
-            # When the send finds the link down, the reply has failed with all the others.
-            with suppress(LinkClosed):
+            try:  # noqa: SIM105 - suppress() is three more calls per request
                 await self._send(encode_request(request_id, op, args or {}), "request")
+            except LinkClosed:
+                pass  # the reply has failed with all the others
             return await reply
         finally:
             self._pending.discard(request_id)
@@ -331,7 +345,8 @@ class LinkConnection:
                 size=size,
                 limit=self._max_size,
             )
-        self._largest_sent = max(self._largest_sent, size)
+        if size > self._largest_sent:
+            self._largest_sent = size
         try:
             await self._transport.send(text)
         except TransportClosed:
@@ -390,15 +405,17 @@ class LinkConnection:
 
     async def _answer(self, request: Call | Request) -> None:
         reply = await self._reply(request)
-        with suppress(LinkClosed):
-            try:
-                await self._send(reply, "response")
-            except ContentTooLarge as exc:
-                logger.warning("the answer to %r from %s: %s", request.op, self._name, exc.detail)
-                message = f"the result of {request.op!r} is too large: {exc.detail}"
+        try:
+            await self._send(reply, "response")
+        except ContentTooLarge as exc:
+            logger.warning("the answer to %r from %s: %s", request.op, self._name, exc.detail)
+            message = f"the result of {request.op!r} is too large: {exc.detail}"
+            with suppress(LinkClosed):
                 await self._send(
                     encode_failure(request.id, ErrorCode.TOO_LARGE, message), "response"
                 )
+        except LinkClosed:
+            pass  # nobody to answer
 
     async def _reply(self, request: Call | Request) -> str:
         """The response's text: written straight from the result, no model built."""
