@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from contextlib import suppress
 from typing import Any, Protocol, TypeVar
 
@@ -169,14 +169,41 @@ async def receive_frame(
     return frame
 
 
+class _Resumed:
+    """Awaits a coroutine that has already run up to its first wait, on ``waiting_on``
+    (what its ``send(None)`` yielded): ``await coroutine`` without the first step."""
+
+    __slots__ = ("_coroutine", "_waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, waiting_on = self._coroutine, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # a cancellation, say: the coroutine handles it
+                try:
+                    waiting_on = coroutine.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting_on = coroutine.send(sent)
+                except StopIteration:
+                    return
+
+
 class LinkConnection:
     """Requests, responses and events over one transport, many in flight at once.
 
     Start it after the handshake and keep `run` running while it is used: `run` reads
     the replies and drives the deadlines. ``name`` names the peer in errors ("edge
-    'edge-1'", "master"). Each incoming request is answered in a task of its own (the
-    one that read it; the reading goes on in a new one), so replies may go out in any
-    order. Events are handed to ``on_event`` in the order they arrive, one at
+    'edge-1'", "master"). A request is answered as it is read; one whose answer has to
+    wait is left to wait in a task of its own while the reading goes on, so replies may
+    go out in any order. Events are handed to ``on_event`` in the order they arrive, one at
     a time: keep it quick.
     """
 
@@ -238,30 +265,54 @@ class LinkConnection:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _read_on(self) -> None:
-        """A task that reads the next frames; it ends answering the first request."""
+        """A task that reads the next frames (and answers the requests among them)."""
         task = asyncio.create_task(self._read())
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)
 
     async def _read(self) -> None:
-        """Read and dispatch frames up to a request, then answer it in this task, the
-        reading handed on to a new one: the answer goes out without waiting for the loop
-        to start a task, and a slow answer holds up nothing else."""
-        request = None
-        try:
-            while request is None:
-                data = await self._transport.recv()
-                request = await self._dispatch(data)
-        except TransportClosed as exc:
-            self._log_close(exc)
-            self._close_code = self._close_code or exc.code
-            self._end(None)
-            return
-        except Exception as exc:  # not the peer's doing: `run` raises it
-            self._end(exc)
+        """Read and dispatch frames; answer each request here, and when an answer has to
+        wait, leave this task to it and hand the reading on to a new one.
+
+        Most answers (an exec of a method that returns at once, a ping) never wait: they
+        go out with no task started for them (a task per request cost the edge a task and
+        a turn of the loop before every answer). One that waits keeps this task, as a
+        task of its own would: a module's deadline cancels the task a call runs in, and
+        a slow answer holds up nothing else.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        while True:
+            try:
+                request = await self._dispatch(await self._transport.recv())
+            except TransportClosed as exc:
+                self._log_close(exc)
+                self._close_code = self._close_code or exc.code
+                self._end(None)
+                return
+            except Exception as exc:  # not the peer's doing: `run` raises it
+                self._end(exc)
+                return
+            if request is None:
+                continue
+            answering = self._answer(request)
+            try:
+                waiting_on = answering.send(None)
+            except StopIteration:
+                if task.cancelling():  # the answer cancelled its own task: leave it so
+                    break
+                continue
+            except asyncio.CancelledError:
+                if task.cancelling():
+                    raise
+                continue  # raised by the handler, not a cancellation of this task
+            except Exception:
+                logger.exception("answering %r from %s failed", request.op, self._name)
+                continue
+            self._read_on()
+            await _Resumed(answering, waiting_on)
             return
         self._read_on()
-        await self._answer(request)
 
     def _end(self, error: Exception | None) -> None:
         ended = self._ended

@@ -70,28 +70,32 @@ async def test_many_requests_in_flight_are_answered_out_of_order() -> None:
     assert finished == list(reversed(range(200)))
 
 
-async def test_each_request_is_answered_in_a_task_of_its_own_the_link_reading_on() -> None:
-    tasks: dict[int, asyncio.Task[Any] | None] = {}
+@pytest.mark.parametrize("when", ["after waiting", "at once", "raising"])
+async def test_a_handler_cancelling_its_own_task_leaves_the_link_reading(when: str) -> None:
+    """As a module's deadline does: it cancels the task the call runs in."""
 
-    async def who(args: dict[str, Any]) -> int:
-        n = args["n"]
-        tasks[n] = asyncio.current_task()
-        if n == 0:  # as a module's deadline does: cancel the task the call runs in
-            current = asyncio.current_task()
-            assert current is not None
-            current.cancel()
+    async def cancel_own_task(args: dict[str, Any]) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        if when == "after waiting":
             await asyncio.sleep(0)
-        return int(n)
+        if when == "raising":
+            raise asyncio.CancelledError
+        current.cancel()
+        if when == "after waiting":
+            await asyncio.sleep(0)
 
-    master, edge = connect({"who": who})
-    async with serving(master, edge) as runs:
-        cancelled = asyncio.create_task(master.request("who", {"n": 0}, timeout=WAIT))
-        answered = [await master.request("who", {"n": n}) for n in (1, 2)]
+    async def echo(args: dict[str, Any]) -> dict[str, Any]:
+        return args
+
+    master, edge = connect({"cancel": cancel_own_task, "echo": echo})
+    async with serving(master, edge):
+        unanswered = asyncio.create_task(master.request("cancel", timeout=WAIT))
+        answered = [await master.request("echo", {"n": n}) for n in (1, 2)]
         assert not edge.closed
-        cancelled.cancel()
+        unanswered.cancel()
 
-    assert answered == [1, 2]
-    assert len({id(task) for task in tasks.values()} | {id(run) for run in runs}) == 5
+    assert answered == [{"n": 1}, {"n": 2}]
 
 
 async def test_requests_flow_both_ways_on_one_link() -> None:
