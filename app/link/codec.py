@@ -141,7 +141,7 @@ def read(data: str | bytes, *, max_size: int) -> Call | Reply | Frame:
     Returns a `Call` or a `Reply` for those, the frame's model for anything else; raises
     `FrameError` as `decode` does, for the same frames with the same messages.
     """
-    check_size(data, max_size)
+    _check_size(data, max_size)
     if type(data) is str and data.count("{") + data.count("[") <= _FAST_BRACKETS:
         frame = _read_common(data)
         if frame is not None:
@@ -176,11 +176,11 @@ def _read_common(text: str) -> Call | Reply | None:
 
 def decode(data: str | bytes, *, max_size: int) -> Frame:
     """Parse and validate one frame; raises `FrameError` (too_large, bad_json, bad_frame)."""
-    check_size(data, max_size)
+    _check_size(data, max_size)
     return _validate(data)
 
 
-def check_size(data: str | bytes, max_size: int) -> None:
+def _check_size(data: str | bytes, max_size: int) -> None:
     """Raises `FrameError` (too_large) for a frame over ``max_size`` bytes."""
     size = frame_size(data)
     if size > max_size:

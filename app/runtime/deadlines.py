@@ -31,6 +31,8 @@ class Deadlines(Generic[T]):
         self._queues: dict[float, dict[T, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        #: The loop the deadlines are on.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
@@ -38,6 +40,8 @@ class Deadlines(Generic[T]):
     def add(self, item: T, timeout: float) -> None:
         """Hand ``item`` to ``on_due`` ``timeout`` seconds from now, unless removed first."""
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # what another loop held went with it
+            self._loop, self._queues, self._timer, self._timer_at = loop, {}, None, math.inf
         deadline = loop.time() + timeout
         queue = self._queues.get(timeout)
         if queue is None:

@@ -48,3 +48,18 @@ async def test_an_earlier_deadline_added_later_moves_the_timer_forward() -> None
 
     assert len(deadlines) == 1
     deadlines.remove("in an hour", 3600)
+
+
+def test_deadlines_outlive_an_event_loop() -> None:
+    due: list[str] = []
+    deadlines: Deadlines[str] = Deadlines(due.append)
+
+    async def add_and_leave() -> None:
+        deadlines.add("left behind", 0.01)  # its loop closes before the timer fires
+
+    async def add_and_wait() -> None:
+        deadlines.add("on time", 0.05)
+        await wait_until(lambda: due == ["on time"], timeout=5)
+
+    asyncio.run(add_and_leave())
+    asyncio.run(add_and_wait())
