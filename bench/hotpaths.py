@@ -6,12 +6,13 @@ elsewhere falls on all alike; the figure is the median round's time per operatio
 
 - **codec**: writing and reading a link request (the exec frame), a small response,
   and a 1,000-change replica batch: pydantic's ``model_dump_json`` and
-  ``validate_json``, orjson, and msgspec when it is installed (it is not a
-  dependency: it is listed when present, for comparison);
+  ``validate_json``, the link's ``read`` (msgspec and a check of the envelope), orjson
+  and msgspec;
 - **argument check**: ``inspect.Signature.bind`` per call against the `Arity`
   compiled once per command;
 - **a call's task**: awaiting a coroutine in a task of its own under
-  ``asyncio.timeout`` against running it in the caller's task with a timer;
+  ``asyncio.timeout`` against running it in the caller's task with a timer of its own,
+  or with the module's one timer (`Deadlines`);
 - **proxy client**: one forwarded request to a loopback server answering at once,
   with httpx's ``AsyncClient`` against `app.proxy_client.ProxyClient`.
 """
@@ -28,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 
 from app.link import Request, Response, decode, encode
+from app.link.codec import read
 from app.link.messages import FRAME_ADAPTER
 from app.proxy_client import ProxyClient
+from app.runtime.deadlines import Deadlines
 from app.runtime.introspect import Arity
 from bench.link import PAYLOAD, exec_args
 
@@ -102,10 +106,6 @@ def codec(count: int, rounds: int) -> dict[str, Any]:
         "small response": Response.success(12345, PAYLOAD),
         "replica batch (1,000 changes)": _replica_batch(),
     }
-    try:
-        import msgspec
-    except ImportError:  # only in the bench extra
-        msgspec = None  # type: ignore[assignment]
     rows: dict[str, Any] = {}
     for name, frame in frames.items():
         text = encode(frame)
@@ -115,15 +115,15 @@ def codec(count: int, rounds: int) -> dict[str, Any]:
             "orjson, from the frame (now)": partial(encode, frame),
         }
         reads: dict[str, Op] = {
-            "pydantic validate_json (before, now)": partial(decode, text, max_size=1 << 22),
+            "pydantic validate_json (before)": partial(decode, text, max_size=1 << 22),
+            "msgspec + envelope check, else pydantic (now)": partial(read, text, max_size=1 << 22),
             "orjson.loads + validate_python": partial(_orjson_then_pydantic, text),
             "orjson.loads, parse only": partial(orjson.loads, text),
+            "msgspec.json.decode, parse only": partial(msgspec.json.decode, text),
         }
-        if msgspec is not None:
-            wire = orjson.loads(text)
-            writes["msgspec.json.encode of the frame's dict"] = partial(msgspec.json.encode, wire)
-            writes["orjson.dumps of the frame's dict"] = partial(orjson.dumps, wire)
-            reads["msgspec.json.decode, parse only"] = partial(msgspec.json.decode, text)
+        wire = orjson.loads(text)
+        writes["msgspec.json.encode of the frame's dict"] = partial(msgspec.json.encode, wire)
+        writes["orjson.dumps of the frame's dict"] = partial(orjson.dumps, wire)
         rows[name] = {
             "bytes": len(text),
             "write_us": compare(writes, n, rounds),
@@ -166,10 +166,21 @@ async def call_task(count: int, rounds: int) -> dict[str, float]:
         finally:
             timer.cancel()
 
+    deadlines: Deadlines[object] = Deadlines(lambda _: None)
+
+    async def callers_task_one_timer() -> Any:
+        call = object()
+        deadlines.add(call, 10)
+        try:
+            return await command()
+        finally:
+            deadlines.remove(call, 10)
+
     return await compare_async(
         {
-            "own task + asyncio.timeout (before)": own_task,
-            "caller's task + a timer (now)": callers_task,
+            "own task + asyncio.timeout (first)": own_task,
+            "caller's task + a timer (before)": callers_task,
+            "caller's task + the module's one timer (now)": callers_task_one_timer,
         },
         count,
         rounds,

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from contextlib import suppress
 from typing import Any, Protocol, TypeVar
 
 from pydantic_core import PydanticSerializationError
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 from starlette.websockets import WebSocketState as StarletteState
 from websockets.asyncio.connection import Connection
@@ -28,13 +29,16 @@ from websockets.exceptions import ConnectionClosed
 from app.errors import ContentTooLarge, EngineError
 from app.link.codec import (
     DEFAULT_MAX_SIZE,
+    Call,
     FrameError,
+    Reply,
     decode,
     encode_event,
     encode_failure,
     encode_request,
     encode_result,
     frame_size,
+    read,
 )
 from app.link.codes import CloseCode, ErrorCode
 from app.link.messages import Event, Frame, Request, Response
@@ -110,23 +114,35 @@ class WebsocketsTransport:
 
 
 class StarletteTransport:
-    """A `FrameTransport` over an accepted Starlette ``WebSocket``."""
+    """A `FrameTransport` over an accepted Starlette ``WebSocket``.
+
+    Frames go straight to and from the ASGI channel the socket was accepted on, as
+    Starlette's own ``send``/``receive`` pass them on after checking the socket's state:
+    on the master's hot path those checks and their two extra coroutines per frame were
+    the price of nothing, so this transport keeps the little state it needs itself.
+    """
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
+        # The channel Starlette itself reads and writes (its own attributes since 0.1).
+        self._receive = websocket._receive
+        self._send = websocket._send
+        self._disconnect: Message | None = None
 
     async def send(self, text: str) -> None:
+        if self._disconnect is not None or (
+            self._websocket.application_state is not StarletteState.CONNECTED
+        ):
+            raise TransportClosed("websocket closed")
         try:
-            await self._websocket.send_text(text)
-        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+            await self._send({"type": "websocket.send", "text": text})
+        except OSError as exc:  # the server's "client disconnected"
             raise TransportClosed("websocket closed") from exc
 
     async def recv(self) -> str | bytes:
-        try:
-            message = await self._websocket.receive()
-        except WebSocketDisconnected as exc:
-            raise TransportClosed("websocket closed") from exc
+        message = self._disconnect or await self._receive()
         if message["type"] == "websocket.disconnect":
+            self._disconnect = message
             code, reason = message.get("code"), message.get("reason") or ""
             raise TransportClosed(f"websocket closed with code {code}", code=code, reason=reason)
         text: str | None = message.get("text")
@@ -153,13 +169,41 @@ async def receive_frame(
     return frame
 
 
+class _Resumed:
+    """Awaits a coroutine that has already run up to its first wait, on ``waiting_on``
+    (what its ``send(None)`` yielded): ``await coroutine`` without the first step."""
+
+    __slots__ = ("_coroutine", "_waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, waiting_on = self._coroutine, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # a cancellation, say: the coroutine handles it
+                try:
+                    waiting_on = coroutine.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting_on = coroutine.send(sent)
+                except StopIteration:
+                    return
+
+
 class LinkConnection:
     """Requests, responses and events over one transport, many in flight at once.
 
     Start it after the handshake and keep `run` running while it is used: `run` reads
     the replies and drives the deadlines. ``name`` names the peer in errors ("edge
-    'edge-1'", "master"). Each incoming request runs in its own task, so replies may go
-    out in any order. Events are handed to ``on_event`` in the order they arrive, one at
+    'edge-1'", "master"). A request is answered as it is read; one whose answer has to
+    wait is left to wait in a task of its own while the reading goes on, so replies may
+    go out in any order. Events are handed to ``on_event`` in the order they arrive, one at
     a time: keep it quick.
     """
 
@@ -182,7 +226,10 @@ class LinkConnection:
         self._default_timeout = default_timeout
         self._expiry_interval = expiry_interval
         self._pending = PendingRequests(name, clock=time.monotonic)
+        #: The task reading the link and those answering requests.
         self._handler_tasks: set[asyncio.Task[None]] = set()
+        #: Settles when the transport has closed (or reading failed): `run` then returns.
+        self._ended: asyncio.Future[None] | None = None
         #: Set while requests wait: an idle link's deadline checker sleeps for nothing.
         self._awaiting_replies = asyncio.Event()
         self._closed = False
@@ -205,22 +252,76 @@ class LinkConnection:
         On return every pending request has failed with `LinkClosed` and every handler
         task has been cancelled and awaited.
         """
+        ended = self._ended = asyncio.get_running_loop().create_future()
         expiry = asyncio.create_task(self._expire_deadlines())
+        self._read_on()
         try:
-            while True:
-                try:
-                    data = await self._transport.recv()
-                except TransportClosed as exc:
-                    self._log_close(exc)
-                    self._close_code = self._close_code or exc.code
-                    return
-                await self._dispatch(data)
+            await ended
         finally:
             self._mark_closed()
             tasks = [expiry, *self._handler_tasks]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _read_on(self) -> None:
+        """A task that reads the next frames (and answers the requests among them)."""
+        task = asyncio.create_task(self._read())
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    async def _read(self) -> None:
+        """Read and dispatch frames; answer each request here, and when an answer has to
+        wait, leave this task to it and hand the reading on to a new one.
+
+        Most answers (an exec of a method that returns at once, a ping) never wait: they
+        go out with no task started for them (a task per request cost the edge a task and
+        a turn of the loop before every answer). One that waits keeps this task, as a
+        task of its own would: a module's deadline cancels the task a call runs in, and
+        a slow answer holds up nothing else.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        while True:
+            try:
+                request = await self._dispatch(await self._transport.recv())
+            except TransportClosed as exc:
+                self._log_close(exc)
+                self._close_code = self._close_code or exc.code
+                self._end(None)
+                return
+            except Exception as exc:  # not the peer's doing: `run` raises it
+                self._end(exc)
+                return
+            if request is None:
+                continue
+            answering = self._answer(request)
+            try:
+                waiting_on = answering.send(None)
+            except StopIteration:
+                if task.cancelling():  # the answer cancelled its own task: leave it so
+                    break
+                continue
+            except asyncio.CancelledError:
+                if task.cancelling():
+                    raise
+                continue  # raised by the handler, not a cancellation of this task
+            except Exception:
+                logger.exception("answering %r from %s failed", request.op, self._name)
+                continue
+            self._read_on()
+            await _Resumed(answering, waiting_on)
+            return
+        self._read_on()
+
+    def _end(self, error: Exception | None) -> None:
+        ended = self._ended
+        if ended is None or ended.done():
+            return
+        if error is None:
+            ended.set_result(None)
+        else:
+            ended.set_exception(error)
 
     async def request(
         self,
@@ -242,9 +343,10 @@ class LinkConnection:
         )
         self._awaiting_replies.set()
         try:
-            # When the send finds the link down, the reply has failed with all the others.
-            with suppress(LinkClosed):
+            try:  # noqa: SIM105 - suppress() is three more calls per request
                 await self._send(encode_request(request_id, op, args or {}), "request")
+            except LinkClosed:
+                pass  # the reply has failed with all the others
             return await reply
         finally:
             self._pending.discard(request_id)
@@ -294,30 +396,31 @@ class LinkConnection:
                 size=size,
                 limit=self._max_size,
             )
-        self._largest_sent = max(self._largest_sent, size)
+        if size > self._largest_sent:
+            self._largest_sent = size
         try:
             await self._transport.send(text)
         except TransportClosed:
             self._mark_closed()
             raise LinkClosed(self._name, self._close_code) from None
 
-    async def _dispatch(self, data: str | bytes) -> None:
+    async def _dispatch(self, data: str | bytes) -> Call | Request | None:
+        """Settle a response, deliver an event, answer a bad frame; a request is returned."""
         try:
-            frame = decode(data, max_size=self._max_size)
+            frame = read(data, max_size=self._max_size)
         except FrameError as exc:
             await self._reject(exc)
-            return
-        if isinstance(frame, Response):
+            return None
+        if isinstance(frame, Reply | Response):
             self._pending.resolve(frame)
-        elif isinstance(frame, Request):
-            task = asyncio.create_task(self._answer(frame))
-            self._handler_tasks.add(task)
-            task.add_done_callback(self._handler_tasks.discard)
+        elif isinstance(frame, Call | Request):
+            return frame
         elif isinstance(frame, Event):
             await self._deliver(frame)
         else:
             message = f"no {frame.type} frame after handshake"
             await self._notify_error(ErrorCode.UNEXPECTED_FRAME, message)
+        return None
 
     async def _reject(self, error: FrameError) -> None:
         logger.warning("%s sent a bad frame: %s", self._name, error.message)
@@ -351,19 +454,21 @@ class LinkConnection:
         except Exception:
             logger.exception("handling event %r from %s failed", event.event, self._name)
 
-    async def _answer(self, request: Request) -> None:
+    async def _answer(self, request: Call | Request) -> None:
         reply = await self._reply(request)
-        with suppress(LinkClosed):
-            try:
-                await self._send(reply, "response")
-            except ContentTooLarge as exc:
-                logger.warning("the answer to %r from %s: %s", request.op, self._name, exc.detail)
-                message = f"the result of {request.op!r} is too large: {exc.detail}"
+        try:
+            await self._send(reply, "response")
+        except ContentTooLarge as exc:
+            logger.warning("the answer to %r from %s: %s", request.op, self._name, exc.detail)
+            message = f"the result of {request.op!r} is too large: {exc.detail}"
+            with suppress(LinkClosed):
                 await self._send(
                     encode_failure(request.id, ErrorCode.TOO_LARGE, message), "response"
                 )
+        except LinkClosed:
+            pass  # nobody to answer
 
-    async def _reply(self, request: Request) -> str:
+    async def _reply(self, request: Call | Request) -> str:
         """The response's text: written straight from the result, no model built."""
         handler = self._handlers.get(request.op)
         if handler is None:

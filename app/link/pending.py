@@ -14,6 +14,7 @@ from itertools import count
 from typing import Any
 
 from app.errors import EngineError, GatewayTimeout, Unavailable
+from app.link.codec import Reply
 from app.link.codes import ErrorCode, domain_code
 from app.link.messages import Response
 
@@ -80,7 +81,7 @@ class PendingRequests:
         self._waiting[request_id] = _Waiting(op, timeout, self._clock() + timeout, reply)
         return request_id, reply
 
-    def resolve(self, response: Response) -> bool:
+    def resolve(self, response: Response | Reply) -> bool:
         """Settle the request the response answers; False when nobody waits for it."""
         waiting = self._waiting.pop(response.id, None)
         if waiting is None or waiting.reply.done():

@@ -70,6 +70,34 @@ async def test_many_requests_in_flight_are_answered_out_of_order() -> None:
     assert finished == list(reversed(range(200)))
 
 
+@pytest.mark.parametrize("when", ["after waiting", "at once", "raising"])
+async def test_a_handler_cancelling_its_own_task_leaves_the_link_reading(when: str) -> None:
+    """As a module's deadline does: it cancels the task the call runs in."""
+
+    async def cancel_own_task(args: dict[str, Any]) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        if when == "after waiting":
+            await asyncio.sleep(0)
+        if when == "raising":
+            raise asyncio.CancelledError
+        current.cancel()
+        if when == "after waiting":
+            await asyncio.sleep(0)
+
+    async def echo(args: dict[str, Any]) -> dict[str, Any]:
+        return args
+
+    master, edge = connect({"cancel": cancel_own_task, "echo": echo})
+    async with serving(master, edge):
+        unanswered = asyncio.create_task(master.request("cancel", timeout=WAIT))
+        answered = [await master.request("echo", {"n": n}) for n in (1, 2)]
+        assert not edge.closed
+        unanswered.cancel()
+
+    assert answered == [{"n": 1}, {"n": 2}]
+
+
 async def test_requests_flow_both_ways_on_one_link() -> None:
     async def edge_status(args: dict[str, Any]) -> str:
         return "edge ok"

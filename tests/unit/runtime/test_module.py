@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from app.errors import Conflict, DriverFailed, GatewayTimeout, InvalidField, NotFound
+from app.link import LinkConnection, LinkRequestError
 from app.runtime import ModuleManager
+from tests.unit.link.memory import memory_pair
 from tests.unit.runtime.conftest import (
     Changes,
     DriverWriter,
@@ -93,6 +96,29 @@ async def test_a_call_outliving_its_timeout_is_a_504_and_is_cancelled(
     with pytest.raises(GatewayTimeout, match=r"hang did not return within 0\.05 s"):
         await manager.exec(running, "hang", timeout=0.05)
 
+    assert journal[-2:] == [("hang", running), ("cancelled", running)]
+
+
+async def test_a_call_over_the_link_times_out_in_its_own_task_and_the_link_reads_on(
+    manager: ModuleManager, running: str, journal: Journal
+) -> None:
+    """The link answers a request in the task that read it until the answer waits; the
+    deadline then cancels that task alone, never the link's reading."""
+
+    async def exec_(args: dict[str, Any]) -> Any:
+        return await manager.exec(running, args["method"], args["args"], timeout=args["timeout"])
+
+    master_end, edge_end = memory_pair()
+    master = LinkConnection(master_end, handlers={}, name="edge")
+    edge = LinkConnection(edge_end, handlers={"exec": exec_}, name="master")
+    runs = [asyncio.create_task(master.run()), asyncio.create_task(edge.run())]
+    try:
+        with pytest.raises(LinkRequestError, match=r"hang did not return within 0\.05 s"):
+            await master.request("exec", {"method": "hang", "args": [], "timeout": 0.05})
+        assert await master.request("exec", {"method": "add", "args": [1], "timeout": 1}) == 3
+    finally:
+        await master.close()
+        await asyncio.gather(*runs)
     assert journal[-2:] == [("hang", running), ("cancelled", running)]
 
 
