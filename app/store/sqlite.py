@@ -37,6 +37,8 @@ from app.store.base import (
     Document,
     DocumentExists,
     DocumentNotFound,
+    EncodedChange,
+    EncodedChangeBatch,
     FeedCompacted,
     JsonObject,
     Page,
@@ -81,6 +83,13 @@ COMMIT;
 """
 DOCUMENT_COLUMNS = "id, type, version, seq, body"
 CHANGE_COLUMNS = "seq, id, type, version, deleted, body"
+#: A change as the JSON text of ``Change.as_json`` (same keys, same order), written by
+#: SQLite from the stored body text: nothing is parsed.
+ENCODED_CHANGE_COLUMNS = """seq, id, type,
+    '{"seq":' || seq || ',"id":' || json_quote(id) || ',"type":' || json_quote(type)
+    || ',"version":' || json_quote(version)
+    || ',"deleted":' || CASE WHEN deleted THEN 'true' ELSE 'false' END
+    || ',"body":' || coalesce(body, 'null') || '}'"""
 UPSERT = """
 INSERT INTO docs (id, type, seq, version, source_seq, deleted, body)
 VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -134,6 +143,8 @@ class SqliteStore:
         self._conn: aiosqlite.Connection | None = None
         self._writable = False
         self._notifier: SequenceNotifier | None = None
+        #: Moved on by every write transaction, under the lock, before it writes.
+        self._generation = 0
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -192,19 +203,7 @@ class SqliteStore:
         return Page(items=items, total=total, next_after=items[-1].id if more else None)
 
     async def changes_since(self, seq: int, *, limit: int = 500, horizon: int = 0) -> ChangeBatch:
-        require_positive("limit", limit)
-        async with self._transaction() as tx:
-            last_seq = await tx.meta("last_seq")
-            purged_seq = await tx.meta("purged_seq")
-            missed_purge = 0 < seq < purged_seq and purged_seq > horizon
-            if missed_purge or seq > last_seq:
-                raise FeedCompacted(seq, purged_seq)
-            rows = await tx.fetch(
-                f"SELECT {CHANGE_COLUMNS} FROM docs"
-                " WHERE seq > ? AND type NOT IN (SELECT value FROM json_each(?))"
-                " ORDER BY seq LIMIT ?",
-                (seq, MASTER_ONLY_JSON, limit + 1),
-            )
+        rows, last_seq, purged_seq, _ = await self._feed(CHANGE_COLUMNS, seq, limit, horizon)
         changes = [_change(row) for row in rows[:limit]]
         more = len(rows) > limit
         return ChangeBatch(
@@ -213,6 +212,48 @@ class SqliteStore:
             more=more,
             horizon=purged_seq,
         )
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    async def encoded_changes_since(
+        self, seq: int, *, limit: int = 500, horizon: int = 0
+    ) -> EncodedChangeBatch:
+        rows, last_seq, purged_seq, generation = await self._feed(
+            ENCODED_CHANGE_COLUMNS, seq, limit, horizon
+        )
+        changes = [EncodedChange(*row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return EncodedChangeBatch(
+            changes=changes,
+            last_seq=changes[-1].seq if more else last_seq,
+            more=more,
+            horizon=purged_seq,
+            generation=generation,
+        )
+
+    async def _feed(
+        self, columns: str, seq: int, limit: int, horizon: int
+    ) -> tuple[list[Any], int, int, int]:
+        """Up to ``limit + 1`` rows of the feed after ``seq``; the last and purged
+        sequences; the generation they were read at (a write moves it under the lock,
+        before it changes anything)."""
+        require_positive("limit", limit)
+        async with self._transaction() as tx:
+            generation = self._generation
+            last_seq = await tx.meta("last_seq")
+            purged_seq = await tx.meta("purged_seq")
+            missed_purge = 0 < seq < purged_seq and purged_seq > horizon
+            if missed_purge or seq > last_seq:
+                raise FeedCompacted(seq, purged_seq)
+            rows = await tx.fetch(
+                f"SELECT {columns} FROM docs"
+                " WHERE seq > ? AND type NOT IN (SELECT value FROM json_each(?))"
+                " ORDER BY seq LIMIT ?",
+                (seq, MASTER_ONLY_JSON, limit + 1),
+            )
+        return rows, last_seq, purged_seq, generation
 
     async def last_seq(self) -> int:
         async with self._transaction() as tx:
@@ -342,6 +383,8 @@ class SqliteStore:
         async with self._lock, self._unavailable_on_failure(keep_connection=write):
             notifier = self._require_open()
             conn = await self._connection(write=write)
+            if write:
+                self._generation += 1
             tx = _Transaction(conn)
             try:
                 await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
