@@ -218,6 +218,27 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+#: Changes :func:`changed_types` reads at most before answering "anything".
+TYPES_READ_AT_MOST = 10 * MAX_BATCH
+
+
+async def changed_types(store: Store, since: int) -> set[str] | None:
+    """The types of the documents written after ``since`` (master-only ones aside), or
+    None when that cannot be told cheaply: the feed no longer reaches back that far, or
+    more than :data:`TYPES_READ_AT_MOST` changes were made."""
+    kinds: set[str] = set()
+    read, more = 0, True
+    try:
+        while more and read < TYPES_READ_AT_MOST:
+            batch = await _read(store, ReplicaChangesArgs(since=since))
+            kinds.update(change.type for change in batch.changes)
+            read += len(batch.changes)
+            since, more = batch.last_seq, batch.more
+    except ResyncRequired:
+        return None
+    return None if more else kinds
+
+
 async def versions_since(store: Store, seq: int) -> tuple[dict[str, str | None], int]:
     """Every document changed after ``seq``: its new version, or None when deleted.
 

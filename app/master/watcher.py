@@ -1,4 +1,11 @@
-"""Every committed configuration write: tell the edges, reconcile modules and supervisors."""
+"""Every committed configuration write: tell the edges, reconcile modules and supervisors.
+
+Writes come in bursts (a master restart admits a thousand edges, each with a control
+state and a control event); the store's notifier hands the watcher only the newest
+sequence, and the watcher reads which types changed meanwhile (the feed's text, bodies
+unread) so that control bookkeeping does not make it read every edge's document and
+the whole topology again (bench/README.md §6).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ from collections.abc import Awaitable
 from typing import Any
 
 from app.master.edges import SupervisedEdges
-from app.master.feed import versions_since
+from app.master.feed import changed_types, versions_since
 from app.master.links import LinkTable
 from app.master.witnesses import WitnessAsker
 from app.metrics import Metrics
-from app.services.modules import ModuleService
+from app.services.catalog import EDGE
+from app.services.modules import TOPOLOGY_TYPES, ModuleService
 from app.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +51,8 @@ class ConfigurationWatcher:
         self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        announced = await self._store.last_seq()
+        announced = handled = await self._store.last_seq()
+        first = True
         async for seq in self._store.subscribe():
             self._metrics.store_seq.set(seq)
             if self._replicated_by_link:
@@ -53,8 +62,13 @@ class ConfigurationWatcher:
                 if versions:
                     self._broadcast_request("model.updated", {"versions": versions})
             try:
-                await self._sync_edges()
-                await self._modules.reconcile()
+                # Everything once at the start: writes since boot read the store count too.
+                kinds = None if first else await changed_types(self._store, handled)
+                first, handled = False, seq
+                if kinds is None or EDGE.name in kinds:
+                    await self._sync_edges()
+                if kinds is None or kinds & TOPOLOGY_TYPES:
+                    await self._modules.reconcile()
             except Exception:
                 log.exception("applying configuration changes failed")
 

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: The master's own location: systems without an ``edge_control_id``.
 MASTER_LOCATION: str | None = None
+#: The document types a :class:`Topology` is read from: a write of any other type
+#: leaves the modules to run as they are.
+TOPOLOGY_TYPES = frozenset({"system", "module", "driver"})
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from app.link.ops import ReplicaChangesArgs, ReplicaFetchArgs
 from app.master.feed import (
     EncodedAnswer,
     SharedFeed,
+    changed_types,
     replica_changes,
     replica_fetch,
     versions_since,
@@ -221,3 +222,17 @@ async def test_a_store_without_an_encoded_feed_answers_the_same(store: SqliteSto
     assert plain.as_json() == encoded.as_json()
     assert plain.as_json()["changes"][0]["body"]["big"] == 2**70
     assert [s["id"] for s in plain.skipped] == ["b"]
+
+
+async def test_changed_types_names_what_was_written_since(store: SqliteStore) -> None:
+    await store.insert("drv", "driver", {})
+    start = await store.last_seq()
+    await store.insert("state-1", "control_state", {"online": True})
+    await store.upsert("edge_secret::e", "edge_secret", {"secret": "s"})
+    assert await changed_types(store, start) == {"control_state"}
+    module = await store.insert("mod-1", "module", {})
+    await store.delete(module.id)
+    assert await changed_types(store, start) == {"control_state", "module"}
+    assert await changed_types(store, await store.last_seq()) == set()
+    await store.purge_tombstones(older_than_seq=await store.last_seq() + 1)
+    assert await changed_types(store, start) is None, "the feed no longer reaches back"
