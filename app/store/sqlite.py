@@ -315,7 +315,8 @@ class SqliteStore:
                     _Row.replicated(change)
                     for change in newest.values()
                     if (held_seq.get(change.id) or 0) < change.seq
-                ]
+                ],
+                returning=False,  # nobody reads them: a replica's catch-up writes thousands
             )
             await tx.advance_meta("replica_seq", source_seq)
 
@@ -514,8 +515,9 @@ class _Transaction:
             raise VersionConflict(doc_id, expected_version, version)
         return str(doc_type)
 
-    async def write(self, rows: Sequence[_Row]) -> list[Document]:
-        """Store ``rows`` with fresh sequences and reindex them; return the live ones."""
+    async def write(self, rows: Sequence[_Row], *, returning: bool = True) -> list[Document]:
+        """Store ``rows`` with fresh sequences and reindex them; return the live ones
+        (read back from what was stored), unless not ``returning``."""
         if not rows:
             return []
         first = await self.allocate(len(rows))
@@ -528,7 +530,8 @@ class _Transaction:
             if row.body is not None:
                 encoded = _encode(row.body)
                 entries.extend(_index_entries(row.id, row.type, row.body))
-                written.append(Document(row.id, row.type, version, json.loads(encoded), seq))
+                if returning:
+                    written.append(Document(row.id, row.type, version, json.loads(encoded), seq))
             records.append(
                 (row.id, row.type, seq, version, row.source_seq, encoded is None, encoded)
             )
