@@ -52,7 +52,8 @@ class ConfigurationWatcher:
 
     async def run(self) -> None:
         announced = handled = await self._store.last_seq()
-        first = True
+        # Everything at the start and after a failure: what changed before is unknown.
+        everything = True
         async for seq in self._store.subscribe():
             self._metrics.store_seq.set(seq)
             if self._replicated_by_link:
@@ -62,14 +63,14 @@ class ConfigurationWatcher:
                 if versions:
                     self._broadcast_request("model.updated", {"versions": versions})
             try:
-                # Everything once at the start: writes since boot read the store count too.
-                kinds = None if first else await changed_types(self._store, handled)
-                first, handled = False, seq
+                kinds = None if everything else await changed_types(self._store, handled)
                 if kinds is None or EDGE.name in kinds:
                     await self._sync_edges()
                 if kinds is None or kinds & TOPOLOGY_TYPES:
                     await self._modules.reconcile()
+                everything, handled = False, seq
             except Exception:
+                everything = True
                 log.exception("applying configuration changes failed")
 
     def _broadcast_request(self, op: str, args: dict[str, Any]) -> None:
