@@ -203,14 +203,12 @@ class SqliteStore:
         return Page(items=items, total=total, next_after=items[-1].id if more else None)
 
     async def changes_since(self, seq: int, *, limit: int = 500, horizon: int = 0) -> ChangeBatch:
-        rows, last_seq, purged_seq, _ = await self._feed(CHANGE_COLUMNS, seq, limit, horizon)
-        changes = [_change(row) for row in rows[:limit]]
-        more = len(rows) > limit
+        feed = await self._feed(CHANGE_COLUMNS, seq, limit, horizon)
         return ChangeBatch(
-            changes=changes,
-            last_seq=changes[-1].seq if more else last_seq,
-            more=more,
-            horizon=purged_seq,
+            changes=[_change(row) for row in feed.rows],
+            last_seq=feed.last_seq,
+            more=feed.more,
+            horizon=feed.horizon,
         )
 
     @property
@@ -220,28 +218,21 @@ class SqliteStore:
     async def encoded_changes_since(
         self, seq: int, *, limit: int = 500, horizon: int = 0
     ) -> EncodedChangeBatch:
-        rows, last_seq, purged_seq, generation = await self._feed(
-            ENCODED_CHANGE_COLUMNS, seq, limit, horizon
-        )
-        changes = [EncodedChange(*row) for row in rows[:limit]]
-        more = len(rows) > limit
+        feed = await self._feed(ENCODED_CHANGE_COLUMNS, seq, limit, horizon)
         return EncodedChangeBatch(
-            changes=changes,
-            last_seq=changes[-1].seq if more else last_seq,
-            more=more,
-            horizon=purged_seq,
-            generation=generation,
+            changes=[EncodedChange(*row) for row in feed.rows],
+            last_seq=feed.last_seq,
+            more=feed.more,
+            horizon=feed.horizon,
+            generation=feed.generation,
         )
 
-    async def _feed(
-        self, columns: str, seq: int, limit: int, horizon: int
-    ) -> tuple[list[Any], int, int, int]:
-        """Up to ``limit + 1`` rows of the feed after ``seq``; the last and purged
-        sequences; the generation they were read at (a write moves it under the lock,
-        before it changes anything)."""
+    async def _feed(self, columns: str, seq: int, limit: int, horizon: int) -> _FeedRows:
+        """Up to ``limit`` rows of the feed after ``seq`` (``columns``, the sequence
+        first), read in one snapshot; raises FeedCompacted."""
         require_positive("limit", limit)
         async with self._transaction() as tx:
-            generation = self._generation
+            generation = self._generation  # a write moves it under the lock, before writing
             last_seq = await tx.meta("last_seq")
             purged_seq = await tx.meta("purged_seq")
             missed_purge = 0 < seq < purged_seq and purged_seq > horizon
@@ -253,7 +244,9 @@ class SqliteStore:
                 " ORDER BY seq LIMIT ?",
                 (seq, MASTER_ONLY_JSON, limit + 1),
             )
-        return rows, last_seq, purged_seq, generation
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return _FeedRows(rows, rows[-1][0] if more else last_seq, more, purged_seq, generation)
 
     async def last_seq(self) -> int:
         async with self._transaction() as tx:
@@ -442,6 +435,18 @@ class SqliteStore:
             await conn.close()
         except sqlite3.Error as exc:
             log.warning("closing %s: %s", self.path, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _FeedRows:
+    """A slice of the feed as rows: where the next read continues, whether more follow,
+    the purge horizon and the store generation it was read at."""
+
+    rows: list[Any]
+    last_seq: int
+    more: bool
+    horizon: int
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
