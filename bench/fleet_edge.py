@@ -62,7 +62,7 @@ POLL_S = 0.02
 #: its own: five hundred edges parsing 250 KB batches together would keep this loop
 #: from answering anyone's pings for seconds. Taking turns, they still answer in time,
 #: and the master still sees every edge ask for every batch.
-CATCH_UP_SLOTS = 32
+CATCH_UP_SLOTS = 16
 
 _source_address: ContextVar[str | None] = ContextVar("source_address", default=None)
 
