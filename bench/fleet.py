@@ -59,6 +59,9 @@ CPU_PER_EDGE_PERCENT = 0.1
 FANOUT_LIMIT_S = 2.0
 FAILOVER_MARGIN_S = 2.0
 RESTART_LIMIT_S = 10.0
+#: How long the idle phase waits for the restart's writes to reach every replica (at
+#: 1,000 edges that copy can take minutes: README §6); past it, idle starts anyway.
+RESTART_COPY_WAIT_S = 30.0
 #: Linear growth: the cost of one more edge from the middle to the largest fleet is
 #: at most this times its cost from the smallest to the middle one.
 LINEARITY_LIMIT = 1.5
@@ -296,7 +299,10 @@ async def fleet_once(
             # What the restart wrote (each admission's control state and event) reaches
             # every replica: N changes per edge, N² in all, by design (README §6).
             seq = await store_seq(http, master)
-            synced = await fleet.ask({"cmd": "await_seq", "seq": seq}, "at_seq", budget)
+            synced = await fleet.ask(
+                {"cmd": "await_seq", "seq": seq, "within": RESTART_COPY_WAIT_S}, "at_seq", budget
+            )
+            caught_up = [r["at"] for r in synced]
             after = await fleet.counts()
             result["restart"] = {
                 "stop_s": round(restarted - stopped, 3),
@@ -306,7 +312,10 @@ async def fleet_once(
                     max(ready_at, *(r["at"] for r in relinked)) - stopped, 3
                 ),
                 "devices_released": released,
-                "replicas_caught_up_s": round(max(r["at"] for r in synced) - stopped, 3),
+                "replicas_caught_up_s": (
+                    None if None in caught_up else round(max(caught_up) - stopped, 3)
+                ),
+                "replicas_behind": sum(int(r.get("behind", 0)) for r in synced),
                 "changes_received_per_edge": round(
                     (after["changes_received"] - before["changes_received"]) / count, 1
                 ),

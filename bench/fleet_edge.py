@@ -23,8 +23,9 @@ The benchmark drives the process over stdin/stdout, one JSON object a line:
   process on the machine shares);
 - ``{"cmd": "mark"}`` then ``{"cmd": "await_advance"}`` → ``{"event": "advanced",
   "at": T}``, ``T`` when the last edge applied a change after the mark;
-- ``{"cmd": "await_seq", "seq": S}`` → ``{"event": "at_seq", "at": T}`` once every
-  replica holds the master's changes up to ``S``;
+- ``{"cmd": "await_seq", "seq": S, "within": W}`` → ``{"event": "at_seq", "at": T}``
+  once every replica holds the master's changes up to ``S``, or ``"at": null`` and how
+  many replicas are ``behind`` after ``W`` seconds;
 - ``{"cmd": "await_relinked", "since": T0}`` → ``{"event": "relinked", "at": T, ...}``
   once every edge has linked again after ``T0`` with the location in its control;
 - ``{"cmd": "await_settled"}`` → ``{"event": "settled", ...}`` once every edge is
@@ -282,8 +283,14 @@ class Fleet:
                 write({"event": "advanced", "at": max(e.seq_at for e in self.edges)})
             case "await_seq":
                 seq = int(command["seq"])
-                await until(lambda: all(e.seq >= seq for e in self.edges))
-                write({"event": "at_seq", "at": max(e.seq_at for e in self.edges)})
+                try:
+                    async with asyncio.timeout(float(command["within"])):
+                        await until(lambda: all(e.seq >= seq for e in self.edges))
+                except TimeoutError:
+                    behind = sum(1 for e in self.edges if e.seq < seq)
+                    write({"event": "at_seq", "at": None, "behind": behind})
+                else:
+                    write({"event": "at_seq", "at": max(e.seq_at for e in self.edges)})
             case "await_relinked":
                 since = float(command["since"])
                 await until(

@@ -84,7 +84,7 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
         assert run["failover"]["all_taken_over_s"] >= run["timeout_s"]
         assert run["open_files_per_edge"] > 0, "each edge's link is a socket at the master"
         assert run["connect_master_cpu_ms_per_edge"] > 0
-        assert run["restart"]["replicas_caught_up_s"] > 0
+        assert run["restart"]["replicas_caught_up_s"] > 0, "the restart's writes reached all"
         if shutil.which("ss"):
             traffic = run["idle"]["link_bytes_per_edge_s"]
             assert traffic["edge_to_master"] > 0 and traffic["master_to_edge"] > 0, "pings"
