@@ -10,6 +10,7 @@ import pytest
 from app.node import Services
 from app.services.modules import Locations, ModuleService
 from app.settings import Settings
+from app.store.base import JsonObject
 
 ECHO = {"name": "Echo", "file": "generic/echo.py", "class_name": "Echo"}
 
@@ -32,7 +33,7 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
 
 
 async def seed(services: Services, locations: list[str]) -> None:
-    docs = [("drv-echo", "driver", ECHO)]
+    docs: list[tuple[str, str, JsonObject]] = [("drv-echo", "driver", dict(ECHO))]
     for n, location in enumerate(locations):
         docs += [
             (f"mod-{n}", "module", {"driver_id": "drv-echo", "name": "Echo"}),
