@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import sys
@@ -58,6 +59,9 @@ CPU_PER_EDGE_PERCENT = 0.1
 FANOUT_LIMIT_S = 2.0
 FAILOVER_MARGIN_S = 2.0
 RESTART_LIMIT_S = 10.0
+#: How long the idle phase waits for the restart's writes to reach every replica (at
+#: 1,000 edges that copy can take minutes: README §6); past it, idle starts anyway.
+RESTART_COPY_WAIT_S = 30.0
 #: Linear growth: the cost of one more edge from the middle to the largest fleet is
 #: at most this times its cost from the smallest to the middle one.
 LINEARITY_LIMIT = 1.5
@@ -98,6 +102,31 @@ async def seed(path: Path, docs: Sequence[tuple[str, str, JsonObject]]) -> None:
         await store.insert_many(docs)
     finally:
         await store.close()
+
+
+def open_files(pid: int) -> int:
+    """File descriptors a process holds open (sockets, the store, pipes)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def link_bytes(master_port: int) -> tuple[int, int] | None:
+    """TCP payload bytes the edges' links have sent and received so far, summed over
+    their sockets (``ss``'s ``bytes_sent``/``bytes_received``, from the edges' side:
+    each edge connects from its own 127.1.x.y address); None without ``ss``."""
+    query = f"( dport = :{master_port} and src 127.1.0.0/16 )"
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "ss", "-tinH", "state", "established", query, stdout=asyncio.subprocess.PIPE
+        )
+    except OSError:
+        return None
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        return None
+    text = out.decode()
+    sent = sum(int(n) for n in re.findall(r"\bbytes_sent:(\d+)", text))
+    received = sum(int(n) for n in re.findall(r"\bbytes_received:(\d+)", text))
+    return sent, received
 
 
 def cpu_seconds(pid: int) -> float:
@@ -179,6 +208,16 @@ class Fleet:
             await process.kill()
 
 
+async def store_seq(http: httpx.AsyncClient, master: NodeProcess) -> int:
+    """The master's newest store sequence, from its metrics."""
+    response = await http.get(f"{master.url}/metrics")
+    response.raise_for_status()
+    found = re.search(r"^engine_store_seq (\S+)$", response.text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("the master's metrics carry no engine_store_seq")
+    return int(float(found.group(1)))
+
+
 async def ready(http: httpx.AsyncClient, master: NodeProcess) -> bool:
     if not master.running:
         raise RuntimeError(f"the master exited:\n{master.log_tail()}")
@@ -205,6 +244,7 @@ async def fleet_once(
         result["documents"] = site.documents
         try:
             result["rss_mib_no_edges"] = round(rss_mib(master.pid), 2)
+            result["open_files_no_edges"] = open_files(master.pid)
             fleet = await site.spawn_edges()
 
             # 1. connect and catch up from empty replicas
@@ -212,6 +252,9 @@ async def fleet_once(
             caught = await fleet.ask({"cmd": "connect"}, "caught_up", budget)
             result["connect_catch_up_s"] = round(max(r["at"] for r in caught) - started, 3)
             result["connect_catch_up_master_cpu_s"] = round(cpu_seconds(master.pid) - cpu_before, 2)
+            result["connect_master_cpu_ms_per_edge"] = round(
+                result["connect_catch_up_master_cpu_s"] * 1000 / count, 2
+            )
             result["replica_documents"] = min(r["documents"] for r in caught)
             await wait_for(lambda: ready(http, master), timeout=budget, message="the master ready")
             result["rss_mib_caught_up"] = round(rss_mib(master.pid), 2)
@@ -252,6 +295,14 @@ async def fleet_once(
             )
             await wait_for(lambda: ready(http, master), timeout=budget, message="the master ready")
             ready_at = time.monotonic()
+            released = (await fleet.counts())["released"] - before["released"]
+            # What the restart wrote (each admission's control state and event) reaches
+            # every replica: N changes per edge, N² in all, by design (README §6).
+            seq = await store_seq(http, master)
+            synced = await fleet.ask(
+                {"cmd": "await_seq", "seq": seq, "within": RESTART_COPY_WAIT_S}, "at_seq", budget
+            )
+            caught_up = [r["at"] for r in synced]
             after = await fleet.counts()
             result["restart"] = {
                 "stop_s": round(restarted - stopped, 3),
@@ -260,7 +311,11 @@ async def fleet_once(
                 "negotiated_online_s": round(
                     max(ready_at, *(r["at"] for r in relinked)) - stopped, 3
                 ),
-                "devices_released": after["released"] - before["released"],
+                "devices_released": released,
+                "replicas_caught_up_s": (
+                    None if None in caught_up else round(max(caught_up) - stopped, 3)
+                ),
+                "replicas_behind": sum(int(r.get("behind", 0)) for r in synced),
                 "changes_received_per_edge": round(
                     (after["changes_received"] - before["changes_received"]) / count, 1
                 ),
@@ -269,17 +324,31 @@ async def fleet_once(
 
             # 4. idle
             await asyncio.sleep(settle_s)
+            bytes_before = await link_bytes(master.port)
             cpu_before, idle_from = cpu_seconds(master.pid), time.monotonic()
             await asyncio.sleep(idle_s)
-            cpu = (cpu_seconds(master.pid) - cpu_before) / (time.monotonic() - idle_from)
+            elapsed = time.monotonic() - idle_from
+            cpu = (cpu_seconds(master.pid) - cpu_before) / elapsed
+            bytes_after = await link_bytes(master.port)
             result["idle"] = {
                 "seconds": idle_s,
                 "master_cpu_percent": round(cpu * 100, 3),
                 "cpu_percent_per_edge": round(cpu * 100 / count, 5),
                 "rss_mib": round(rss_mib(master.pid), 2),
+                "open_files": open_files(master.pid),
             }
+            if bytes_before is not None and bytes_after is not None:
+                sent = bytes_after[0] - bytes_before[0]
+                received = bytes_after[1] - bytes_before[1]
+                result["idle"]["link_bytes_per_edge_s"] = {
+                    "edge_to_master": round(sent / count / elapsed, 1),
+                    "master_to_edge": round(received / count / elapsed, 1),
+                }
             result["memory_kib_per_edge"] = round(
                 (result["idle"]["rss_mib"] - result["rss_mib_no_edges"]) * 1024 / count, 2
+            )
+            result["open_files_per_edge"] = round(
+                (result["idle"]["open_files"] - result["open_files_no_edges"]) / count, 3
             )
             result["fleet_counts"] = await fleet.counts()
 
@@ -437,6 +506,9 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "connect_catch_up_s": _figure(run, "connect_catch_up_s"),
             "memory_kib_per_edge": _figure(run, "memory_kib_per_edge"),
             "cpu_percent_per_idle_edge": _figure(run, "idle", "cpu_percent_per_edge"),
+            "link_bytes_per_idle_edge_s": _figure(run, "idle", "link_bytes_per_edge_s"),
+            "open_files_per_edge": _figure(run, "open_files_per_edge"),
+            "connect_master_cpu_ms_per_edge": _figure(run, "connect_master_cpu_ms_per_edge"),
             "fanout_max_s": max(run["fanout_s"]) if run.get("fanout_s") else None,
             "failover_all_taken_over_s": _figure(run, "failover", "all_taken_over_s"),
             "restart_negotiated_s": _figure(run, "restart", "negotiated_online_s"),

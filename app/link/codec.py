@@ -86,6 +86,15 @@ def encode_result(request_id: int, result: Any) -> str:
     return _dumps(wire) or Response.success(request_id, result).model_dump_json()
 
 
+def preencoded(text: str | bytes) -> Any:
+    """A result that is JSON text already: `encode_result` writes it into the frame as is.
+
+    For a result many frames carry (a replica batch read by many edges at once), so it
+    is encoded once. The text must be valid JSON; nothing checks it again.
+    """
+    return orjson.Fragment(text)
+
+
 def encode_failure(request_id: int, code: str, message: str) -> str:
     error = {"code": code, "message": message}
     wire = {"type": "response", "id": request_id, "ok": False, "error": error}

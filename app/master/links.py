@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -54,6 +55,55 @@ log = logging.getLogger(__name__)
 MISSED_PINGS = 3
 #: Seconds an edge has for each handshake step.
 HANDSHAKE_TIMEOUT = 5.0
+
+
+class LoopStalls:
+    """How long this process's event loop has been too busy to run anything on time.
+
+    A ticker wakes every ``tick_s`` while someone watches and adds up how late it woke.
+    A master swamped by work (a thousand edges catching up at once) reads its sockets
+    late: an edge's answer waiting unread in a socket is not the edge's silence, so the
+    heartbeat counts only the time the master was responsive (bench/README.md §6).
+    """
+
+    def __init__(self, tick_s: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
+        self._tick_s = tick_s
+        self._clock = clock
+        self._stalled = 0.0
+        self._next_tick = clock()
+        self._watchers = 0
+        self._ticker: asyncio.Task[None] | None = None
+
+    def stalled(self) -> float:
+        """Seconds the loop has been late so far, the current delay included."""
+        return self._stalled + max(0.0, self._clock() - self._next_tick)
+
+    def responsive_since(self, at: float, stalled_then: float) -> float:
+        """Seconds since ``at`` (with ``stalled()`` then) the loop ran on time."""
+        return (self._clock() - at) - (self.stalled() - stalled_then)
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """Keep the ticker running while the block runs (it stops with its last watcher)."""
+        self._watchers += 1
+        if self._ticker is None:
+            self._next_tick = self._clock() + self._tick_s
+            self._ticker = asyncio.create_task(self._tick())
+        try:
+            yield
+        finally:
+            self._watchers -= 1
+            if not self._watchers and self._ticker is not None:
+                ticker, self._ticker = self._ticker, None
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, self._next_tick - self._clock()))
+            now = self._clock()
+            self._stalled += max(0.0, now - self._next_tick)
+            self._next_tick = now + self._tick_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +234,8 @@ class EdgeLinks:
         self._ping_interval = ping_interval
         self._throttle = throttle or FailureThrottle()
         self._nonces = NonceRegistry(ttl=3600.0)
+        #: A stall shorter than a tick goes uncounted: a tenth of the interval at most.
+        self._stalls = LoopStalls(tick_s=min(0.1, ping_interval / 10))
         #: The latest admitted connection of each edge; only its end is the edge's link down.
         self._admissions: dict[str, object] = {}
 
@@ -265,19 +317,29 @@ class EdgeLinks:
         """Return True once the edge has left ``MISSED_PINGS`` ping intervals without an
         answer, False when the link closed first.
 
-        The websocket's own pings cannot be relied on here: over TLS the server only
-        hears of a dead peer when the TLS shutdown times out, long after the pings did.
+        Only time the master itself ran on time counts: while its event loop was too
+        busy to read the edge's answers, the edge is not the one silent (`LoopStalls`).
+        A frozen edge is still dropped after ``MISSED_PINGS`` intervals of a responsive
+        master. The websocket's own pings cannot be relied on here: over TLS the server
+        only hears of a dead peer when the TLS shutdown times out, long after the pings did.
         """
-        while True:
-            await asyncio.sleep(self._ping_interval)
-            try:
-                await link.request("ping", {}, timeout=MISSED_PINGS * self._ping_interval)
-            except LinkTimeout:
-                return True
-            except LinkClosed:
-                return False
-            except LinkRequestError:
-                pass  # an answer all the same
+        silence = MISSED_PINGS * self._ping_interval
+        stalls = self._stalls
+        async with stalls.watching():
+            answered, stalled = time.monotonic(), stalls.stalled()
+            while True:
+                await asyncio.sleep(self._ping_interval)
+                try:
+                    await link.request("ping", {}, timeout=silence)
+                except LinkTimeout:
+                    if stalls.responsive_since(answered, stalled) >= silence:
+                        return True
+                    continue  # the master was too busy to hear the answer: ask again
+                except LinkClosed:
+                    return False
+                except LinkRequestError:
+                    pass  # an answer all the same
+                answered, stalled = time.monotonic(), stalls.stalled()
 
     async def _authenticate(
         self, transport: StarletteTransport, peer: str

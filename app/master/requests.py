@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
-from app.link.ops import Handler, Op, ReplicaBatch, ReplicaChangesArgs, ReplicaFetchArgs, op_table
-from app.master.feed import replica_changes, replica_fetch
+from app.link.ops import Handler, Op, ReplicaChangesArgs, ReplicaFetchArgs, op_table
+from app.master.feed import SharedFeed, replica_fetch
 from app.metrics import Metrics
 from app.services.limits import describe_skipped
 from app.settings import LINK_ENVELOPE_BYTES
@@ -20,6 +21,7 @@ class ReplicaFeed:
 
     def __init__(self, store: Store, metrics: Metrics, *, max_frame: int) -> None:
         self._store = store
+        self._shared = SharedFeed(store)
         self._metrics = metrics
         self._max_frame = max_frame
         #: What replication last had to leave out of each edge's replica, in words.
@@ -32,10 +34,11 @@ class ReplicaFeed:
             Op("replica.fetch", ReplicaFetchArgs, lambda args: replica_fetch(self._store, args)),
         )
 
-    async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> ReplicaBatch:
+    async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> Any:
+        """The batch's text (a ``ReplicaBatch``), read once for every edge asking alike."""
         max_bytes = self._max_frame - LINK_ENVELOPE_BYTES
-        answer = await replica_changes(self._store, args, max_bytes=max_bytes)
-        skipped = answer.get("skipped")
+        answer = await self._shared.changes(args, max_bytes=max_bytes)
+        skipped = answer.skipped
         if skipped:
             text = describe_skipped(skipped)
             log.error(
@@ -48,4 +51,4 @@ class ReplicaFeed:
             )
             self._metrics.replication_skipped.inc(len(skipped))
             self.errors[edge_id] = f"not replicated: {text}"
-        return answer
+        return answer.result()

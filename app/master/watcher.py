@@ -1,4 +1,11 @@
-"""Every committed configuration write: tell the edges, reconcile modules and supervisors."""
+"""Every committed configuration write: tell the edges, reconcile modules and supervisors.
+
+Writes come in bursts (a master restart admits a thousand edges, each with a control
+state and a control event); the store's notifier hands the watcher only the newest
+sequence, and the watcher reads which types changed meanwhile (the feed's text, bodies
+unread) so that control bookkeeping does not make it read every edge's document and
+the whole topology again (bench/README.md §6).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ from collections.abc import Awaitable
 from typing import Any
 
 from app.master.edges import SupervisedEdges
-from app.master.feed import versions_since
+from app.master.feed import changed_types, versions_since
 from app.master.links import LinkTable
 from app.master.witnesses import WitnessAsker
 from app.metrics import Metrics
-from app.services.modules import ModuleService
+from app.services.catalog import EDGE
+from app.services.modules import TOPOLOGY_TYPES, ModuleService
 from app.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +51,9 @@ class ConfigurationWatcher:
         self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        announced = await self._store.last_seq()
+        announced = handled = await self._store.last_seq()
+        # Everything at the start and after a failure: what changed before is unknown.
+        everything = True
         async for seq in self._store.subscribe():
             self._metrics.store_seq.set(seq)
             if self._replicated_by_link:
@@ -53,9 +63,14 @@ class ConfigurationWatcher:
                 if versions:
                     self._broadcast_request("model.updated", {"versions": versions})
             try:
-                await self._sync_edges()
-                await self._modules.reconcile()
+                kinds = None if everything else await changed_types(self._store, handled)
+                if kinds is None or EDGE.name in kinds:
+                    await self._sync_edges()
+                if kinds is None or kinds & TOPOLOGY_TYPES:
+                    await self._modules.reconcile()
+                everything, handled = False, seq
             except Exception:
+                everything = True
                 log.exception("applying configuration changes failed")
 
     def _broadcast_request(self, op: str, args: dict[str, Any]) -> None:

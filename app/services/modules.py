@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: The master's own location: systems without an ``edge_control_id``.
 MASTER_LOCATION: str | None = None
+#: The document types a :class:`Topology` is read from: a write of any other type
+#: leaves the modules to run as they are.
+TOPOLOGY_TYPES = frozenset({"system", "module", "driver"})
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,8 @@ class ModuleService:
         #: starts again only when its flag turns on, not at every reconcile.
         self._flags: dict[str, bool] = {}
         self._moved: list[Callable[[str | None], None]] = []
+        #: The topology the manager's systems were last set from.
+        self._systems_of: Topology | None = None
 
     def on_location_moved(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
         """Hear when this server starts or stops running a location (a handover)."""
@@ -218,7 +223,7 @@ class ModuleService:
         """Start running a location's modules, seeding them with ``status`` first."""
         async with self._lock:
             self._controlled.add(location)
-            failures = await self._reconcile(status or {})
+            failures = await self._reconcile(status or {}, only=location)
         self._announce_move(location)
         return failures
 
@@ -242,16 +247,35 @@ class ModuleService:
     def runs(self, location: str | None) -> bool:
         return self._locations.runs(location)
 
-    async def _reconcile(self, status: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    async def _reconcile(
+        self, status: Mapping[str, Mapping[str, Any]], *, only: str | None = None
+    ) -> dict[str, str]:
+        """Load, start, update, stop and unload modules to match the topology: of every
+        location this server controls, or ``only`` of the location given by name (a
+        handover: the others are as the last full reconcile left them, and a mass
+        failover of a thousand locations must not go over all of them a thousand times).
+        The master's own location is None: it is reconciled with all the others."""
         topology = await self.topology()
-        self.manager.set_systems(topology.system_specs())
+        if topology is not self._systems_of:
+            self.manager.set_systems(topology.system_specs())
+            self._systems_of = topology
+        scoped = only is not None
+        locations = {only} & self._controlled if scoped else self._controlled
         desired: dict[str, ModuleSpec] = {}
-        for module_id in topology.modules_in(self._controlled):
+        for module_id in topology.modules_in(locations):
             spec = topology.module_spec(module_id)
             if spec is not None:
                 desired[module_id] = spec
         loaded = set(self.manager.loaded_ids())
-        await self._unload([m for m in loaded if m not in desired])
+        # Out of scope: modules of the other locations (a module in no system runs nowhere).
+        located = topology.module_locations
+        await self._unload(
+            [
+                m
+                for m in loaded
+                if m not in desired and (not scoped or located.get(m, only) in locations)
+            ]
+        )
 
         failures: dict[str, str] = {}
         to_start: list[str] = []
@@ -277,7 +301,11 @@ class ModuleService:
             elif not should_run and running:
                 await self.manager.stop(module_id)
         failures.update(await self.manager.start_many(to_start))
-        self._flags = {m: bool(topology.modules[m].body.get("running", True)) for m in desired}
+        flags = {m: bool(topology.modules[m].body.get("running", True)) for m in desired}
+        if scoped:
+            self._flags.update(flags)
+        else:
+            self._flags = flags
         return failures
 
     async def _unload(self, module_ids: list[str]) -> None:

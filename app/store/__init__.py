@@ -2,7 +2,8 @@
 
 The embedded SQLite store (``sqlite``) and the Couchbase one (``couchbase/``, loaded
 only when asked for) implement :class:`Store`; what only some backends can do is a
-protocol of its own (:class:`ReplicaStore`: holding a link-fed replica). XDCR
+protocol of its own (:class:`ReplicaStore`: holding a link-fed replica;
+:class:`EncodedFeed`: handing out the change feed as JSON text). XDCR
 provisioning is ``xdcr``. Imports nothing of the engine outside ``app.store``.
 """
 
@@ -16,6 +17,9 @@ from app.store.base import (
     Document,
     DocumentExists,
     DocumentNotFound,
+    EncodedChange,
+    EncodedChangeBatch,
+    EncodedFeed,
     FeedCompacted,
     JsonObject,
     Page,
@@ -35,6 +39,9 @@ __all__ = [
     "Document",
     "DocumentExists",
     "DocumentNotFound",
+    "EncodedChange",
+    "EncodedChangeBatch",
+    "EncodedFeed",
     "FeedCompacted",
     "JsonObject",
     "Page",

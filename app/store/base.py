@@ -166,6 +166,29 @@ class ChangeBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedChange:
+    """One entry of the change feed as JSON text, keys as :meth:`Change.as_json` writes
+    them: what a link frame carries, read without parsing the body."""
+
+    seq: int
+    id: str
+    type: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedChangeBatch:
+    """A :class:`ChangeBatch` of :class:`EncodedChange`; ``generation`` is the store's
+    :attr:`EncodedFeed.generation` the slice was read at."""
+
+    changes: Sequence[EncodedChange]
+    last_seq: int
+    more: bool
+    horizon: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a lookup, ordered by id; ``next_after`` continues it."""
 
@@ -310,6 +333,28 @@ class ReplicaStore(Store, Protocol):
 
     async def reset_replica(self) -> None:
         """Drop every replicated document before a full resync."""
+
+
+@runtime_checkable
+class EncodedFeed(Protocol):
+    """A store that hands out its change feed as JSON text, never parsing the bodies.
+
+    The master answers ``replica.changes`` with what it reads here. The embedded store
+    keeps each body as JSON text already; parsing every body and writing it back on
+    every read of the feed was most of the master's work when many edges catch up.
+    """
+
+    @property
+    def generation(self) -> int:
+        """Moves on with every write transaction (purges and resets included): a read
+        of the feed at one generation reads the same until it moves."""
+        ...
+
+    async def encoded_changes_since(
+        self, seq: int, *, limit: int = 500, horizon: int = 0
+    ) -> EncodedChangeBatch:
+        """:meth:`Store.changes_since` as text; raises :class:`FeedCompacted` alike."""
+        ...
 
 
 def require_positive(name: str, value: int | None) -> None:

@@ -37,6 +37,8 @@ from app.store.base import (
     Document,
     DocumentExists,
     DocumentNotFound,
+    EncodedChange,
+    EncodedChangeBatch,
     FeedCompacted,
     JsonObject,
     Page,
@@ -81,6 +83,13 @@ COMMIT;
 """
 DOCUMENT_COLUMNS = "id, type, version, seq, body"
 CHANGE_COLUMNS = "seq, id, type, version, deleted, body"
+#: A change as the JSON text of ``Change.as_json`` (same keys, same order), written by
+#: SQLite from the stored body text: nothing is parsed.
+ENCODED_CHANGE_COLUMNS = """seq, id, type,
+    '{"seq":' || seq || ',"id":' || json_quote(id) || ',"type":' || json_quote(type)
+    || ',"version":' || json_quote(version)
+    || ',"deleted":' || CASE WHEN deleted THEN 'true' ELSE 'false' END
+    || ',"body":' || coalesce(body, 'null') || '}'"""
 UPSERT = """
 INSERT INTO docs (id, type, seq, version, source_seq, deleted, body)
 VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -134,6 +143,8 @@ class SqliteStore:
         self._conn: aiosqlite.Connection | None = None
         self._writable = False
         self._notifier: SequenceNotifier | None = None
+        #: Moved on by every write transaction, under the lock, before it writes.
+        self._generation = 0
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -192,27 +203,50 @@ class SqliteStore:
         return Page(items=items, total=total, next_after=items[-1].id if more else None)
 
     async def changes_since(self, seq: int, *, limit: int = 500, horizon: int = 0) -> ChangeBatch:
+        feed = await self._feed(CHANGE_COLUMNS, seq, limit, horizon)
+        return ChangeBatch(
+            changes=[_change(row) for row in feed.rows],
+            last_seq=feed.last_seq,
+            more=feed.more,
+            horizon=feed.horizon,
+        )
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    async def encoded_changes_since(
+        self, seq: int, *, limit: int = 500, horizon: int = 0
+    ) -> EncodedChangeBatch:
+        feed = await self._feed(ENCODED_CHANGE_COLUMNS, seq, limit, horizon)
+        return EncodedChangeBatch(
+            changes=[EncodedChange(*row) for row in feed.rows],
+            last_seq=feed.last_seq,
+            more=feed.more,
+            horizon=feed.horizon,
+            generation=feed.generation,
+        )
+
+    async def _feed(self, columns: str, seq: int, limit: int, horizon: int) -> _FeedRows:
+        """Up to ``limit`` rows of the feed after ``seq`` (``columns``, the sequence
+        first), read in one snapshot; raises FeedCompacted."""
         require_positive("limit", limit)
         async with self._transaction() as tx:
+            generation = self._generation  # a write moves it under the lock, before writing
             last_seq = await tx.meta("last_seq")
             purged_seq = await tx.meta("purged_seq")
             missed_purge = 0 < seq < purged_seq and purged_seq > horizon
             if missed_purge or seq > last_seq:
                 raise FeedCompacted(seq, purged_seq)
             rows = await tx.fetch(
-                f"SELECT {CHANGE_COLUMNS} FROM docs"
+                f"SELECT {columns} FROM docs"
                 " WHERE seq > ? AND type NOT IN (SELECT value FROM json_each(?))"
                 " ORDER BY seq LIMIT ?",
                 (seq, MASTER_ONLY_JSON, limit + 1),
             )
-        changes = [_change(row) for row in rows[:limit]]
         more = len(rows) > limit
-        return ChangeBatch(
-            changes=changes,
-            last_seq=changes[-1].seq if more else last_seq,
-            more=more,
-            horizon=purged_seq,
-        )
+        rows = rows[:limit]
+        return _FeedRows(rows, rows[-1][0] if more else last_seq, more, purged_seq, generation)
 
     async def last_seq(self) -> int:
         async with self._transaction() as tx:
@@ -274,7 +308,8 @@ class SqliteStore:
                     _Row.replicated(change)
                     for change in newest.values()
                     if (held_seq.get(change.id) or 0) < change.seq
-                ]
+                ],
+                returning=False,  # nobody reads them: a replica's catch-up writes thousands
             )
             await tx.advance_meta("replica_seq", source_seq)
 
@@ -342,6 +377,8 @@ class SqliteStore:
         async with self._lock, self._unavailable_on_failure(keep_connection=write):
             notifier = self._require_open()
             conn = await self._connection(write=write)
+            if write:
+                self._generation += 1
             tx = _Transaction(conn)
             try:
                 await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -398,6 +435,18 @@ class SqliteStore:
             await conn.close()
         except sqlite3.Error as exc:
             log.warning("closing %s: %s", self.path, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _FeedRows:
+    """A slice of the feed as rows: where the next read continues, whether more follow,
+    the purge horizon and the store generation it was read at."""
+
+    rows: list[Any]
+    last_seq: int
+    more: bool
+    horizon: int
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,8 +520,9 @@ class _Transaction:
             raise VersionConflict(doc_id, expected_version, version)
         return str(doc_type)
 
-    async def write(self, rows: Sequence[_Row]) -> list[Document]:
-        """Store ``rows`` with fresh sequences and reindex them; return the live ones."""
+    async def write(self, rows: Sequence[_Row], *, returning: bool = True) -> list[Document]:
+        """Store ``rows`` with fresh sequences and reindex them; return the live ones
+        (read back from what was stored), unless not ``returning``."""
         if not rows:
             return []
         first = await self.allocate(len(rows))
@@ -485,7 +535,8 @@ class _Transaction:
             if row.body is not None:
                 encoded = _encode(row.body)
                 entries.extend(_index_entries(row.id, row.type, row.body))
-                written.append(Document(row.id, row.type, version, json.loads(encoded), seq))
+                if returning:
+                    written.append(Document(row.id, row.type, version, json.loads(encoded), seq))
             records.append(
                 (row.id, row.type, seq, version, row.source_seq, encoded is None, encoded)
             )

@@ -7,6 +7,7 @@ test, so they hold on a shared Couchbase bucket as well as on a fresh SQLite fil
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,6 +17,7 @@ from app.store import (
     Document,
     DocumentExists,
     DocumentNotFound,
+    EncodedFeed,
     FeedCompacted,
     JsonObject,
     ReplicaStore,
@@ -368,6 +370,48 @@ async def test_concurrent_inserts_of_one_id_have_exactly_one_winner(store: Store
     assert len(winners) == 1
     assert all(isinstance(r, DocumentExists) for r in results if r is not winners[0])
     assert await store.get(f"{ns}one") == winners[0]
+
+
+async def test_the_encoded_feed_is_the_feed_as_text(store: Store, ns: str) -> None:
+    if not isinstance(store, EncodedFeed):
+        pytest.skip(f"{type(store).__name__} hands out no encoded feed")
+    start = await store.last_seq()
+    await store.insert(f"{ns}a", "driver", {"name": 'Ünïcode "quoted" \\ \n', "n": [1, 2.5, None]})
+    doomed = await store.insert(f"{ns}b", "module", {"driver_id": "d", "deep": {"x": {"y": True}}})
+    await store.upsert(f"{ns}secret", "edge_secret", {"secret": "s3cr3t"})
+    await store.delete(doomed.id)
+    await store.insert(f"{ns}c", "driver", {})
+    for limit in (1, 2, 10):
+        plain = await store.changes_since(start, limit=limit)
+        encoded = await store.encoded_changes_since(start, limit=limit)
+        assert [json.loads(change.text) for change in encoded.changes] == [
+            change.as_json() for change in plain.changes
+        ]
+        assert [(c.seq, c.id, c.type) for c in encoded.changes] == [
+            (c.seq, c.id, c.type) for c in plain.changes
+        ]
+        assert (encoded.last_seq, encoded.more, encoded.horizon) == (
+            plain.last_seq,
+            plain.more,
+            plain.horizon,
+        )
+    with pytest.raises(FeedCompacted):
+        await store.encoded_changes_since(await store.last_seq() + 5)
+
+
+async def test_the_generation_moves_with_every_write(store: Store, ns: str) -> None:
+    if not isinstance(store, EncodedFeed):
+        pytest.skip(f"{type(store).__name__} hands out no encoded feed")
+    seen = [store.generation]
+    doc = await store.insert(f"{ns}a", "driver", {})
+    seen.append(store.generation)
+    await store.changes_since(0)
+    await store.get(doc.id)
+    assert store.generation == seen[-1], "a read is no write"
+    await store.delete(doc.id)
+    seen.append(store.generation)
+    assert seen == sorted(set(seen))
+    assert (await store.encoded_changes_since(0)).generation == store.generation
 
 
 # --- replica side ---------------------------------------------------------------------

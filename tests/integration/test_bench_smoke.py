@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,11 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
         assert run["restart"]["devices_released"] == 0
         assert run["failover"]["device_connections"] == run["edges"]
         assert run["failover"]["all_taken_over_s"] >= run["timeout_s"]
+        assert run["open_files_per_edge"] > 0, "each edge's link is a socket at the master"
+        assert run["connect_master_cpu_ms_per_edge"] > 0
+        assert run["restart"]["replicas_caught_up_s"] > 0, "the restart's writes reached all"
+        if shutil.which("ss"):  # half a second of a few idle edges may carry no ping
+            assert set(run["idle"]["link_bytes_per_edge_s"]) == {"edge_to_master", "master_to_edge"}
     # Growth needs measurable costs, which a few idle edges need not have.
     measured = [t for t in summary["targets"]["fleet"] if "growth" not in t["name"]]
     assert all(t["met"] is not None for t in measured), measured

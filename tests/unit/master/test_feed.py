@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from app.errors import ResyncRequired
 from app.link.ops import ReplicaChangesArgs, ReplicaFetchArgs
-from app.master.feed import replica_changes, replica_fetch, versions_since
+from app.master.feed import (
+    EncodedAnswer,
+    SharedFeed,
+    changed_types,
+    replica_changes,
+    replica_fetch,
+    versions_since,
+)
+from app.store.base import ChangeBatch, EncodedChangeBatch, Store
 from app.store.sqlite import SqliteStore
 from tests.support.stores import opened
 
@@ -103,3 +113,126 @@ async def test_replica_fetch_never_hands_out_secrets(store: SqliteStore) -> None
     await store.upsert("edge_secret::e", "edge_secret", {"secret": "s"})
     answer = await replica_fetch(store, ReplicaFetchArgs(ids=["a", "edge_secret::e", "missing"]))
     assert [doc["id"] for doc in answer["documents"]] == ["a"]
+
+
+class CountingStore(SqliteStore):
+    """The embedded store, counting reads of its encoded feed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads = 0
+
+    async def encoded_changes_since(
+        self, seq: int, *, limit: int = 500, horizon: int = 0
+    ) -> EncodedChangeBatch:
+        self.reads += 1
+        return await super().encoded_changes_since(seq, limit=limit, horizon=horizon)
+
+
+@pytest.fixture
+async def counting(tmp_path: Path) -> AsyncIterator[CountingStore]:
+    store = CountingStore(tmp_path / "counted.db")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _ids(answer: EncodedAnswer) -> list[str]:
+    return [change["id"] for change in answer.as_json()["changes"]]
+
+
+async def test_edges_asking_alike_at_once_share_one_read(counting: CountingStore) -> None:
+    await counting.insert_many([(f"mod-{n}", "module", {"n": n}) for n in range(5)])
+    shared = SharedFeed(counting)
+    args = ReplicaChangesArgs(since=0, limit=3)
+    answers = await asyncio.gather(*(shared.changes(args, max_bytes=1 << 20) for _ in range(50)))
+    assert counting.reads == 1
+    assert {answer.text for answer in answers} == {answers[0].text}
+    assert _ids(answers[0]) == ["mod-0", "mod-1", "mod-2"]
+    later = await shared.changes(args, max_bytes=1 << 20)
+    assert (later.text, counting.reads) == (answers[0].text, 1)
+    other = await shared.changes(ReplicaChangesArgs(since=0, limit=2), max_bytes=1 << 20)
+    assert (_ids(other), counting.reads) == (["mod-0", "mod-1"], 2)
+
+
+async def test_a_write_that_moves_a_document_is_never_served_from_before(
+    counting: CountingStore,
+) -> None:
+    await counting.insert_many([(f"mod-{n}", "module", {"n": n}) for n in range(3)])
+    shared = SharedFeed(counting)
+    args = ReplicaChangesArgs(since=0)
+    assert _ids(await shared.changes(args, max_bytes=1 << 20)) == ["mod-0", "mod-1", "mod-2"]
+    await counting.replace("mod-0", {"n": 10})  # compaction: mod-0 moves to the end
+    moved = (await shared.changes(args, max_bytes=1 << 20)).as_json()
+    assert [c["id"] for c in moved["changes"]] == ["mod-1", "mod-2", "mod-0"]
+    assert moved["changes"][-1]["body"] == {"n": 10}
+    await counting.reset_replica()
+    emptied = (await shared.changes(args, max_bytes=1 << 20)).as_json()
+    assert emptied["changes"] == [] and emptied["horizon"] > 0
+
+
+async def test_a_purge_after_a_shared_read_still_sends_the_reader_to_resync(
+    counting: CountingStore,
+) -> None:
+    await counting.insert_many([("a", "driver", {}), ("b", "driver", {})])
+    reader = await counting.last_seq()
+    await counting.delete("a")
+    shared = SharedFeed(counting)
+    behind = ReplicaChangesArgs(since=reader - 1)
+    assert [
+        c["deleted"] for c in (await shared.changes(behind, max_bytes=1 << 20)).as_json()["changes"]
+    ] == [False, True]
+    await counting.purge_tombstones(older_than_seq=await counting.last_seq() + 1)
+    with pytest.raises(ResyncRequired):
+        await shared.changes(behind, max_bytes=1 << 20)
+
+
+async def test_one_edge_giving_up_does_not_cancel_the_read_of_the_others(
+    counting: CountingStore,
+) -> None:
+    await counting.insert("a", "driver", {})
+    shared = SharedFeed(counting)
+    args = ReplicaChangesArgs(since=0)
+    first = asyncio.create_task(shared.changes(args, max_bytes=1 << 20))
+    second = asyncio.create_task(shared.changes(args, max_bytes=1 << 20))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert _ids(await second) == ["a"]
+    assert counting.reads == 1
+
+
+class PlainStore:
+    """A store without an encoded feed (Couchbase is one): only what the feed reads."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def changes_since(self, seq: int, *, limit: int = 500, horizon: int = 0) -> ChangeBatch:
+        return await self._store.changes_since(seq, limit=limit, horizon=horizon)
+
+
+async def test_a_store_without_an_encoded_feed_answers_the_same(store: SqliteStore) -> None:
+    await store.insert("a", "module", {"name": "Ü", "big": 2**70, "deep": [[{"x": None}]]})
+    await store.insert("b", "module", {"blob": "x" * 5000})
+    args = ReplicaChangesArgs(since=0)
+    plain = await SharedFeed(cast(Store, PlainStore(store))).changes(args, max_bytes=2000)
+    encoded = await SharedFeed(store).changes(args, max_bytes=2000)
+    assert plain.as_json() == encoded.as_json()
+    assert plain.as_json()["changes"][0]["body"]["big"] == 2**70
+    assert [s["id"] for s in plain.skipped] == ["b"]
+
+
+async def test_changed_types_names_what_was_written_since(store: SqliteStore) -> None:
+    await store.insert("drv", "driver", {})
+    start = await store.last_seq()
+    await store.insert("state-1", "control_state", {"online": True})
+    await store.upsert("edge_secret::e", "edge_secret", {"secret": "s"})
+    assert await changed_types(store, start) == {"control_state"}
+    module = await store.insert("mod-1", "module", {})
+    await store.delete(module.id)
+    assert await changed_types(store, start) == {"control_state", "module"}
+    assert await changed_types(store, await store.last_seq()) == set()
+    await store.purge_tombstones(older_than_seq=await store.last_seq() + 1)
+    assert await changed_types(store, start) is None, "the feed no longer reaches back"

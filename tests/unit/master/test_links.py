@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -20,13 +21,14 @@ from app.link import (
     EdgeHandshake,
     Hello,
     LinkConnection,
+    LinkTimeout,
     WebsocketsTransport,
     Welcome,
     encode,
     receive_frame,
 )
 from app.link.ops import Handler
-from app.master.links import Admission, EdgeLinks, LinkTable
+from app.master.links import MISSED_PINGS, Admission, EdgeLinks, LinkTable, LoopStalls
 from tests.support.wait import wait_until
 
 EDGE = "edge-1"
@@ -221,3 +223,66 @@ async def test_a_flood_of_wrong_hellos_never_keeps_the_real_edge_out(
 
     async with edge(url):
         await wait_until(lambda: "up" in listener.events, timeout=WAIT, message="the link up")
+
+
+class StalledMaster:
+    """A link whose first pings time out because the master's own loop stalled past
+    their deadline (the answers sat unread); every later ping is answered."""
+
+    def __init__(self, stalls: int) -> None:
+        self.stalls = stalls
+        self.pings = 0
+
+    async def request(self, op: str, args: Any = None, *, timeout: float | None = None) -> Any:
+        self.pings += 1
+        if self.pings <= self.stalls:
+            time.sleep(2 * (timeout or 0))  # noqa: ASYNC251
+            raise LinkTimeout("no answer read in time")
+        return {}
+
+
+class FrozenEdge:
+    """A link whose edge never answers."""
+
+    async def request(self, op: str, args: Any = None, *, timeout: float | None = None) -> Any:
+        await asyncio.sleep(timeout or 0)
+        raise LinkTimeout("no answer")
+
+
+def heartbeat_of(links: EdgeLinks, link: object) -> Coroutine[Any, Any, bool]:
+    return links._heartbeat(cast(LinkConnection, link))
+
+
+async def test_pings_the_master_was_too_busy_to_hear_do_not_count_against_the_edge() -> None:
+    links = EdgeLinks(
+        secrets=Secrets(),
+        table=LinkTable(Secrets()),
+        listener=Listener(),
+        handlers=lambda edge_id: {},
+        on_event=no_event,
+        max_frame=1 << 20,
+        request_timeout=WAIT,
+        ping_interval=PING_S,
+    )
+    stalled = StalledMaster(stalls=3)
+    beating = asyncio.create_task(heartbeat_of(links, stalled))
+    await wait_until(lambda: stalled.pings > 10, timeout=WAIT, message="ten pings")
+    assert not beating.done(), "an edge whose answers the master could not read was dropped"
+    beating.cancel()
+    started = time.monotonic()
+    assert await asyncio.wait_for(heartbeat_of(links, FrozenEdge()), WAIT) is True
+    silent = time.monotonic() - started
+    assert MISSED_PINGS * PING_S <= silent < (MISSED_PINGS + 2) * PING_S + 0.5
+
+
+async def test_loop_stalls_count_only_the_time_the_loop_was_late() -> None:
+    stalls = LoopStalls(tick_s=0.01)
+    async with stalls.watching():
+        at, stalled = time.monotonic(), stalls.stalled()
+        await asyncio.sleep(0.1)
+        assert stalls.stalled() - stalled < 0.05
+        time.sleep(0.3)  # noqa: ASYNC251
+        assert stalls.stalled() - stalled >= 0.29, "a stall is counted while it lasts"
+        await asyncio.sleep(0.05)
+        assert stalls.stalled() - stalled >= 0.29
+        assert 0.1 <= stalls.responsive_since(at, stalled) < 0.25
