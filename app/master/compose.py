@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.master.admissions import AdmissionGate
 from app.master.boot import MasterBoot
 from app.master.control import MasterControl
 from app.master.edges import SupervisedEdges
@@ -71,7 +72,8 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
         # The embedded store replicates over the links; Couchbase through XDCR.
         replicated_by_link=isinstance(services.store, ReplicaStore),
     )
-    feed = ReplicaFeed(services.store, services.metrics, max_frame=settings.link_max_frame)
+    gate = AdmissionGate()
+    feed = ReplicaFeed(services.store, services.metrics, gate, max_frame=settings.link_max_frame)
     listener = LinkLifecycle(
         store=services.store,
         catalog=services.catalog,
@@ -81,6 +83,7 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
         links=links,
         mirror=mirror,
         debug=debug,
+        gate=gate,
     )
     endpoint = EdgeLinks(
         secrets=services.secrets,

@@ -9,6 +9,7 @@ from app.control.clock import now_utc
 from app.control.state import EdgePolicy, SupervisorState
 from app.control.supervisor import ConfigChanged, WindowOpened
 from app.errors import NotFound
+from app.master.recorder import RecordWriter
 from app.master.supervision import EdgeSupervisor, Handover, load_persisted
 from app.master.windows import RestoreWindows
 from app.services.control import StoreHealth, failover_timeout, restore_window
@@ -29,6 +30,8 @@ class SupervisedEdges:
 
     def __init__(self, store: Store, handover: Handover, health: StoreHealth) -> None:
         self._store = store
+        #: One writer for every supervisor's records, so that they share transactions.
+        self._writer = RecordWriter(store)
         self._handover = handover
         self._health = health
         self.supervisors: dict[str, EdgeSupervisor] = {}
@@ -61,7 +64,12 @@ class SupervisedEdges:
             persisted = await load_persisted(self._store, edge.id)
             state = SupervisorState.at_master_boot(persisted, policy, now_utc())
             supervisor = EdgeSupervisor(
-                edge.id, state, store=self._store, handover=self._handover, health=self._health
+                edge.id,
+                state,
+                store=self._store,
+                handover=self._handover,
+                health=self._health,
+                writer=self._writer,
             )
             self.supervisors[edge.id] = supervisor
             self._api_urls[edge.id] = edge.body.get("api_url")

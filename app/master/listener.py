@@ -8,6 +8,7 @@ from app.control.clock import now_utc
 from app.control.supervisor import LinkDown, LinkUp
 from app.errors import NotFound
 from app.link import Hello, LinkConnection
+from app.master.admissions import AdmissionGate
 from app.master.boot import MasterBoot
 from app.master.edges import SupervisedEdges
 from app.master.links import Admission, LinkTable
@@ -33,6 +34,7 @@ class LinkLifecycle:
         links: LinkTable,
         mirror: StatusMirror,
         debug: DebugRelay,
+        gate: AdmissionGate,
     ) -> None:
         self._store = store
         self._catalog = catalog
@@ -42,8 +44,13 @@ class LinkLifecycle:
         self._links = links
         self._mirror = mirror
         self._debug = debug
+        self._gate = gate
 
     async def admit(self, hello: Hello) -> Admission:
+        async with self._gate.admitting():
+            return await self._admit(hello)
+
+    async def _admit(self, hello: Hello) -> Admission:
         try:
             edge = await self._store.get(hello.edge_id)
         except DocumentNotFound:

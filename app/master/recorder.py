@@ -12,7 +12,6 @@ above it. A decision that would need an epoch beyond it waits for the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -23,13 +22,55 @@ from app.control.clock import now_utc
 from app.control.state import EPOCH_RESERVE, ControlState, persisted_document
 from app.control.supervisor import RecordEvent
 from app.services.control import StoreHealth, control_id
-from app.store.base import DocumentExists, Store, StoreError, StoreUnavailable
+from app.store.base import JsonObject, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 #: Seconds between attempts to write what the store refused: doubling up to the cap.
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 1.0
+
+
+class RecordWriter:
+    """Writes the records of every edge's decisions, many to one transaction.
+
+    A thousand edges reconnecting after a master restart, or failing over together,
+    each record a ControlState and a ControlEvent: one transaction per record made the
+    store the bottleneck. A write waits for the transaction in flight, and every write
+    that arrived meanwhile goes into the next one (group commit): no delay is added
+    when the store is idle. A failed transaction fails every write in it.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._queue: list[tuple[list[tuple[str, str, JsonObject]], asyncio.Future[None]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def write(self, docs: list[tuple[str, str, JsonObject]]) -> None:
+        """Upsert ``docs`` in the next transaction; raises the store's StoreError."""
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((docs, done))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            newest: dict[str, tuple[str, str, JsonObject]] = {}
+            for docs, _ in batch:
+                for doc in docs:
+                    newest[doc[0]] = doc  # the later write of an id wins
+            try:
+                await self._store.upsert_many(list(newest.values()))
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
 
 class StoreRefused(StoreUnavailable):
@@ -54,7 +95,7 @@ class DecisionRecorder:
     def __init__(
         self,
         edge_id: str,
-        store: Store,
+        writer: RecordWriter,
         health: StoreHealth,
         *,
         epoch: int,
@@ -62,11 +103,12 @@ class DecisionRecorder:
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self._edge_id = edge_id
-        self._store = store
+        self._writer = writer
         self._health = health
         self._clock = clock
         self._control: ControlState | None = None
-        self._events: list[RecordEvent] = []
+        #: Events not yet recorded, each with the id it keeps through every retry.
+        self._events: list[tuple[str, RecordEvent]] = []
         self._lock = asyncio.Lock()
         self._retry: asyncio.Task[None] | None = None
         self._unrecorded_since: datetime | None = None
@@ -84,7 +126,7 @@ class DecisionRecorder:
             control = self._control
             decision = f"{control.controller} controls (epoch {control.epoch}): {control.reason}"
         else:
-            decision = self._events[-1].reason if self._events else "history entries"
+            decision = self._events[-1][1].reason if self._events else "history entries"
         reason = (
             f"carried out but not yet recorded: the store refuses writes "
             f"({self._health.error or 'unknown error'}); retried every {MAX_RETRY_S:g} s at most"
@@ -109,7 +151,7 @@ class DecisionRecorder:
 
     async def append(self, event: RecordEvent) -> None:
         """Add to the edge's history, now or as soon as the store takes it."""
-        self._events.append(event)
+        self._events.append((self._event_id(event), event))
         await self._flush()
 
     def close(self) -> None:
@@ -119,21 +161,20 @@ class DecisionRecorder:
     async def _flush(self) -> bool:
         """Write what is waiting; True when nothing is left. Schedules a retry otherwise."""
         async with self._lock:
+            control, events = self._control, list(self._events)
+            docs: list[tuple[str, str, JsonObject]] = []
+            if control is not None:
+                body = {"edge_id": self._edge_id, **persisted_document(control)}
+                docs.append((control_id(self._edge_id), "control_state", body))
+            docs += [(event_id, "control_event", self._event_body(e)) for event_id, e in events]
             try:
-                if self._control is not None:
-                    control = self._control
-                    await self._store.upsert(
-                        control_id(self._edge_id),
-                        "control_state",
-                        {"edge_id": self._edge_id, **persisted_document(control)},
-                    )
+                if docs:
+                    await self._writer.write(docs)
+                if control is not None:
                     self.reserved = max(self.reserved, control.epoch + EPOCH_RESERVE)
                     if self._control is control:
                         self._control = None
-                while self._events:
-                    with contextlib.suppress(DocumentExists):  # written, but the answer was lost
-                        await self._insert(self._events[0])
-                    self._events.pop(0)
+                del self._events[: len(events)]
             except StoreError as exc:
                 self._failed(exc)
                 return False
@@ -164,20 +205,17 @@ class DecisionRecorder:
                 return
             delay = min(MAX_RETRY_S, delay * 2)
 
-    async def _insert(self, event: RecordEvent) -> None:
-        at = event.at.astimezone(UTC)
-        stamp = at.strftime("%Y%m%dT%H%M%S.%f")
-        event_id = f"evt::{self._edge_id}::{stamp}::{secrets.token_hex(3)}"
-        await self._store.insert(
-            event_id,
-            "control_event",
-            {
-                "edge_id": self._edge_id,
-                "at": at.isoformat(),
-                "kind": event.kind,
-                "controller": event.controller,
-                "epoch": event.epoch,
-                "reason": event.reason,
-                "by": event.by,
-            },
-        )
+    def _event_id(self, event: RecordEvent) -> str:
+        stamp = event.at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")
+        return f"evt::{self._edge_id}::{stamp}::{secrets.token_hex(3)}"
+
+    def _event_body(self, event: RecordEvent) -> JsonObject:
+        return {
+            "edge_id": self._edge_id,
+            "at": event.at.astimezone(UTC).isoformat(),
+            "kind": event.kind,
+            "controller": event.controller,
+            "epoch": event.epoch,
+            "reason": event.reason,
+            "by": event.by,
+        }

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.link.ops import Handler, Op, ReplicaChangesArgs, ReplicaFetchArgs, op_table
+from app.master.admissions import AdmissionGate
 from app.master.feed import SharedFeed, replica_fetch
 from app.metrics import Metrics
 from app.services.limits import describe_skipped
@@ -19,8 +20,11 @@ log = logging.getLogger(__name__)
 class ReplicaFeed:
     """Answers ``replica.changes`` and ``replica.fetch``; remembers what it left out."""
 
-    def __init__(self, store: Store, metrics: Metrics, *, max_frame: int) -> None:
+    def __init__(
+        self, store: Store, metrics: Metrics, gate: AdmissionGate, *, max_frame: int
+    ) -> None:
         self._store = store
+        self._gate = gate
         self._shared = SharedFeed(store)
         self._metrics = metrics
         self._max_frame = max_frame
@@ -37,6 +41,7 @@ class ReplicaFeed:
     async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> Any:
         """The batch's text (a ``ReplicaBatch``), read once for every edge asking alike."""
         max_bytes = self._max_frame - LINK_ENVELOPE_BYTES
+        await self._gate.quiet()
         answer = await self._shared.changes(args, max_bytes=max_bytes)
         skipped = answer.skipped
         if skipped:

@@ -39,7 +39,13 @@ from app.control.supervisor import (
 )
 from app.errors import Conflict, Unavailable
 from app.link import CloseCode, Control, LinkConnection
-from app.master.recorder import MAX_RETRY_S, DecisionRecorder, StoreRefused, Unrecorded
+from app.master.recorder import (
+    MAX_RETRY_S,
+    DecisionRecorder,
+    RecordWriter,
+    StoreRefused,
+    Unrecorded,
+)
 from app.services.control import StoreHealth, control_id
 from app.store.base import DocumentNotFound, JsonObject, Store
 
@@ -96,13 +102,14 @@ class EdgeSupervisor:
         store: Store,
         handover: Handover,
         health: StoreHealth | None = None,
+        writer: RecordWriter | None = None,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.edge_id = edge_id
         self.state = state
         self._recorder = DecisionRecorder(
             edge_id,
-            store,
+            writer or RecordWriter(store),
             health or StoreHealth(),
             epoch=state.control.epoch,
             reserved=state.control.epoch_floor,

@@ -270,6 +270,10 @@ class Store(Protocol):
     async def upsert(self, doc_id: str, doc_type: str, body: JsonObject) -> Document:
         """Write a document whatever its current state (system-owned documents)."""
 
+    async def upsert_many(self, docs: Sequence[tuple[str, str, JsonObject]]) -> list[Document]:
+        """:meth:`upsert` each ``(id, type, body)``, in one transaction where the backend
+        has them (SQLite: all or none); an id may appear once."""
+
     async def delete(self, doc_id: str, *, expected_version: str | None = None) -> None:
         """Delete a document, leaving a tombstone in the change feed."""
 

@@ -287,6 +287,12 @@ class SqliteStore:
             [doc] = await tx.write([_Row(doc_id, doc_type, document_body(body))])
         return doc
 
+    async def upsert_many(self, docs: Sequence[tuple[str, str, JsonObject]]) -> list[Document]:
+        rows = [_Row(doc_id, doc_type, document_body(body)) for doc_id, doc_type, body in docs]
+        refuse_repeats([row.id for row in rows])
+        async with self._transaction(write=True) as tx:
+            return await tx.write(rows)
+
     async def delete(self, doc_id: str, *, expected_version: str | None = None) -> None:
         async with self._transaction(write=True) as tx:
             doc_type = await tx.check_version(doc_id, expected_version)

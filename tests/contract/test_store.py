@@ -124,6 +124,16 @@ async def test_upsert_creates_then_overwrites_whatever_the_version(store: Store,
     assert (await store.get(f"{ns}a")).body == {"n": 2}
 
 
+async def test_upsert_many_writes_new_and_existing_documents(store: Store, ns: str) -> None:
+    await store.upsert(f"{ns}a", "driver", {"n": 1})
+    written = await store.upsert_many([(f"{ns}a", "driver", {"n": 2}), (f"{ns}b", "user", {})])
+    assert [doc.id for doc in written] == [f"{ns}a", f"{ns}b"]
+    assert (await store.get(f"{ns}a")).body == {"n": 2}
+    assert (await store.get(f"{ns}b")).type == "user"
+    with pytest.raises(DocumentExists):
+        await store.upsert_many([(f"{ns}c", "user", {}), (f"{ns}c", "user", {})])
+
+
 async def test_delete_removes_the_document(store: Store, ns: str) -> None:
     doc = await store.insert(f"{ns}a", "driver", {})
     await store.delete(doc.id, expected_version=doc.version)

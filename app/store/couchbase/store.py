@@ -322,6 +322,11 @@ class CouchbaseStore:
             cas = await self._open.connection.kv.upsert(doc_id, stored)
         return StoredRow(doc_id, cas, stored).document()
 
+    async def upsert_many(self, docs: Sequence[tuple[str, str, JsonObject]]) -> list[Document]:
+        """One by one: Couchbase has no transaction across documents here."""
+        refuse_repeats([doc_id for doc_id, _, _ in docs])
+        return [await self.upsert(doc_id, doc_type, body) for doc_id, doc_type, body in docs]
+
     async def delete(self, doc_id: str, *, expected_version: str | None = None) -> None:
         while True:
             current = await self._live(doc_id, expected_version)

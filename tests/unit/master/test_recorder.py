@@ -13,7 +13,7 @@ import pytest
 
 from app.control.state import ControlState, EdgePolicy, SupervisorState
 from app.control.supervisor import LinkDown, TakeoverRequested
-from app.master.recorder import StoreRefused
+from app.master.recorder import RecordWriter, StoreRefused
 from app.master.supervision import EdgeSupervisor, load_persisted
 from app.services.control import StoreHealth, history
 from app.store.base import Document, JsonObject, StoreUnavailable
@@ -34,6 +34,10 @@ class RefusingStore(SqliteStore):
     async def insert(self, doc_id: str, doc_type: str, body: JsonObject) -> Document:
         self._check()
         return await super().insert(doc_id, doc_type, body)
+
+    async def upsert_many(self, docs: Any) -> list[Document]:
+        self._check()
+        return await super().upsert_many(docs)
 
     def _check(self) -> None:
         if self.refusing:
@@ -125,3 +129,54 @@ async def test_a_failover_that_must_wait_for_the_store_is_tried_again(
     assert (supervisor.state.control.controller, supervisor.state.control.epoch) == ("master", 5)
     await wait_until(lambda: supervisor.unrecorded is None, timeout=3, message="the record")
     supervisor.close()
+
+
+class CountingStore(SqliteStore):
+    """Counts the write transactions of ``upsert_many``; fails them while ``refusing``."""
+
+    transactions = 0
+    refusing = False
+
+    async def upsert_many(self, docs: Any) -> list[Document]:
+        self.transactions += 1
+        if self.refusing:
+            raise StoreUnavailable("disk I/O error")
+        return await super().upsert_many(docs)
+
+
+async def test_the_writer_puts_concurrent_records_in_shared_transactions(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "engine.db")
+    await store.open()
+    try:
+        writer = RecordWriter(store)
+        await asyncio.gather(
+            *(writer.write([(f"state::{n}", "control_state", {"n": n})]) for n in range(100))
+        )
+        assert store.transactions == 1, "every write queued before the transaction shares it"
+        assert (await store.get("state::99")).body == {"n": 99}
+
+        store.refusing = True
+        results = await asyncio.gather(
+            *(writer.write([(f"state::{n}", "control_state", {})]) for n in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(result, StoreUnavailable) for result in results)
+    finally:
+        await store.close()
+
+
+async def test_the_later_write_of_a_record_wins_within_a_transaction(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "engine.db")
+    await store.open()
+    try:
+        writer = RecordWriter(store)
+        first = asyncio.create_task(writer.write([("state::a", "control_state", {"v": 0})]))
+        await asyncio.sleep(0)
+        await asyncio.gather(
+            writer.write([("state::a", "control_state", {"v": 1})]),
+            writer.write([("state::a", "control_state", {"v": 2})]),
+            first,
+        )
+        assert (await store.get("state::a")).body == {"v": 2}
+    finally:
+        await store.close()
