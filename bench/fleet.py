@@ -208,6 +208,10 @@ class Fleet:
             await process.kill()
 
 
+#: How long the master's store sequence must stay put to count as settled.
+SEQ_SETTLE_S = 1.0
+
+
 async def store_seq(http: httpx.AsyncClient, master: NodeProcess) -> int:
     """The master's newest store sequence, from its metrics."""
     response = await http.get(f"{master.url}/metrics")
@@ -216,6 +220,22 @@ async def store_seq(http: httpx.AsyncClient, master: NodeProcess) -> int:
     if found is None:
         raise RuntimeError("the master's metrics carry no engine_store_seq")
     return int(float(found.group(1)))
+
+
+async def settled_seq(http: httpx.AsyncClient, master: NodeProcess) -> int:
+    """The master's store sequence once its metric stops moving.
+
+    The metric follows the configuration watcher, which may still be working through
+    the admissions' writes when the master turns ready: a sequence read at once can be
+    older than what the restart wrote.
+    """
+    seq = await store_seq(http, master)
+    while True:
+        await asyncio.sleep(SEQ_SETTLE_S)
+        newer = await store_seq(http, master)
+        if newer == seq:
+            return seq
+        seq = newer
 
 
 async def ready(http: httpx.AsyncClient, master: NodeProcess) -> bool:
@@ -298,7 +318,7 @@ async def fleet_once(
             released = (await fleet.counts())["released"] - before["released"]
             # What the restart wrote (each admission's control state and event) reaches
             # every replica: N changes per edge, N² in all, by design (README §6).
-            seq = await store_seq(http, master)
+            seq = await settled_seq(http, master)
             synced = await fleet.ask(
                 {"cmd": "await_seq", "seq": seq, "within": RESTART_COPY_WAIT_S}, "at_seq", budget
             )
