@@ -23,6 +23,8 @@ permessage-deflate, the same frame size limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 import time
 from collections import deque
@@ -137,6 +139,7 @@ async def linked_edge(
             api, driver=ECHO_DRIVER, module={"name": "Echo"}, edge={"timeout": 30}
         )
         edge = await started(edge_process(workdir / "edge", room, master.url, kind=edge_kind))
+        PLACEMENT.peer(edge.pid)
         try:
             await wait_for(
                 lambda: api.controlled_by(room.edge_id, "edge"),
@@ -167,6 +170,7 @@ class EchoPeer:
             sys.executable, "-m", "bench.echo_peer", f"ws://{HOST}:{port}", self._mode, cwd=ROOT
         )
         await asyncio.wait_for(self._connected.wait(), 30)
+        PLACEMENT.peer(self._peer.pid)
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -293,7 +297,63 @@ async def alternating_throughput(
     return rates
 
 
+class Placement:
+    """The same CPUs for every variant: this process on one, every peer on the other.
+
+    A round trip between two processes costs more when the scheduler puts them on
+    different CPUs (a wake-up across CPUs) than on the same one, and it places each new
+    process as it likes: in runs of the same code the bare floor's p50 moved between
+    123 and 164 µs while the link's hardly did, and the ratio with it. Pinned, each
+    variant crosses between the same two CPUs. With fewer than two CPUs nothing is
+    pinned.
+    """
+
+    def __init__(self) -> None:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self._all = set(cpus)
+        self._ours: set[int] | None = {cpus[0]} if len(cpus) >= 2 else None
+        self._peers: set[int] | None = {cpus[1]} if len(cpus) >= 2 else None
+
+    def describe(self) -> str:
+        if self._ours is None:
+            return "not pinned (fewer than two CPUs)"
+        return f"this process on CPU {min(self._ours)}, every peer on CPU {min(self._peers or ())}"
+
+    def __enter__(self) -> Placement:
+        if self._ours is not None:
+            _pin(os.getpid(), self._ours)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._ours is not None:
+            _pin(os.getpid(), self._all)
+
+    def peer(self, pid: int) -> None:
+        """Put a running peer process, every thread of it, on the peers' CPU."""
+        if self._peers is not None:
+            _pin(pid, self._peers)
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (an affinity is a thread's own on Linux)."""
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(int(thread.name), cpus)
+
+
+PLACEMENT = Placement()
+
+
 async def measure(
+    workdir: Path, *, samples: int, concurrencies: Sequence[int], duration: float, rounds: int
+) -> dict[str, Any]:
+    with PLACEMENT:
+        return await _measure(
+            workdir, samples=samples, concurrencies=concurrencies, duration=duration, rounds=rounds
+        )
+
+
+async def _measure(
     workdir: Path, *, samples: int, concurrencies: Sequence[int], duration: float, rounds: int
 ) -> dict[str, Any]:
     async with linked_edge(workdir) as site, BareEcho() as bare, LinkEcho() as protocol:
@@ -316,6 +376,7 @@ async def measure(
         "latency_ms": {name: summary.as_json() for name, summary in latency.items()},
         "throughput": rates,
         "baselines": "websockets on both ends, compression=None, max_size 1 MiB, uvloop",
+        "placement": PLACEMENT.describe(),
         "summary": {
             "p50_ms": {name: round(summary.p50, 4) for name, summary in latency.items()},
             "p50_over_bare": {
