@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from app.node_process import NodeProcess
-from app.store import JsonObject, SqliteStore
+from app.store import JsonObject
+from tests.support.stores import opened
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -128,6 +129,17 @@ async def test_an_oversized_settings_is_413_and_replication_carries_on(
         assert "Huge" not in {system["name"] for system in all_systems}
 
 
+async def written_past_the_api(
+    master: NodeProcess, docs: list[tuple[str, str, JsonObject]]
+) -> None:
+    """Stop the master, write ``docs`` straight into its store, and start it again."""
+    await master.stop()
+    async with opened(master.workdir / "engine.db") as store:
+        await store.insert_many(docs)
+    await master.start()
+    await master.wait_ready()
+
+
 async def test_a_document_no_frame_can_carry_is_reported_on_both_sides_and_skipped(
     tmp_path: Path, master: NodeProcess
 ) -> None:
@@ -136,22 +148,14 @@ async def test_a_document_no_frame_can_carry_is_reported_on_both_sides_and_skipp
     await master.wait_ready()
     async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
         before = await http.post("/api/systems", json={"name": "Before"})
-    await master.stop()
-    store = SqliteStore(master.workdir / "engine.db")
-    await store.open()
-    try:
-        oversized: JsonObject = {
-            "name": "Big",
-            "description": "",
-            "edge_control_id": None,
-            "modules": [],
-            "settings": {"b": "x" * 65536},
-        }
-        await store.insert("sys-oversized", "system", oversized)
-    finally:
-        await store.close()
-    await master.start()
-    await master.wait_ready()
+    oversized: JsonObject = {
+        "name": "Big",
+        "description": "",
+        "edge_control_id": None,
+        "modules": [],
+        "settings": {"b": "x" * 65536},
+    }
+    await written_past_the_api(master, [("sys-oversized", "system", oversized)])
     async with (
         httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http,
         edge_of(
@@ -223,18 +227,14 @@ async def test_documents_the_runtime_cannot_read_cost_only_themselves(
     async with httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http:
         created = await http.post("/api/edges", json={"name": "Site", "timeout": 30})
     edge_id = created.json()["id"]
-    await master.stop()
-    store = SqliteStore(master.workdir / "engine.db")
-    await store.open()
-    try:
-        await store.insert("sys-no-modules", "system", {"name": "Bare", "edge_control_id": edge_id})
-        await store.insert("sys-odd-modules", "system", {"name": "Odd", "modules": [7, None]})
-        await store.insert("mod-no-driver", "module", {"name": "Display"})
-    finally:
-        await store.close()
-
-    await master.start()
-    await master.wait_ready()
+    await written_past_the_api(
+        master,
+        [
+            ("sys-no-modules", "system", {"name": "Bare", "edge_control_id": edge_id}),
+            ("sys-odd-modules", "system", {"name": "Odd", "modules": [7, None]}),
+            ("mod-no-driver", "module", {"name": "Display"}),
+        ],
+    )
     async with (
         httpx.AsyncClient(base_url=master.url, headers=AUTH, timeout=10) as http,
         edge_of(tmp_path, master, http) as pair,
