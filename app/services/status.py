@@ -90,7 +90,8 @@ class StatusBoard:
 
     async def snapshot(self, user: Principal) -> dict[str, Any]:
         """Every location this server shows, as ``user`` may see and operate it."""
-        return self._for(user, await self._current_view())
+        view = await self._current_view()
+        return self._for(user, view, self._operable(user, view))
 
     async def changes(
         self, user: Callable[[], Awaitable[Principal]], *, heartbeat_s: float = 15.0
@@ -106,18 +107,19 @@ class StatusBoard:
         while True:
             principal = await user()
             view = await self._current_view()
-            seen = (view.version, principal, self._operable(principal, view))
+            operable = self._operable(principal, view)
+            seen = (view.version, principal, operable)
             if seen != previous:
                 previous = seen
                 last_sent = time.monotonic()
-                yield self._for(principal, view)
+                yield self._for(principal, view, operable)
             elif time.monotonic() - last_sent >= heartbeat_s:
                 last_sent = time.monotonic()
                 yield None
             await asyncio.sleep(self._poll_interval_s)
 
-    def _for(self, user: Principal, view: _View) -> dict[str, Any]:
-        operable = self._operable(user, view)
+    def _for(self, user: Principal, view: _View, operable: tuple[bool, ...]) -> dict[str, Any]:
+        """``view`` as ``user`` sees it; ``operable``: where they may restore or take over."""
         return {
             "node": self._node_name,
             "role": "edge" if self._edge_id else "master",
