@@ -17,6 +17,14 @@ from app.link.connection import (
     WebsocketsTransport,
     receive_frame,
 )
+from app.link.failures import (
+    LINK_STATES,
+    HandshakeClosed,
+    LinkFailure,
+    LinkReport,
+    LinkState,
+    classify,
+)
 from app.link.handshake import EdgeHandshake, MasterHandshake
 from app.link.messages import (
     Challenge,
@@ -39,6 +47,7 @@ __all__ = [
     "CLOSE_AUTH_FAILED",
     "CLOSE_TOO_LARGE",
     "DEFAULT_MAX_SIZE",
+    "LINK_STATES",
     "AuthFailed",
     "Challenge",
     "CloseCode",
@@ -51,10 +60,14 @@ __all__ = [
     "Frame",
     "FrameError",
     "FrameTransport",
+    "HandshakeClosed",
     "Hello",
     "LinkClosed",
     "LinkConnection",
+    "LinkFailure",
+    "LinkReport",
     "LinkRequestError",
+    "LinkState",
     "LinkTimeout",
     "MasterHandshake",
     "NonceRegistry",
@@ -65,6 +78,7 @@ __all__ = [
     "TransportClosed",
     "WebsocketsTransport",
     "Welcome",
+    "classify",
     "decode",
     "encode",
     "receive_frame",
