@@ -46,6 +46,8 @@ class MasterRole:
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name="master boot"))
+        certificates = self._services.certificates.run()
+        self._tasks.append(asyncio.create_task(certificates, name="certificates"))
 
     async def _run(self) -> None:
         boot = self._services.boot
