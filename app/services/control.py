@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from app.control.clock import now_utc
 from app.control.windows import RestoreWindow
+from app.link.failures import LinkReport
 from app.models import DEFAULT_FAILOVER_TIMEOUT_S
 from app.services.routing import Placement
 from app.store.base import Document, DocumentNotFound, Store
@@ -131,6 +132,8 @@ def describe(
     witness: dict[str, Any] | None = None,
     pending: dict[str, Any] | None = None,
     replication_error: str | None = None,
+    link: LinkReport | None = None,
+    duplicate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of ``GET /api/edges/{id}/control``.
 
@@ -138,7 +141,10 @@ def describe(
     what this server last learnt from the other side's witness; ``pending`` a
     decision carried out that the store has not recorded yet; ``replication_error``
     what this server last had to leave out of the edge's replica (a document no link
-    frame can carry), None while replication is whole.
+    frame can carry), None while replication is whole. ``link`` is the edge's own
+    view of its link (``link_state``, ``master_alive``, ``link_state_since``: only an
+    edge describing its own location has it); ``duplicate`` the master's record of
+    another process refused as this edge while its link is held.
     """
     now = now_utc()
     return {
@@ -159,6 +165,10 @@ def describe(
         "link_error_at": link_error[1].isoformat() if link_error else None,
         "witness": witness,
         "pending": pending,
+        "link_state": link.state if link else None,
+        "master_alive": link.master_alive if link else None,
+        "link_state_since": link.since.isoformat() if link else None,
+        "duplicate": duplicate,
     }
 
 
