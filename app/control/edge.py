@@ -2,16 +2,21 @@
 
 The edge runs its modules when the master tells it to (a control message that is not
 older than the last one it obeyed) or when it is disconnected: the link dropped, it
-waited ``ENGINE_LINK_RETRY_S`` and the next attempt to reconnect failed, and the
-master's witness did not say the master runs them. It stops them only when the master
-says it controls the devices, over the link or through its witness. Between the drop and that failed
+waited ``ENGINE_LINK_RETRY_S`` and the next attempt to reconnect failed without any
+answer from the master, and the master's witness did not say the master runs them.
+A failed attempt the master answered (its certificate not trusted, an HTTP answer, a
+refused proof, a duplicate) proves the master alive: nobody takes control on that.
+It stops them when the master says it controls the devices, over the link or through
+its witness; when the master refused this process as a duplicate (another process of
+the edge holds the link, and control follows it); and when the master, alive but out
+of reach, is about to fail over (:func:`yield_due`). Between the drop and that failed
 attempt the edge keeps doing what it did, so a short blip changes nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.control.clock import as_utc
 from app.control.state import Controller, Side
@@ -80,9 +85,15 @@ class EdgeControlState:
             return EdgeTransition(self, ())
         return EdgeTransition(replace(self, link_up=False, link_lost_at=as_utc(now)), ())
 
-    def on_reconnect_failed(self, now: datetime, retry_s: float) -> EdgeTransition:
-        """An attempt to reconnect failed; after ``retry_s`` without a link, run locally."""
-        if self.link_up or self.link_lost_at is None or self.modules_running:
+    def on_reconnect_failed(
+        self, now: datetime, retry_s: float, *, master_alive: bool
+    ) -> EdgeTransition:
+        """An attempt to reconnect failed; after ``retry_s`` without a link, run locally.
+
+        Not when ``master_alive``: the master answered (and refused), so it is no
+        outage, and the master decides who runs the devices.
+        """
+        if self.link_up or self.link_lost_at is None or self.modules_running or master_alive:
             return EdgeTransition(self, ())
         if (as_utc(now) - self.link_lost_at).total_seconds() < retry_s:
             return EdgeTransition(self, ())
@@ -99,9 +110,41 @@ class EdgeControlState:
         actions: tuple[EdgeAction, ...] = (StopLocalModules(),) if self.modules_running else ()
         return EdgeTransition(replace(self, controller="master"), actions)
 
+    def on_duplicate(self) -> EdgeTransition:
+        """The master refused this process: another process of this edge holds the link.
+
+        Control follows that link, so this process stops whatever it runs and starts
+        nothing until it is let in itself.
+        """
+        if self.link_up:
+            return EdgeTransition(self, ())
+        actions: tuple[EdgeAction, ...] = (StopLocalModules(),) if self.modules_running else ()
+        return EdgeTransition(replace(self, controller="none"), actions)
+
     def _switch(self, controller: Side) -> tuple[EdgeAction, ...]:
         if controller == "edge" and not self.modules_running:
             return (StartLocalModules(),)
         if controller == "master" and self.modules_running:
             return (StopLocalModules(),)
         return ()
+
+
+def yield_due(
+    now: datetime,
+    *,
+    link_lost_at: datetime,
+    vouched_at: datetime | None,
+    timeout: float,
+    margin: float,
+) -> bool:
+    """Whether an edge whose master is alive but out of reach should let its devices go.
+
+    The master fails over ``timeout`` after the edge's last sign of life: the link's
+    loss, or the last time its witness asked this edge and heard "I control" (which
+    holds the failover off). The edge yields ``margin`` before that moment, so the
+    devices get a short gap rather than two controllers.
+    """
+    last_sign = as_utc(link_lost_at)
+    if vouched_at is not None:
+        last_sign = max(last_sign, as_utc(vouched_at))
+    return as_utc(now) >= last_sign + timedelta(seconds=max(0.0, timeout - margin))

@@ -64,6 +64,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         settings,
         services.store,
         controller,
+        current,
         edge_id=edge_id,
     )
     events = LinkEvents(
@@ -72,6 +73,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         follower,
         boot,
         services.repository,
+        metrics,
         link_retry_s=settings.link_retry_s,
     )
     requests = MasterRequests(
@@ -90,9 +92,20 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         on_event=follower.on_event,
         listener=events,
         boot_time=time.time(),
+        on_certificate=services.certificates.saw_master,
     )
     watcher = ConfigurationWatcher(services.store, metrics, services.auth, modules, controller)
-    role = EdgeRole(metrics, boot, follower, forwarder, uplink, current, watcher)
+    role = EdgeRole(
+        metrics,
+        boot,
+        follower,
+        forwarder,
+        uplink,
+        current,
+        watcher,
+        witness,
+        services.certificates,
+    )
     control = EdgeControl(
         settings,
         services.store,
@@ -103,6 +116,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         witness,
         skipped,
         edge_id=edge_id,
+        instance_id=uplink.instance_id,
     )
     return Node(
         services,

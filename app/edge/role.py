@@ -17,8 +17,10 @@ from app.edge.follower import ReplicaFollower
 from app.edge.forwarder import StatusForwarder
 from app.edge.uplink import CurrentLink, Uplink
 from app.edge.watcher import ConfigurationWatcher
+from app.edge.witness import MasterWitness
 from app.link import CloseCode
 from app.metrics import Metrics
+from app.services.certificates import CertificateExpiry
 
 
 class EdgeRole:
@@ -33,6 +35,8 @@ class EdgeRole:
         uplink: Uplink,
         current: CurrentLink,
         watcher: ConfigurationWatcher,
+        witness: MasterWitness,
+        certificates: CertificateExpiry,
     ) -> None:
         self._metrics = metrics
         self._boot = boot
@@ -41,16 +45,20 @@ class EdgeRole:
         self._uplink = uplink
         self._current = current
         self._watcher = watcher
+        self._witness = witness
+        self._certificates = certificates
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self._follower.replica.open()
         self._tasks.append(asyncio.create_task(self._run(), name="edge boot"))
+        self._tasks.append(asyncio.create_task(self._certificates.run(), name="certificates"))
 
     async def _run(self) -> None:
         modules = await self._boot.load()
         self._tasks.append(asyncio.create_task(self._forwarder.run(), name="status forwarder"))
         self._tasks.append(asyncio.create_task(self._uplink.run_forever(), name="uplink"))
+        self._tasks.append(asyncio.create_task(self._witness.run(), name="master witness"))
         self._tasks.append(asyncio.create_task(self._watcher.run(), name="change watch"))
         self._tasks.append(asyncio.create_task(self._follower.run(), name="replica follow"))
         self._boot.finish(modules)

@@ -17,7 +17,7 @@ from app.edge.forwarder import StatusForwarder
 from app.edge.linkstate import LinkEvents
 from app.edge.uplink import CurrentLink
 from app.edge.witness import MasterWitness
-from app.link import Control, Welcome
+from app.link import Control, LinkFailure, Welcome
 from app.node import Services
 from app.services.modules import Locations, ModuleService
 from app.services.witness import Witness
@@ -55,6 +55,7 @@ class Linked:
     events: LinkEvents
     controller: EdgeController
     follower: ReplicaFollower
+    witness: MasterWitness
 
 
 @pytest.fixture
@@ -65,6 +66,7 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
         edge_id="edge-1",
         master_url="http://127.0.0.1:9",
         edge_secret="edge-secret",
+        link_retry_s=0.01,
     )
     services = Services(settings)
     await services.store.open()
@@ -86,6 +88,7 @@ def linked(services: Services, replica: StuckReplica) -> Linked:
         settings,
         services.store,
         controller,
+        CurrentLink(),
         edge_id="edge-1",
     )
     events = LinkEvents(
@@ -94,9 +97,10 @@ def linked(services: Services, replica: StuckReplica) -> Linked:
         follower,
         boot,
         services.repository,
+        services.metrics,
         link_retry_s=settings.link_retry_s,
     )
-    return Linked(events, controller, follower)
+    return Linked(events, controller, follower, witness)
 
 
 WELCOME = Welcome(proof="ab" * 32, master_booting=False, epoch=3)
@@ -119,3 +123,61 @@ async def test_a_failing_catch_up_neither_raises_nor_undoes_control(services: Se
     await edge.events.connected(object(), WELCOME, Control(controller="edge", epoch=3))  # type: ignore[arg-type]
     assert edge.controller.state.controller == "edge" and edge.controller.modules_running
     assert edge.follower.retrying, "retried on the next change"
+
+
+def link_state_metric(services: Services) -> dict[str, float]:
+    return {
+        sample.labels["state"]: sample.value
+        for metric in services.metrics.link_state.collect()
+        for sample in metric.samples
+    }
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        LinkFailure("tls", "the master's certificate is not trusted: certificate has expired"),
+        LinkFailure("refused", "the master answered the link with HTTP 503"),
+        LinkFailure("refused", "the master refused this process as a duplicate", duplicate=True),
+    ],
+)
+async def test_a_failure_the_master_answered_never_starts_the_modules(
+    services: Services, failure: LinkFailure
+) -> None:
+    edge = linked(services, StuckReplica())
+    await asyncio.sleep(0.02)  # past the retry delay: an unanswered attempt would start them
+    await edge.events.attempt_failed(failure)
+    assert not edge.controller.modules_running
+    report = edge.events.report
+    assert (report.state, report.master_alive, report.error) == (
+        failure.kind,
+        True,
+        failure.detail,
+    )
+    assert link_state_metric(services) == {
+        "up": 0,
+        "closed": 0,
+        "refused": 1 if failure.kind == "refused" else 0,
+        "tls": 1 if failure.kind == "tls" else 0,
+        "unreachable": 0,
+    }
+
+
+async def test_an_attempt_nobody_answered_starts_them_after_the_retry_delay(
+    services: Services,
+) -> None:
+    edge = linked(services, StuckReplica())
+    await asyncio.sleep(0.02)
+    await edge.events.attempt_failed(LinkFailure("unreachable", "timed out"))
+    assert edge.controller.modules_running
+    assert edge.events.report.state == "unreachable"
+    assert edge.witness.report is not None and edge.witness.report.result == "unreachable"
+
+
+async def test_a_duplicate_refusal_stops_running_modules(services: Services) -> None:
+    edge = linked(services, StuckReplica())
+    await asyncio.sleep(0.02)
+    await edge.events.attempt_failed(LinkFailure("unreachable", "timed out"))
+    assert edge.controller.modules_running
+    await edge.events.attempt_failed(LinkFailure("refused", "duplicate", duplicate=True))
+    assert not edge.controller.modules_running
