@@ -25,6 +25,7 @@ import logging
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnected
 
 from app.errors import EngineError, Unauthorized, Unavailable, UnknownModule
 from app.node import Node
@@ -167,7 +168,12 @@ class ClientSession:
         try:
             while True:
                 await self._websocket.send_text(await self._outbox.get())
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            return
+        except RuntimeError as exc:
+            # The server closed the socket itself (a keep-alive ping went unanswered)
+            # before the disconnect reached the reader: uvicorn refuses the send.
+            log.debug("client websocket closed by the server: %s", exc)
             return
 
     async def _read(self) -> None:
