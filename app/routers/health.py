@@ -24,8 +24,12 @@ async def health(node: NodeDep) -> dict[str, Any]:
     operation_id="getReady",
     summary="503 with Retry-After until boot is complete, then the boot summary",
     description="Once ready, the body also says whether the store takes control decisions' "
-    "writes (master: `store`, `decisions_unrecorded`) and how the link fares (edge: `link` "
-    "with the last `error` when it is refused or failing, `controls`).",
+    "writes (master: `store`, `decisions_unrecorded`), how the link fares (edge: `link` with "
+    "`link_state` — `up`, `closed`, `refused`, `tls` or `unreachable` — `master_alive`, "
+    "`link_state_since`, the last `error` when it is refused or failing, the process's "
+    "`instance_id`; `controls`) and when the TLS certificates expire (`tls`: this server's "
+    "`certificate` and, on an edge, the `master_certificate` its link last saw, each with "
+    "`not_after`, `expires_in_s` and `expiring` within ENGINE_TLS_EXPIRY_WARNING_S).",
     responses=problems(503),
 )
 async def ready(node: NodeDep) -> Response:
@@ -47,6 +51,7 @@ async def ready(node: NodeDep) -> Response:
             **boot.summary,
             **node.live_counts(),
             **node.control.health(),
+            "tls": node.certificates.as_json(),
         }
     )
 
