@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -44,6 +42,8 @@ class Certificate:
     @classmethod
     def from_pem_file(cls, path: Path) -> Certificate:
         """The first certificate of a PEM file (the server's own, before its chain)."""
+        from cryptography import x509  # only a server that serves TLS pays for the import
+
         cert = x509.load_pem_x509_certificate(path.read_bytes())
         subject = cert.subject.rfc4514_string()
         return cls(subject, cert.not_valid_after_utc.timestamp())
