@@ -50,13 +50,16 @@ class EdgeControlState:
     ``controller`` is who runs them as far as the edge knows ("edge" exactly when its
     modules run); ``epoch`` is that of the last control message obeyed;
     ``link_lost_at`` is when the link to the master went (or, at boot, when the edge
-    started without one).
+    started without one). ``duplicate``: the master refused this process because
+    another process of the edge held the link; it starts nothing until it is let in,
+    or it would run beside that one as soon as the master is out of reach.
     """
 
     controller: Controller
     epoch: int
     link_up: bool
     link_lost_at: datetime | None
+    duplicate: bool = False
 
     @classmethod
     def at_boot(cls, now: datetime) -> EdgeControlState:
@@ -70,7 +73,8 @@ class EdgeControlState:
 
     def on_link_up(self) -> EdgeTransition:
         """The link to the master is up; control waits for the master's message."""
-        return EdgeTransition(replace(self, link_up=True, link_lost_at=None), ())
+        linked = replace(self, link_up=True, link_lost_at=None, duplicate=False)
+        return EdgeTransition(linked, ())
 
     def on_control(self, controller: Side, epoch: int) -> EdgeTransition:
         """The master says who controls the devices; a message older than the last is ignored."""
@@ -91,9 +95,12 @@ class EdgeControlState:
         """An attempt to reconnect failed; after ``retry_s`` without a link, run locally.
 
         Not when ``master_alive``: the master answered (and refused), so it is no
-        outage, and the master decides who runs the devices.
+        outage, and the master decides who runs the devices. Never while this process
+        is a refused duplicate.
         """
-        if self.link_up or self.link_lost_at is None or self.modules_running or master_alive:
+        if self.link_up or self.link_lost_at is None or self.modules_running:
+            return EdgeTransition(self, ())
+        if master_alive or self.duplicate:
             return EdgeTransition(self, ())
         if (as_utc(now) - self.link_lost_at).total_seconds() < retry_s:
             return EdgeTransition(self, ())
@@ -119,7 +126,7 @@ class EdgeControlState:
         if self.link_up:
             return EdgeTransition(self, ())
         actions: tuple[EdgeAction, ...] = (StopLocalModules(),) if self.modules_running else ()
-        return EdgeTransition(replace(self, controller="none"), actions)
+        return EdgeTransition(replace(self, controller="none", duplicate=True), actions)
 
     def _switch(self, controller: Side) -> tuple[EdgeAction, ...]:
         if controller == "edge" and not self.modules_running:

@@ -98,7 +98,8 @@ class LinkEvents:
 
         A duplicate refusal stops this process's modules (another process of this edge
         holds the link); any other answer of the master keeps the modules as they are,
-        until the master is about to fail over.
+        until the master is about to fail over — or, with failover off, starts them
+        unless the master runs them, since the master will not.
         """
         self._show(self.report.failed(failure, now_utc()))
         controller = self._controller
@@ -111,6 +112,8 @@ class LinkEvents:
         if alive and running and await self._witness.master_takes_over_soon():
             await controller.apply(lambda state: state.on_master_controls())
             return
+        if alive and not running and not await self._witness.master_may_run_them():
+            alive = False  # failover is off and the master does not run them: nobody would
         if not alive and not running and await self._witness.master_controls():
             return
         retry_s = self._link_retry_s

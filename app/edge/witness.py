@@ -12,7 +12,7 @@ from app.control.clock import now_utc
 from app.control.edge import yield_due
 from app.edge.controller import EdgeController
 from app.edge.uplink import CurrentLink
-from app.services.control import failover_timeout
+from app.services.control import failover_timeout, persisted_state
 from app.services.witness import Witness, WitnessReport
 from app.settings import Settings
 from app.store.base import Store, StoreError
@@ -129,6 +129,25 @@ class MasterWitness:
         if previous is None or (report.checked_at - previous.checked_at).total_seconds() > window:
             return True
         return previous.result != "unreachable"
+
+    async def master_may_run_them(self) -> bool:
+        """Whether the master, alive but not letting this edge link, runs the devices or
+        may take them: failover is on, or its witness (else its last word before the link
+        went) says it runs them. With failover off and the master not running them,
+        nobody would if this edge did not."""
+        report = self.report
+        if report is not None and report.controls:
+            return True
+        try:
+            edge = await self._store.get(self._edge_id)
+        except StoreError:
+            return True
+        if edge.body.get("failover", True):
+            return True
+        if report is not None and report.verified:
+            return False
+        state = await persisted_state(self._store, self._edge_id)
+        return bool(state.get("controller") == "master")
 
     async def master_takes_over_soon(self) -> bool:
         """Whether the master, alive but not letting this edge link, is about to fail over.

@@ -98,8 +98,10 @@ class WitnessAsker:
         for edge_id, supervisor in list(self._edges.supervisors.items()):
             control = supervisor.state.control
             url = self._edges.api_url(edge_id)
-            if url and not control.online and (
-                control.failover_deadline is not None or control.controller == "master"
+            if (
+                url
+                and not control.online
+                and (control.failover_deadline is not None or control.controller == "master")
             ):
                 yield edge_id, url
             else:

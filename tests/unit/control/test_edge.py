@@ -184,3 +184,14 @@ def test_an_edge_yields_before_a_master_that_answers_fails_over(
 
 def test_a_timeout_shorter_than_the_margin_yields_at_once() -> None:
     assert yield_due(at(0), link_lost_at=at(0), vouched_at=None, timeout=1.0, margin=6.0)
+
+
+def test_a_refused_duplicate_starts_nothing_until_it_is_let_in() -> None:
+    refused = EdgeControlState.at_boot(T0).on_duplicate().state
+    # The master out of reach later: the process holding the link runs the devices.
+    assert refused.on_reconnect_failed(at(60), RETRY_S, master_alive=False).actions == ()
+    admitted = refused.on_link_up().state
+    assert not admitted.duplicate
+    assert admitted.on_control("edge", 3).actions == (StartLocalModules(),)
+    lost = admitted.on_control("edge", 3).state.on_link_lost(at(61)).state
+    assert not lost.duplicate

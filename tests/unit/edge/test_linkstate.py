@@ -181,3 +181,17 @@ async def test_a_duplicate_refusal_stops_running_modules(services: Services) -> 
     assert edge.controller.modules_running
     await edge.events.attempt_failed(LinkFailure("refused", "duplicate", duplicate=True))
     assert not edge.controller.modules_running
+
+
+@pytest.mark.parametrize(("master_had_them", "starts"), [(False, True), (True, False)])
+async def test_with_failover_off_an_edge_the_master_refuses_runs_what_the_master_does_not(
+    services: Services, master_had_them: bool, starts: bool
+) -> None:
+    await services.store.upsert("edge-1", "edge", {"name": "Sydney", "failover": False})
+    controller = "master" if master_had_them else "edge"
+    await services.store.upsert("control::edge-1", "control_state", {"controller": controller})
+    edge = linked(services, StuckReplica())
+    await asyncio.sleep(0.02)
+    await edge.events.attempt_failed(LinkFailure("tls", "certificate has expired"))
+    assert edge.controller.modules_running == starts
+    assert edge.events.report.state == "tls"
