@@ -17,6 +17,10 @@ from app.services.witness import Witness, WitnessReport
 
 log = logging.getLogger(__name__)
 
+#: The longest wait, in ping intervals, between questions to an unanswering edge whose
+#: devices the master holds.
+MAX_BACKOFF = 8
+
 
 class WitnessAsker:
     """Every ping interval, asks each edge whose link is down while a failover is pending
@@ -29,7 +33,10 @@ class WitnessAsker:
     intervals and witness timeouts without asking is deaf to the master (a one-way
     network) and is yielded to. Each question runs in a task of its own bounded by
     ``ENGINE_WITNESS_TIMEOUT_S``, so a slow one never delays the next; a late answer to
-    an older question changes nothing.
+    an older question changes nothing. An edge whose devices the master holds and
+    whose witness does not answer (it is down: a power cut, a fleet-wide outage) is
+    asked less and less often, down to every ``MAX_BACKOFF`` intervals, so a thousand
+    dead edges never crowd out the questions that hold a failover off.
     """
 
     def __init__(
@@ -60,6 +67,9 @@ class WitnessAsker:
         self._asked: dict[str, int] = {}
         self._settled: dict[str, int] = {}
         self._questions: dict[str, set[asyncio.Task[None]]] = {}
+        #: Intervals between questions to an unanswering edge whose devices the master holds.
+        self._backoff: dict[str, int] = {}
+        self._skipped: dict[str, int] = {}
 
     async def run(self) -> None:
         try:
@@ -98,14 +108,17 @@ class WitnessAsker:
         for edge_id, supervisor in list(self._edges.supervisors.items()):
             control = supervisor.state.control
             url = self._edges.api_url(edge_id)
-            if (
-                url
-                and not control.online
-                and (control.failover_deadline is not None or control.controller == "master")
-            ):
+            if url and not control.online and control.failover_deadline is not None:
                 yield edge_id, url
+            elif url and not control.online and control.controller == "master":
+                skipped = self._skipped.get(edge_id, 0) + 1
+                if skipped >= self._backoff.get(edge_id, 1):
+                    skipped = 0
+                    yield edge_id, url
+                self._skipped[edge_id] = skipped
             else:
                 self._claiming.pop(edge_id, None)  # a later claim starts afresh
+                self._backoff.pop(edge_id, None)
 
     def _ask_soon(self, edge_id: str, url: str) -> None:
         questions = self._questions.setdefault(edge_id, set())
@@ -124,6 +137,10 @@ class WitnessAsker:
                 return  # a newer question was answered first
             self._settled[edge_id] = asked
             self.reports[edge_id] = report
+            if report.result == "unreachable":
+                self._backoff[edge_id] = min(2 * self._backoff.get(edge_id, 1), MAX_BACKOFF)
+            else:
+                self._backoff.pop(edge_id, None)
             deaf = self.deaf(edge_id, report)
             supervisor = self._edges.get(edge_id)
             if report.controls and supervisor is not None:

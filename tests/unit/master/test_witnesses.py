@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
-from app.master.witnesses import WitnessAsker
+from app.master.witnesses import MAX_BACKOFF, WitnessAsker
 from app.services.witness import WitnessReport, WitnessResult
 
 T0 = datetime(2024, 6, 5, 12, tzinfo=UTC)
@@ -59,3 +60,54 @@ def test_any_other_answer_starts_the_claims_afresh() -> None:
     assert not witnesses.deaf("edge-1", said(4))
     assert not witnesses.deaf("edge-1", said(4 + GRACE_S - 0.1))
     assert witnesses.deaf("edge-1", said(4 + GRACE_S))
+
+
+class Held:
+    """A supervisor whose edge's devices the master holds while the edge is offline."""
+
+    def __init__(self, *, pending: bool = False) -> None:
+        deadline = T0 + timedelta(seconds=20) if pending else None
+        control = SimpleNamespace(online=False, controller="master", failover_deadline=deadline)
+        self.state = SimpleNamespace(control=control)
+
+
+class Edges:
+    def __init__(self, **supervisors: Held) -> None:
+        self.supervisors = supervisors
+
+    def api_url(self, edge_id: str) -> str:
+        return f"http://{edge_id}"
+
+    def get(self, edge_id: str) -> None:
+        return None
+
+
+class Unanswered:
+    async def ask(self, url: str, edge_id: str, secrets: Any, previous: Any) -> WitnessReport:
+        return said(0, "unreachable")
+
+
+class Secrets:
+    async def valid(self, edge_id: str) -> list[str]:
+        return ["secret"]
+
+
+async def test_an_unanswering_edge_the_master_holds_is_asked_less_and_less() -> None:
+    edges = Edges(dead=Held(), pending=Held(pending=True))
+    witnesses = WitnessAsker(
+        cast(Any, Unanswered()),
+        cast(Any, Secrets()),
+        cast(Any, edges),
+        cast(Any, SimpleNamespace(link_errors={})),
+        interval_s=INTERVAL_S,
+        timeout_s=TIMEOUT_S,
+    )
+    asked: dict[str, list[int]] = {"dead": [], "pending": []}
+    for tick in range(40):
+        for edge_id, url in list(witnesses._waiting()):
+            asked[edge_id].append(tick)
+            witnesses._asked[edge_id] = witnesses._asked.get(edge_id, 0) + 1
+            await witnesses._ask(edge_id, url, witnesses._asked[edge_id])
+    assert asked["pending"] == list(range(40)), "a pending failover is asked every interval"
+    gaps = [b - a for a, b in zip(asked["dead"], asked["dead"][1:], strict=False)]
+    assert gaps[:4] == [2, 4, 8, 8] and set(gaps[3:]) == {MAX_BACKOFF}
