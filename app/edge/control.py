@@ -83,11 +83,12 @@ class EdgeControl:
         else:
             controller = "master" if state.get("controller") == "master" else "none"
         modules = "run here" if running else "are stopped here"
+        why = link.error or "no attempt has failed yet"
         last_word = state.get("reason", "nothing yet")
         return {
             "controller": controller,
             "online": False,
-            "reason": f"this edge's link to the master is {link.state} ({link.error}); the "
+            "reason": f"this edge's link to the master is {link.state} ({why}); the "
             f"location's modules {modules}; the master's last word: {last_word}",
         }
 

@@ -118,7 +118,6 @@ class Uplink:
         on_event: EventHandler,
         listener: UplinkListener,
         boot_time: float,
-        instance_id: str | None = None,
         on_certificate: Callable[[dict[str, object]], None] | None = None,
     ) -> None:
         if not settings.master_url or not settings.edge_id or not settings.edge_secret:
@@ -136,7 +135,7 @@ class Uplink:
         self._boot_time = boot_time
         self._current = current
         #: Tells this process from another started with the same edge id and secret.
-        self.instance_id = instance_id or new_instance_id()
+        self.instance_id = new_instance_id()
         self._on_certificate = on_certificate
 
     async def run_forever(self) -> None:

@@ -22,7 +22,6 @@ from app.link.failures import (
     HandshakeClosed,
     LinkFailure,
     LinkReport,
-    LinkState,
     classify,
 )
 from app.link.handshake import EdgeHandshake, MasterHandshake
@@ -67,7 +66,6 @@ __all__ = [
     "LinkFailure",
     "LinkReport",
     "LinkRequestError",
-    "LinkState",
     "LinkTimeout",
     "MasterHandshake",
     "NonceRegistry",

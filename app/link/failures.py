@@ -122,9 +122,7 @@ def classify(exc: BaseException) -> LinkFailure:
         return LinkFailure("refused", f"the master sent a bad handshake frame: {exc}")
     if isinstance(exc, TimeoutError):
         return LinkFailure("unreachable", "timed out")
-    if isinstance(exc, OSError):
-        return LinkFailure("unreachable", f"{type(exc).__name__}: {exc}")
-    return LinkFailure("unreachable", f"{type(exc).__name__}: {exc}")
+    return LinkFailure("unreachable", f"{type(exc).__name__}: {exc}")  # refused, DNS, reset
 
 
 def _closed(exc: HandshakeClosed) -> LinkFailure:
