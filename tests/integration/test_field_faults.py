@@ -299,22 +299,30 @@ async def test_a_cloned_edge_is_refused_and_never_runs_beside_the_original(
 CUTS = 3
 
 
+async def room_with_api_path(
+    rooms: Rooms, stack: AsyncExitStack, name: str, **fields: Any
+) -> tuple[Room, PausableProxy]:
+    """An edge location in control of its device, whose ``api_url`` (where the master
+    asks its witness) goes through a pausable proxy; ``fields`` as for ``add_edge``."""
+    room = await rooms.add(name, timeout=TIMEOUT_S, start=False, **fields)
+    edge = room.edge.process
+    api_path = await stack.enter_async_context(PausableProxy(edge.port))
+    await rooms.site.patch_edge(room.edge, {"api_url": f"http://127.0.0.1:{api_path.port}"})
+    await edge.start()
+    await edge.wait_ready()
+    await room.watch.wait_held_by(name, timeout=10)
+    return room, api_path
+
+
 async def test_a_one_way_network_gives_two_controllers_for_at_most_a_ping_and_a_witness_timeout(
     site: Site, rooms: Rooms
 ) -> None:
     async with PausableProxy(site.master.port) as link_path, AsyncExitStack() as stack:
-        room = await rooms.add(
-            "oneway",
-            timeout=TIMEOUT_S,
-            start=False,
-            env={"ENGINE_LINK_URL": f"https://127.0.0.1:{link_path.port}"},
+        link_url = f"https://127.0.0.1:{link_path.port}"
+        room, api_path = await room_with_api_path(
+            rooms, stack, "oneway", env={"ENGINE_LINK_URL": link_url}
         )
         edge = room.edge.process
-        api_path = await stack.enter_async_context(PausableProxy(edge.port))
-        await site.patch_edge(room.edge, {"api_url": f"http://127.0.0.1:{api_path.port}"})
-        await edge.start()
-        await edge.wait_ready()
-        await room.watch.wait_held_by("oneway", timeout=10)
 
         overlaps: list[float] = []
         async with Probes(site, room.edge.id, {"master": site.master, "oneway": edge}) as probes:
@@ -355,18 +363,9 @@ async def test_when_only_the_master_reaches_the_edge_after_a_partition_the_maste
     site: Site, rooms: Rooms
 ) -> None:
     async with PausableProxy(site.master.port) as master_path, AsyncExitStack() as stack:
-        room = await rooms.add(
-            "reverse",
-            timeout=TIMEOUT_S,
-            start=False,
-            master_url=f"https://127.0.0.1:{master_path.port}",
-        )
+        master_url = f"https://127.0.0.1:{master_path.port}"
+        room, api_path = await room_with_api_path(rooms, stack, "reverse", master_url=master_url)
         edge = room.edge.process
-        api_path = await stack.enter_async_context(PausableProxy(edge.port))
-        await site.patch_edge(room.edge, {"api_url": f"http://127.0.0.1:{api_path.port}"})
-        await edge.start()
-        await edge.wait_ready()
-        await room.watch.wait_held_by("reverse", timeout=10)
 
         async with Probes(site, room.edge.id, {"master": site.master, "reverse": edge}) as probes:
             # A full partition: the master fails over while the edge runs on (the seed's rule).

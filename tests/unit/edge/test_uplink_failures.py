@@ -6,7 +6,6 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from app.edge.uplink import CurrentLink, HelloFacts, Uplink
 from app.link import Control, LinkConnection, LinkFailure, Welcome
 from app.node_process import free_port
 from app.settings import Settings
+from tests.support.tls import expired_server
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -87,13 +87,7 @@ async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hea
 
 
 async def test_an_expired_certificate_is_a_tls_failure(tmp_path: Path) -> None:
-    authority = trustme.CA()
-    now = datetime.now(UTC)
-    issued = authority.issue_cert(
-        "127.0.0.1", not_before=now - timedelta(days=2), not_after=now - timedelta(seconds=1)
-    )
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    issued.configure_cert(server_tls)
+    authority, server_tls = expired_server()
     ca = tmp_path / "ca.pem"
     authority.cert_pem.write_to_path(str(ca))
 

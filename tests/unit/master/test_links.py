@@ -124,6 +124,24 @@ async def url(listener: Listener) -> AsyncIterator[str]:
     await asyncio.wait_for(serving, WAIT)
 
 
+async def say_hello(
+    transport: WebsocketsTransport, *, devices_loaded: bool, instance_id: str | None
+) -> EdgeHandshake:
+    """Answer the master's challenge with the edge's hello, as the process ``instance_id``."""
+    handshake = EdgeHandshake(
+        EDGE,
+        SECRET,
+        boot_time=0.0,
+        devices_loaded=devices_loaded,
+        replica_seq=0,
+        commit=None,
+        instance_id=instance_id,
+    )
+    challenge = await receive_frame(transport, Challenge)
+    await transport.send(encode(handshake.receive_challenge(challenge)))
+    return handshake
+
+
 @asynccontextmanager
 async def edge(
     url: str, handlers: Mapping[str, Handler] | None = None, *, instance_id: str | None = None
@@ -131,17 +149,7 @@ async def edge(
     """An authenticated edge; it answers requests only when given ``handlers``."""
     async with connect(url) as websocket:
         transport = WebsocketsTransport(websocket)
-        handshake = EdgeHandshake(
-            EDGE,
-            SECRET,
-            boot_time=0.0,
-            devices_loaded=True,
-            replica_seq=0,
-            commit=None,
-            instance_id=instance_id,
-        )
-        challenge = await receive_frame(transport, Challenge)
-        await transport.send(encode(handshake.receive_challenge(challenge)))
+        handshake = await say_hello(transport, devices_loaded=True, instance_id=instance_id)
         handshake.receive_welcome(await receive_frame(transport, Welcome))
         await receive_frame(transport, Control)
         if handlers is None:
@@ -183,18 +191,9 @@ async def test_a_reconnecting_edge_replaces_its_link_without_going_down(
 async def duplicate_hello(url: str, instance_id: str) -> tuple[int | None, str]:
     """A second process's handshake; the close code and reason the master answered with."""
     async with connect(url) as websocket:
-        transport = WebsocketsTransport(websocket)
-        handshake = EdgeHandshake(
-            EDGE,
-            SECRET,
-            boot_time=0.0,
-            devices_loaded=False,
-            replica_seq=0,
-            commit=None,
-            instance_id=instance_id,
+        await say_hello(
+            WebsocketsTransport(websocket), devices_loaded=False, instance_id=instance_id
         )
-        challenge = await receive_frame(transport, Challenge)
-        await transport.send(encode(handshake.receive_challenge(challenge)))
         await websocket.wait_closed()
         return websocket.close_code, websocket.close_reason or ""
 

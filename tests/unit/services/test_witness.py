@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from datetime import UTC, datetime, timedelta
 
 import httpx
-import trustme
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.services.witness import QuestionRefused, Witness, answer
+from tests.support.tls import expired_server
 
 SECRET = "s3cret"
 EDGE = "edge-1"
@@ -100,13 +99,7 @@ async def test_a_gateway_answering_for_a_silent_server_is_no_sign_of_life() -> N
 
 
 async def test_a_certificate_this_side_does_not_trust_is_reported_as_tls() -> None:
-    authority = trustme.CA()
-    now = datetime.now(UTC)
-    issued = authority.issue_cert(
-        "127.0.0.1", not_before=now - timedelta(days=2), not_after=now - timedelta(seconds=1)
-    )
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    issued.configure_cert(server_tls)
+    authority, server_tls = expired_server()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
