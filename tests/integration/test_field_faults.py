@@ -296,7 +296,7 @@ async def test_a_cloned_edge_is_refused_and_never_runs_beside_the_original(
 # --- a one-way network -------------------------------------------------------------------
 
 #: How many times the network is cut one way, the edge in control each time.
-CUTS = 3
+CUTS = 2
 
 
 async def room_with_api_path(
