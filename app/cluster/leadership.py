@@ -220,9 +220,12 @@ class Elector:
                 await asyncio.sleep(min(verdict.renew_at, verdict.act_until) - now)
                 continue
             sent = self._clock()
+            # bounded, so that a member that stopped answering is left for the next one
+            # while the lease still holds
+            timeout_s = min(verdict.act_until - sent, max(term.ttl_s / 4, 0.5))
             try:
                 ttl = await self._client.lease_keepalive(
-                    term.lease_id, timeout_s=max(verdict.act_until - sent, 0.05)
+                    term.lease_id, timeout_s=max(timeout_s, 0.05)
                 )
             except EtcdError as exc:
                 log.warning("renewing the leader lease failed: %s", exc)

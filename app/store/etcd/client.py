@@ -55,8 +55,8 @@ class EtcdError(Exception):
 
 
 class EtcdUnavailable(EtcdError):
-    """No endpoint answered in time, or the cluster cannot serve now (no leader,
-    no quorum, space quota exceeded). A write that timed out may have been applied."""
+    """No endpoint answered in time, or the cluster cannot serve now (no leader, no
+    quorum, its space quota exceeded). A write that timed out may have been applied."""
 
 
 class EtcdCompacted(EtcdError):
@@ -67,9 +67,7 @@ class EtcdCompacted(EtcdError):
         self.compact_revision = compact_revision
 
 
-UNAVAILABLE_CODES = frozenset(
-    {GrpcCode.UNAVAILABLE, GrpcCode.DEADLINE_EXCEEDED, GrpcCode.RESOURCE_EXHAUSTED}
-)
+UNAVAILABLE_CODES = frozenset({GrpcCode.UNAVAILABLE, GrpcCode.DEADLINE_EXCEEDED})
 
 
 def encode(text: str | bytes) -> str:
@@ -421,6 +419,8 @@ def _error(answer: Mapping[str, Any], status: int) -> EtcdError:
     message = str(answer.get("message") or answer.get("error") or f"HTTP {status}")
     if code == GrpcCode.OUT_OF_RANGE and "compacted" in message:
         return EtcdCompacted(message)
+    if code == GrpcCode.RESOURCE_EXHAUSTED and "space exceeded" in message:
+        return EtcdUnavailable(message, code)  # the database quota: no write until defragmented
     if code in UNAVAILABLE_CODES or (status >= 500 and code is None):
         return EtcdUnavailable(message, code)
     return EtcdError(message, code)

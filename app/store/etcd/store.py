@@ -581,6 +581,6 @@ def _mapped_errors() -> Iterator[None]:
         raise StoreUnavailable(f"etcd: {exc}") from exc
     except EtcdError as exc:
         hint = ""
-        if "too large" in str(exc):
+        if "too large" in str(exc) or "larger than max" in str(exc):
             hint = " (etcd's --max-request-bytes: README, etcd store limits)"
         raise StoreError(f"etcd refused the request: {exc}{hint}") from exc
