@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -124,6 +126,32 @@ async def test_a_killed_leader_is_replaced_once_its_lease_ends(url: str) -> None
             # leases every 500 ms.
             assert taken < LEASE_S + 1.0, f"took {taken:.2f} s after the kill"
             assert b.term is not None and b.term.epoch > first["epoch"]
+
+
+async def test_a_leader_frozen_past_its_lease_resumes_as_a_standby(url: str) -> None:
+    """SIGSTOP for twice the lease, then SIGCONT: the other master led meanwhile, and the
+    first word of the resumed one is that it does not lead."""
+    with elector_process(url, "a") as process:
+        first = await asyncio.to_thread(_first_leading_line, process)
+        async with elector(url, "b") as b, running(b):
+            os.kill(process.pid, signal.SIGSTOP)
+            frozen_at = time.monotonic()
+            try:
+                await wait_until(lambda: b.leading, timeout=LEASE_S + 3, message="b takes over")
+                # the scenario itself: the freeze lasts twice the lease
+                await asyncio.sleep(max(0.0, frozen_at + 2 * LEASE_S - time.monotonic()))
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+            resumed = await asyncio.to_thread(_next_line, process)
+            assert resumed == {"name": "a", "leading": False, "epoch": None}
+            assert b.leading and b.term is not None and b.term.epoch > first["epoch"]
+
+
+def _next_line(process: subprocess.Popen[str]) -> dict[str, object]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, "the elector process ended"
+    return dict(json.loads(line))
 
 
 def _first_leading_line(process: subprocess.Popen[str]) -> dict[str, int]:
