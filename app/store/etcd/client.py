@@ -166,10 +166,6 @@ def compare_mod_revision(key: str, revision: int, result: str = "EQUAL") -> Json
     return {"key": encode(key), "target": "MOD", "result": result, "mod_revision": revision}
 
 
-def compare_value(key: str, value: bytes) -> JsonObject:
-    return {"key": encode(key), "target": "VALUE", "result": "EQUAL", "value": encode(value)}
-
-
 def put_op(key: str, value: bytes, *, lease: int = 0) -> JsonObject:
     request: JsonObject = {"key": encode(key), "value": encode(value)}
     if lease:
@@ -218,25 +214,15 @@ class EtcdClient:
         range_end: str | None = None,
         *,
         revision: int = 0,
-        keys_only: bool = False,
-        count_only: bool = False,
-        limit: int = 0,
-        serializable: bool = False,
         timeout_s: float | None = None,
     ) -> RangeResult:
+        """Keys from ``key`` up to ``range_end`` (just ``key`` without one), at the
+        newest revision or at ``revision`` (:class:`EtcdCompacted` when compacted)."""
         body: JsonObject = {"key": encode(key)}
         if range_end is not None:
             body["range_end"] = encode(range_end)
         if revision:
             body["revision"] = revision
-        if keys_only:
-            body["keys_only"] = True
-        if count_only:
-            body["count_only"] = True
-        if limit:
-            body["limit"] = limit
-        if serializable:
-            body["serializable"] = True
         return RangeResult.from_json(await self.call("/v3/kv/range", body, timeout_s=timeout_s))
 
     async def txn(
@@ -306,7 +292,6 @@ class EtcdClient:
         *,
         start_revision: int = 0,
         prev_kv: bool = False,
-        progress_notify: bool = False,
     ) -> AsyncIterator[WatchResponse]:
         """The responses of one watch, until it is canceled (its last response says why)
         or the connection breaks (:class:`EtcdUnavailable`)."""
@@ -317,8 +302,6 @@ class EtcdClient:
             create["start_revision"] = start_revision
         if prev_kv:
             create["prev_kv"] = True
-        if progress_notify:
-            create["progress_notify"] = True
         body = {"create_request": create}
         timeout = httpx.Timeout(self.timeout_s, read=None)
         for attempt in range(len(self.config.endpoints)):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from app.store.base import positive_seconds
+
 DEFAULT_TIMEOUT_S = 5.0
 SCHEMES = {"etcd": "http", "etcds": "https"}
 TLS_FILES = ("ca", "cert", "key")
@@ -52,7 +54,7 @@ class EtcdConfig:
         paths = {
             name: Path(text) if (text := options.pop(name, "")) else None for name in TLS_FILES
         }
-        timeout_s = _positive_seconds(options.pop("timeout", str(DEFAULT_TIMEOUT_S)))
+        timeout_s = positive_seconds(options.pop("timeout", str(DEFAULT_TIMEOUT_S)))
         if options:
             raise ValueError(f"unknown etcd URL option(s): {', '.join(sorted(options))}")
         if (paths["cert"] is None) != (paths["key"] is None):
@@ -83,13 +85,3 @@ def redacted(url: str) -> str:
 
 def _path(text: str) -> Path | None:
     return Path(text) if text else None
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"timeout must be a number of seconds, not {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"timeout must be positive, not {text!r}")
-    return value
