@@ -361,6 +361,17 @@ class EncodedFeed(Protocol):
         ...
 
 
+def positive_seconds(text: str) -> float:
+    """A database URL's ``timeout`` option, refused unless a positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"timeout must be a number of seconds, not {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"timeout must be positive, not {text!r}")
+    return value
+
+
 def require_positive(name: str, value: int | None) -> None:
     """Backends refuse a zero or negative ``limit`` the same way."""
     if value is not None and value < 1:
