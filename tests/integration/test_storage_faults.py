@@ -10,10 +10,8 @@ the timings.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ from app.node_process import ROOT
 from app.services.control import history, persisted_state
 from tests.integration.rooms import TIMEOUT_S, ControllerSampler, Rooms, report
 from tests.integration.sites import Edge, Site
+from tests.support.corruption import corrupt_a_page, spoil_the_document
 from tests.support.stores import opened
 from tests.support.wait import wait_until
 from tests.unit.master.test_supervision import EDGE
@@ -181,24 +180,6 @@ async def test_a_full_disk_at_the_edge_is_reported_and_heals_without_a_master_wr
 # --- a corrupt page in the replica ----------------------------------------------------
 
 
-def corrupt_a_page(database: Path, table: str) -> int:
-    """Overwrite the b-tree page header of ``table``'s root page with nonsense (a cell
-    count far beyond what the page holds); returns the page number."""
-    with contextlib.closing(sqlite3.connect(database)) as conn:
-        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        (root,) = conn.execute(
-            "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
-        ).fetchone()
-    assert not database.with_name(database.name + "-wal").exists(), "the log was checkpointed"
-    with database.open("r+b") as raw:
-        raw.seek((root - 1) * page_size)
-        header = bytearray(raw.read(8))
-        header[3:5] = (0xFFFF).to_bytes(2, "big")  # number of cells on the page
-        raw.seek((root - 1) * page_size)
-        raw.write(header)
-    return int(root)
-
-
 async def test_a_corrupt_replica_is_set_aside_and_rebuilt_from_the_master(
     site: Site, rooms: Rooms
 ) -> None:
@@ -253,17 +234,6 @@ def assert_one_controller(sampler: ControllerSampler, first: str, then: str) -> 
 
 
 # --- a background task that dies ------------------------------------------------------
-
-
-def spoil_the_document(database: Path, needle: bytes) -> int:
-    """Make the stored JSON of a document unreadable, byte for byte in place: the pages
-    stay whole, so SQLite's integrity check passes and only reading it fails."""
-    raw = database.read_bytes()
-    count = raw.count(needle)
-    assert count, f"{needle!r} is not in {database}"
-    spoiled = needle.replace(b":", b";", 1)
-    database.write_bytes(raw.replace(needle, spoiled))
-    return count
 
 
 async def test_a_dead_boot_task_makes_the_edge_unready_naming_it_and_logs_why(
