@@ -618,8 +618,8 @@ def integrity_problems(path: Path) -> list[str]:
     100 problems); empty when it is whole or does not exist.
 
     Only corruption counts: a file that cannot be read for another reason (permissions,
-    an I/O error) is left for the store's own open to report. Costs about 30 ms for
-    10,000 documents (bench/README.md, "Integrity check").
+    an I/O error) is left for the store's own open to report. Costs 30 to 60 ms for
+    10,000 documents (bench/README.md §10).
     """
     if not path.exists():
         return []
