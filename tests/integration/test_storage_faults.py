@@ -22,7 +22,6 @@ from typing import Any, BinaryIO
 import httpx
 import pytest
 
-from app.node_process import ROOT
 from app.services.control import history, persisted_state
 from tests.integration.rooms import TIMEOUT_S, ControllerSampler, Rooms, report
 from tests.integration.sites import Edge, Site
@@ -33,6 +32,8 @@ from tests.unit.master.test_supervision import EDGE
 
 pytestmark = pytest.mark.integration
 
+#: Where ``tests`` can be imported from: the child processes' working directory.
+CHECKOUT = Path(__file__).resolve().parents[2]
 #: Room on the edge's small disk: its replica and write-ahead log, with space to spare.
 DISK_BYTES = 16 * 1024 * 1024
 
@@ -297,7 +298,7 @@ async def test_a_master_killed_between_any_two_writes_keeps_each_decision_with_i
             "tests.support.crashing_master",
             str(database),
             str(kill_after),
-            cwd=ROOT,
+            cwd=CHECKOUT,
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await asyncio.wait_for(child.communicate(), timeout=60)
@@ -313,4 +314,4 @@ async def test_a_master_killed_between_any_two_writes_keeps_each_decision_with_i
         kill_after += 1
     kinds = [event["kind"] for event in events]
     assert kinds == ["takeover", "restore", "disconnected", "takeover", "connected"], kinds
-    report(f"decisions recorded whole through {kill_after - 2} kills", 0.0)
+    print(f"\n[ha] every decision recorded with its event through {kill_after - 2} kills")
