@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from app.services.control import history, persisted_state
-from tests.integration.rooms import TIMEOUT_S, ControllerSampler, Rooms, report
+from tests.integration.rooms import TIMEOUT_S, ControllerSampler, Room, Rooms, report
 from tests.integration.sites import Edge, Site
 from tests.support.corruption import corrupt_a_page, spoil_the_document
 from tests.support.stores import opened
@@ -181,16 +181,22 @@ async def test_a_full_disk_at_the_edge_is_reported_and_heals_without_a_master_wr
 # --- a corrupt page in the replica ----------------------------------------------------
 
 
+async def stopped_and_failed_over(rooms: Rooms, name: str) -> Room:
+    """A location whose edge ran its device, then stopped cleanly (its write-ahead log
+    folded into the file) and was failed over by the master."""
+    room = await rooms.add(name, timeout=TIMEOUT_S)
+    await room.watch.wait_held_by(name, timeout=10)
+    await room.edge.process.stop()
+    await room.watch.wait_held_by("master", timeout=TIMEOUT_S + 3)
+    return room
+
+
 async def test_a_corrupt_replica_is_set_aside_and_rebuilt_from_the_master(
     site: Site, rooms: Rooms
 ) -> None:
-    room = await rooms.add("corrupt", timeout=TIMEOUT_S)
-    await room.watch.wait_held_by("corrupt", timeout=10)
+    room = await stopped_and_failed_over(rooms, "corrupt")
     edge = room.edge
     database = edge.process.workdir / "engine.db"
-
-    await edge.process.stop()  # a clean stop: the write-ahead log is folded in
-    await room.watch.wait_held_by("master", timeout=TIMEOUT_S + 3)
     corrupt_a_page(database, "docs")
 
     async with ControllerSampler(site, edge) as sampler:
@@ -240,11 +246,8 @@ def assert_one_controller(sampler: ControllerSampler, first: str, then: str) -> 
 async def test_a_dead_boot_task_makes_the_edge_unready_naming_it_and_logs_why(
     site: Site, rooms: Rooms
 ) -> None:
-    room = await rooms.add("spoilt", timeout=TIMEOUT_S)
-    await room.watch.wait_held_by("spoilt", timeout=10)
+    room = await stopped_and_failed_over(rooms, "spoilt")
     edge = room.edge
-    await edge.process.stop()
-    await room.watch.wait_held_by("master", timeout=TIMEOUT_S + 3)
     spoil_the_document(edge.process.workdir / "engine.db", b'"name":"spoilt"')
 
     await edge.process.start()

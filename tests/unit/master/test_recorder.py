@@ -194,38 +194,36 @@ class RecordingStore(CountingStore):
         return await super().upsert_many(docs)
 
 
-async def test_each_decision_writes_its_state_and_its_event_in_one_transaction(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+async def recording(tmp_path: Path) -> AsyncIterator[RecordingStore]:
     store = RecordingStore(tmp_path / "engine.db")
     await store.open()
-    try:
-        supervisor = watched(store, Master(), StoreHealth())
-        await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
-        await supervisor.handle(LinkDown(datetime.now(UTC)))
-        for transaction in store.written:
-            kinds = sorted(doc_type for doc_type, _ in transaction)
-            assert kinds == ["control_event", "control_state"], store.written
-        assert len(store.written) == 2
-        supervisor.close()
-    finally:
-        await store.close()
+    yield store
+    await store.close()
+
+
+async def test_each_decision_writes_its_state_and_its_event_in_one_transaction(
+    recording: RecordingStore,
+) -> None:
+    supervisor = watched(recording, Master(), StoreHealth())
+    await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
+    await supervisor.handle(LinkDown(datetime.now(UTC)))
+    for transaction in recording.written:
+        kinds = sorted(doc_type for doc_type, _ in transaction)
+        assert kinds == ["control_event", "control_state"], recording.written
+    assert len(recording.written) == 2
+    supervisor.close()
 
 
 async def test_a_decision_refused_before_it_is_carried_out_leaves_no_event_behind(
-    tmp_path: Path,
+    recording: RecordingStore,
 ) -> None:
-    store = RecordingStore(tmp_path / "engine.db")
-    await store.open()
-    try:
-        supervisor = watched(store, Master(), StoreHealth())
-        store.refusing = True
-        with pytest.raises(StoreRefused):
-            await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
-        store.refusing = False
-        await supervisor.handle(LinkDown(datetime.now(UTC)))
-        kinds = [event["kind"] for event in await history(store, EDGE, 10)]
-        assert kinds == ["disconnected"], "the refused takeover left no event of its own"
-        supervisor.close()
-    finally:
-        await store.close()
+    supervisor = watched(recording, Master(), StoreHealth())
+    recording.refusing = True
+    with pytest.raises(StoreRefused):
+        await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
+    recording.refusing = False
+    await supervisor.handle(LinkDown(datetime.now(UTC)))
+    kinds = [event["kind"] for event in await history(recording, EDGE, 10)]
+    assert kinds == ["disconnected"], "the refused takeover left no event of its own"
+    supervisor.close()
