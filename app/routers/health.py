@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from app.routers.crud import problems
 from app.routers.deps import NodeDep
 from app.routers.problems import problem
+from app.services.tasks import describe_dead
 
 router = APIRouter(tags=["health"])
 
@@ -25,11 +26,22 @@ async def health(node: NodeDep) -> dict[str, Any]:
     summary="503 with Retry-After until boot is complete, then the boot summary",
     description="Once ready, the body also says whether the store takes control decisions' "
     "writes (master: `store`, `decisions_unrecorded`) and how the link fares (edge: `link` "
-    "with the last `error` when it is refused or failing, `controls`).",
+    "with the last `error` when it is refused or failing, `controls`; `replication_error` "
+    "while its replica cannot catch up). A background task that died makes it 503, "
+    "naming the task in `dead_tasks`, at any time.",
     responses=problems(503),
 )
 async def ready(node: NodeDep) -> Response:
     boot = node.boot
+    dead = node.tasks.dead
+    if dead:
+        return problem(
+            503,
+            "Service Unavailable",
+            describe_dead(dead),
+            phase=boot.phase,
+            dead_tasks=[task.as_json() for task in dead],
+        )
     if not boot.ready:
         return problem(
             503,
