@@ -15,15 +15,13 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.routers.conditional import cached_json
-from app.routers.crud import problems
+from app.routers.crud import NOT_MODIFIED, problems
 from app.routers.deps import AdminUser, CurrentUser, NodeDep
 from app.routers.routing import BY_MODULE
 from app.services.resolve import RuntimeTargets
 
 #: Status changes all the time: a cache may keep it only to revalidate (304).
 LIVE_CACHE = "no-cache"
-
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "not modified"}}
 
 
 def runtime_problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -126,7 +124,7 @@ async def stop_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict[
 @router.get(
     "/{module_id}/state",
     operation_id="getModuleState",
-    summary="A module's status variables",
+    summary="Read a module's status variables",
     response_model=dict[str, Any],
     responses={**NOT_MODIFIED, **runtime_problems(401, 404, 409)},
 )

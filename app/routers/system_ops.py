@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from app.routers.crud import NOT_MODIFIED
 from app.routers.deps import AdminUser, CurrentUser, NodeDep
 from app.routers.module_ops import (
     ACTS_ON_SYSTEM,
-    NOT_MODIFIED,
     ExecBody,
     ExecResult,
     TargetsDep,
@@ -68,7 +68,7 @@ async def stop_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Respo
 @router.get(
     "/{system_id}/state",
     operation_id="getSystemState",
-    summary="Every module's status variables, keyed Display_1",
+    summary="Read every module's status variables, keyed Display_1",
     response_model=dict[str, dict[str, Any]],
     responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
 )
@@ -82,7 +82,7 @@ async def system_state(
 @router.get(
     "/{system_id}/funcs",
     operation_id="getSystemFuncs",
-    summary="The methods of module module_index, with their parameters",
+    summary="List the methods of one of the system's modules, with their parameters",
     response_model=dict[str, dict[str, Any]],
     responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
 )
@@ -101,7 +101,7 @@ async def system_funcs(
 @router.post(
     "/{system_id}/exec",
     operation_id="execSystem",
-    summary="Run a method of module module_index",
+    summary="Run a method of one of the system's modules (module, index)",
     response_model=ExecResult,
     responses=runtime_problems(401, 404, 409, 422, 500, 504),
 )
