@@ -393,7 +393,9 @@ class Ready(Answer):
     edges: int | None = None
     edges_connected: int | None = None
     edge_modules: int | None = None
-    modules_failed: int | None = None
+    modules_failed: dict[str, str] | None = Field(
+        default=None, description="modules that did not start at boot, with the reason"
+    )
     store: StoreWrites | None = None
     decisions_unrecorded: int | None = None
     # An edge's.
