@@ -40,13 +40,10 @@ def request_body(title: str, schema: dict[str, Any], *, partial: bool = False) -
     """An OpenAPI request body of ``schema``, named ``title`` (a merge patch takes
     ``application/merge-patch+json`` as well)."""
     content_types = ["application/json"] + (["application/merge-patch+json"] if partial else [])
-    named = {**schema, "title": title}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {ct: {"schema": named} for ct in content_types},
-        }
-    }
+    media: dict[str, Any] = {"schema": {**schema, "title": title}}
+    if partial:  # what /docs offers to send: one field, never every field with a placeholder
+        media["example"] = {"name": "Renamed"}
+    return {"requestBody": {"required": True, "content": dict.fromkeys(content_types, media)}}
 
 
 def merge_patch_schema(model: type[BaseModel]) -> dict[str, Any]:
