@@ -439,3 +439,65 @@ class StatusSnapshot(Answer):
     operations_here: bool = Field(description="restore and takeover are served here")
     master_systems: list[str] = Field(description="the names of the master's own systems")
     locations: list[StatusLocation]
+
+
+# --- PlaceOS answers (app/routers/placeos.py), as @placeos/ts-client reads them --------
+
+
+class PlaceSettings(Answer):
+    parent_id: str
+    encryption_level: int
+    settings_string: str = Field(description="the settings as JSON text")
+    keys: list[str]
+
+
+class PlaceModule(Answer):
+    """A module in PlaceOS's ``PlaceModule`` shape."""
+
+    id: str
+    name: str
+    custom_name: str = Field(description="what systems call it (Display)")
+    driver_id: str
+    control_system_id: str
+    edge_id: str | None = Field(description="the edge location that runs it; null: the master")
+    ip: str
+    port: int | None = Field(description="null when none is set")
+    uri: str
+    running: bool
+    version: int
+    created_at: int = Field(description="Unix seconds; 0: unknown")
+    updated_at: int = Field(description="Unix seconds; 0: unknown")
+    role: int | None = Field(
+        default=None, description="PlaceOS's PlaceDriverRole: 1 device, 2 service, 99 logic"
+    )
+    connected: bool | None = Field(
+        default=None, description="its device's connection, when this server reaches it"
+    )
+
+
+class PlaceSystem(Answer):
+    """A control system in PlaceOS's ``PlaceSystem`` shape."""
+
+    id: str
+    name: str
+    display_name: str
+    description: str
+    modules: list[str]
+    zones: list[str]
+    features: list[str]
+    images: list[str]
+    email: str
+    capacity: int
+    bookable: bool
+    public: bool
+    installed_ui_devices: int
+    support_url: str
+    timezone: str
+    version: int
+    created_at: int = Field(description="Unix seconds; 0: unknown")
+    updated_at: int = Field(description="Unix seconds; 0: unknown")
+    edge_control_id: str | None
+    settings: list[PlaceSettings | None] = Field(description="four levels of encryption")
+    module_data: list[PlaceModule] | None = Field(
+        default=None, description="with ?complete=true: its modules"
+    )

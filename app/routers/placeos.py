@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from app.errors import NotFound
+from app.models import PlaceSystem
 from app.openapi import header_refs
 from app.routers.conditional import cached_json
 from app.routers.crud import NOT_MODIFIED, next_link, problems
@@ -151,10 +152,14 @@ def placeos_module(
 
 def epoch_times(body: dict[str, Any]) -> dict[str, int]:
     """``created_at`` and ``updated_at`` as PlaceOS sends them: Unix seconds (0: unknown)."""
-    return {
-        name: int(datetime.fromisoformat(body[name]).timestamp()) if body.get(name) else 0
-        for name in ("created_at", "updated_at")
-    }
+    return {name: _unix_seconds(body.get(name)) for name in ("created_at", "updated_at")}
+
+
+def _unix_seconds(instant: object) -> int:
+    try:
+        return int(datetime.fromisoformat(str(instant)).timestamp()) if instant else 0
+    except ValueError:  # not written by the catalog
+        return 0
 
 
 def _settings_string(settings: dict[str, Any]) -> str:
@@ -165,7 +170,7 @@ def _settings_string(settings: dict[str, Any]) -> str:
     "",
     operation_id="placeosQuerySystems",
     summary="List systems in PlaceOS's shape (querySystems); X-Total-Count and Link for paging",
-    response_model=list[dict[str, Any]],
+    response_model=list[PlaceSystem],
     responses={
         200: header_refs("Link", "X-Total-Count"),
         **NOT_MODIFIED,
@@ -202,7 +207,7 @@ async def query_systems(
     "/{system_id}",
     operation_id="placeosShowSystem",
     summary="Get a system in PlaceOS's shape (showSystem)",
-    response_model=dict[str, Any],
+    response_model=PlaceSystem,
     responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def show_system(

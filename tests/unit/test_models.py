@@ -19,6 +19,7 @@ from app.models import (
     ControlDocument,
     ControlEvent,
     Health,
+    PlaceSystem,
     Problem,
     Ready,
     StatusSnapshot,
@@ -86,3 +87,28 @@ async def test_the_masters_answers_are_named_field_by_field(api: httpx.AsyncClie
     assert unnamed(StatusSnapshot, (await api.get("/api/status")).json()) == []
     assert unnamed(Ready, (await api.get("/api/ready")).json()) == []
     assert unnamed(Health, (await api.get("/api/health")).json()) == []
+
+
+async def test_the_placeos_answers_are_named_field_by_field(api: httpx.AsyncClient) -> None:
+    driver = await create(
+        api,
+        "/api/drivers",
+        {"name": "Line", "file": "generic/tcp_line.py", "class_name": "TcpLine"},
+    )
+    system = await create(api, "/api/systems", {"name": "Huddle", "settings": {"a": 1}})
+    await create(
+        api,
+        "/api/modules",
+        {
+            "driver_id": driver["id"],
+            "name": "Display",
+            "ip": "127.0.0.1",
+            "port": 9,
+            "system_id": system["id"],
+        },
+    )
+    v2 = "/api/engine/v2/systems"
+    shown = (await api.get(f"{v2}/{system['id']}", params={"complete": "true"})).json()
+    assert shown["module_data"] and unnamed(PlaceSystem, shown) == []
+    listed = (await api.get(v2)).json()
+    assert listed and all(unnamed(PlaceSystem, item) == [] for item in listed)
