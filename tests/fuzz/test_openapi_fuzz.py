@@ -2,7 +2,7 @@
 
 Schemathesis generates valid and invalid requests from the document the app serves
 (the one ``python -m app openapi`` commits) and checks each answer: never a 500, and
-always a status code, content type and body the document declares. Generation is
+always a status code, content type, headers and body the document declares. Generation is
 derandomized so a failure reproduces, and bounded so the whole run takes seconds.
 
 Generated ids almost never name a document, so every operation with ids in its path
