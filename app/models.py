@@ -267,6 +267,11 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class FieldProblem(Answer):
+    field: str = Field(description="where: `timeout`, `modules[2]`, `body`")
+    reason: str
+
+
 class Problem(Answer):
     """RFC 9457 problem details, as every error (and a redirect) is answered."""
 
@@ -276,6 +281,9 @@ class Problem(Answer):
     detail: str
     field: str | None = Field(default=None, description="the request field refused (400, 422)")
     reason: str | None = Field(default=None, description="why that field was refused")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="422: every field refused, the first one as `field`"
+    )
     location: str | None = Field(default=None, description="307: where to ask instead")
     controller: str | None = Field(
         default=None, description="the server that controls the target (client routing)"

@@ -90,12 +90,14 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Error answers a route gives (app.openapi adds their bodies and the rest)."""
-    return {
-        status: {"description": HTTPStatus(status).phrase, "content": {PROBLEM_JSON: {}}}
-        for status in statuses
-    }
+def problems(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """Error answers a route gives, each a status or ``(status, why)``; app/openapi.py
+    adds their bodies, and the answers the route's declarations imply."""
+    declared: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        code, why = status if isinstance(status, tuple) else (status, HTTPStatus(status).phrase)
+        declared[code] = {"description": why, "content": {PROBLEM_JSON: {}}}
+    return declared
 
 
 def a(noun: str) -> str:

@@ -27,7 +27,7 @@ from app.openapi import header_refs
 from app.routers.conditional import cached_json
 from app.routers.crud import NOT_MODIFIED, next_link, problems
 from app.routers.deps import CatalogDep, CurrentUser, NodeDep
-from app.routers.module_ops import TargetsDep, live_json, runtime_problems
+from app.routers.module_ops import EXEC_PROBLEMS, TargetsDep, live_json
 from app.routers.routing import RoutedBy
 from app.runtime.handle import ModuleHandle
 from app.services.catalog import DRIVER, MODULE, SYSTEM, Catalog
@@ -249,7 +249,7 @@ async def module_data(catalog: Catalog, targets: RuntimeTargets, system: Documen
     summary="Count the modules of each name (moduleTypes), or of one (moduleCount)",
     response_model=dict[str, int],
     dependencies=[BY_SYSTEM_PROXIED],
-    responses=runtime_problems(401, 404),
+    responses=problems(401, 404),
 )
 async def module_count(
     system_id: str,
@@ -269,7 +269,7 @@ async def module_count(
     summary="List a module's methods in PlaceOS's shape (functionList)",
     response_model=dict[str, Any],
     dependencies=[BY_SYSTEM_PROXIED],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def function_list(
     request: Request, system_id: str, module_key: str, targets: TargetsDep
@@ -284,7 +284,7 @@ async def function_list(
     summary="Read a module's status variables (systemModuleState), module_key as Display_1",
     response_model=dict[str, Any],
     dependencies=[BY_SYSTEM_PROXIED],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def module_state(
     request: Request, system_id: str, module_key: str, targets: TargetsDep
@@ -299,7 +299,7 @@ async def module_state(
     summary="Read one status variable of a module (lookupSystemModuleState)",
     response_model=Any,
     dependencies=[BY_SYSTEM_PROXIED],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def lookup_module_state(
     request: Request, system_id: str, module_key: str, status: str, targets: TargetsDep
@@ -316,7 +316,7 @@ async def lookup_module_state(
     summary="Run a method of a module (executeOnSystem); the body is the arguments array",
     response_model=Any,
     dependencies=[BY_SYSTEM_PROXIED],
-    responses=runtime_problems(401, 404, 409, 422, 500, 504),
+    responses=EXEC_PROBLEMS,
 )
 async def execute(
     system_id: str,

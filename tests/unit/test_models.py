@@ -81,6 +81,8 @@ async def test_the_masters_answers_are_named_field_by_field(api: httpx.AsyncClie
     refused = await api.post(f"{control}/restore")
     assert refused.status_code == 409, refused.text
     assert unnamed(Problem, refused.json()) == []
+    invalid = await api.patch(f"/api/edges/{edge['id']}", json={"timeout": 0, "tz": "x"})
+    assert invalid.status_code == 422 and unnamed(Problem, invalid.json()) == []
     assert unnamed(ControlDocument, (await api.get(f"{control}/control")).json()) == []
     events = (await api.get(f"{control}/events")).json()
     assert events and all(unnamed(ControlEvent, event) == [] for event in events)
