@@ -187,7 +187,8 @@ def complete(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> dict[str, A
     schemas = components.setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    schemas["Problem"] = Problem.model_json_schema(ref_template=SCHEMAS + "{model}")
+    problem = Problem.model_json_schema(ref_template=SCHEMAS + "{model}")
+    schemas.update(problem.pop("$defs", {}), Problem=problem)
     for route in iter_route_contexts(routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
@@ -257,7 +258,7 @@ def _complete_operation(operation: dict[str, Any], method: str, declared: set[st
             headers["Location"] = {**_header("Location"), "required": True}
         if routed:
             headers["Preference-Applied"] = _header("Preference-Applied")
-            if code < 300:
+            if code != 307:
                 headers["Via"] = _header("Via")
     if "304" in responses:
         _add_parameter(operation, "If-None-Match")

@@ -27,9 +27,9 @@ LIVE_CACHE = "no-cache"
 #: What a method call answers besides its result (README, API: modules and systems).
 EXEC_PROBLEMS = problems(
     401,
-    (404, "no such module, or no such method"),
+    (404, "no such system, module or method"),
     (409, "the module is not running here"),
-    (422, "the arguments do not fit the method"),
+    (422, "a field is not acceptable, or the arguments do not fit the method"),
     (500, "the driver raised: detail carries its message; the module keeps running"),
     (504, "the method did not answer in time"),
 )

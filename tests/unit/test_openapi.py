@@ -68,6 +68,10 @@ def keys_anywhere(node: Any, key: str, where: str = "") -> list[str]:
     return []
 
 
+def test_every_reference_resolves() -> None:
+    resolved(DOCUMENT["paths"])
+
+
 def test_the_version_is_the_packages() -> None:
     pyproject = tomllib.loads((OPENAPI_PATH.parent.parent / "pyproject.toml").read_text())
     assert DOCUMENT["info"]["version"] == pyproject["project"]["version"]
