@@ -344,7 +344,15 @@ class ControlDocument(Answer):
     edge_url: str | None = Field(default=None, description="the edge's api_url")
     master_url: str | None = None
     replication_error: str | None = Field(
-        default=None, description="what was last left out of the edge's replica; null: whole"
+        default=None,
+        description="what was last left out of the edge's replica, or on an edge why its "
+        "replica cannot catch up; null: whole",
+    )
+    replication_error_since: datetime | None = Field(
+        default=None, description="on an edge: since when its catch-ups fail"
+    )
+    replication_retries: int | None = Field(
+        default=None, description="on an edge: how many times the failing catch-up was retried"
     )
     link_error: str | None = Field(
         default=None, description="why the edge's link was last refused or failed"
@@ -384,6 +392,22 @@ class LinkHealth(Answer):
     error_at: datetime | None = None
 
 
+class ReplicationFailure(Answer):
+    """An edge's replica cannot catch up (its disk is full, read-only or failing)."""
+
+    error: str
+    since: datetime
+    retries: int
+
+
+class ReplicaSetAside(Answer):
+    """The corrupt replica an edge moved aside at boot, to rebuild it from the master."""
+
+    problems: list[str]
+    moved_to: str
+    at: datetime
+
+
 class Ready(Answer):
     """``GET /api/ready`` once boot is complete: the boot summary and live counts.
 
@@ -413,6 +437,12 @@ class Ready(Answer):
     master_connected: bool | None = None
     link: LinkHealth | None = None
     controls: bool | None = Field(default=None, description="whether it runs its devices")
+    replication_error: ReplicationFailure | None = Field(
+        default=None, description="null while the replica catches up"
+    )
+    replica_set_aside: ReplicaSetAside | None = Field(
+        default=None, description="the corrupt replica moved aside at this boot, if any"
+    )
 
 
 class Viewer(Answer):
