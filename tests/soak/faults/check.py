@@ -199,15 +199,22 @@ class Timeline:
             out.append((since, self._end))
         return out
 
+    def frozen(self, name: str) -> list[Interval]:
+        """From each freeze to its thaw (or the exit, or the end)."""
+        return self._frozen(name, grace=0.0)
+
     def excused(self, name: str) -> list[Interval]:
         """From each freeze to ``grace`` after the thaw (or the exit, or the end)."""
+        return self._frozen(name, grace=self._grace)
+
+    def _frozen(self, name: str, *, grace: float) -> list[Interval]:
         out: list[Interval] = []
         frozen_at: float | None = None
         for event in self._events.get(name, []):
             if event.event == "freeze" and frozen_at is None:
                 frozen_at = event.t
             elif event.event == "thaw" and frozen_at is not None:
-                out.append((frozen_at, event.t + self._grace))
+                out.append((frozen_at, event.t + grace))
                 frozen_at = None
             elif event.event == "exit" and frozen_at is not None:
                 out.append((frozen_at, event.t))
@@ -245,7 +252,7 @@ def _devices(
     history: History, location: Location, timeline: Timeline, examined: dict[str, int]
 ) -> list[Violation]:
     start, end = history.run.t, history.end
-    held: dict[str, list[Interval]] = defaultdict(list)
+    connections: list[tuple[str, float, float]] = []
     opened: dict[str, tuple[float, str]] = {}
     for event in sorted((e for e in history.devices if e.device == location.device), key=_t):
         if event.event == "open":
@@ -253,11 +260,10 @@ def _devices(
             examined["device_connections"] += 1
         elif event.peer in opened:
             at, owner = opened.pop(event.peer)
-            held[owner] += _counted(at, event.t, timeline.excused(owner))
-    for at, owner in opened.values():
-        held[owner] += _counted(at, end, timeline.excused(owner))
-    counted = {owner: intersect(spans, [(start, end)]) for owner, spans in held.items()}
-    segments = _segments(counted, start, end)
+            connections.append((owner, at, event.t))
+    connections += [(owner, at, end) for at, owner in opened.values()]
+    # Two controllers: a frozen holder does not count until the grace after its thaw.
+    doubled = _segments(_held(connections, timeline.excused, start, end), start, end)
     violations = [
         Violation(
             "two_controllers",
@@ -266,12 +272,14 @@ def _devices(
             b,
             f"{location.device} held by {', '.join(sorted(owners))} at once for {b - a:.3f} s",
         )
-        for a, b, owners in _runs(segments, lambda owners: len(owners) >= 2)
+        for a, b, owners in _runs(doubled, lambda owners: len(owners) >= 2)
     ]
+    # No controller: a frozen holder controls nothing; once thawed it does again.
+    held = _segments(_held(connections, timeline.frozen, start, end), start, end)
     servers = (location.edge, *(history.run.masters if location.failover else ()))
     takers = [span for name in servers for span in timeline.able(name)]
     limit = location.timeout + history.run.no_controller_slack_s
-    idle = [(a, b) for a, b, _ in _runs(segments, lambda owners: not owners)]
+    idle = [(a, b) for a, b, _ in _runs(held, lambda owners: not owners)]
     for a, b in intersect(idle, takers):
         if b - a > limit:
             able = [name for name in servers if intersect(timeline.able(name), [(a, b)])]
@@ -288,11 +296,17 @@ def _devices(
     return violations
 
 
-def _counted(opened: float, closed: float, excused: list[Interval]) -> list[Interval]:
-    """When a connection counts: never while its holder is frozen or within the grace
-    after its thaw, when it still acts on what it knew before the freeze (a connection
-    in flight at the freeze, a reconnect of a module it believes it runs)."""
-    return subtract([(opened, closed)], excused)
+def _held(
+    connections: list[tuple[str, float, float]],
+    excused: Callable[[str], list[Interval]],
+    start: float,
+    end: float,
+) -> dict[str, list[Interval]]:
+    """When each owner held the device, its ``excused`` times left out."""
+    held: dict[str, list[Interval]] = defaultdict(list)
+    for owner, opened, closed in connections:
+        held[owner] += subtract([(opened, closed)], excused(owner))
+    return {owner: intersect(spans, [(start, end)]) for owner, spans in held.items()}
 
 
 def _segments(

@@ -279,14 +279,25 @@ def test_no_controller_counts_only_while_a_server_that_may_take_it_is_up() -> No
     assert (violation.start, violation.end) == (22.0, 26.5)
 
 
-def test_a_frozen_holder_is_no_controller_until_the_grace_after_its_thaw() -> None:
+def test_a_frozen_holder_is_no_controller_until_its_thaw() -> None:
     site = Site.calm()
     site.process(10.0, "edge1", "freeze")
     site.process(20.0, "edge1", "thaw")
     site.close(20.1, site.holder(EDGE))
     site.open(20.2, EDGE)
     violation = only(site, "no_controller")
-    assert (violation.start, violation.end) == (10.0, 20.5)
+    assert (violation.start, violation.end) == (10.0, 20.0)
+
+
+def test_a_holder_frozen_then_killed_restarts_the_count_at_its_thaw() -> None:
+    """Thawed, it held its device again: the master's wait rightly began anew."""
+    site = Site.calm()
+    site.process(10.0, "edge1", "freeze")
+    site.process(13.0, "edge1", "thaw")
+    site.process(13.5, "edge1", "exit")
+    site.close(13.5, site.holder(EDGE))
+    site.open(17.0, MASTER)
+    assert kinds(site) == []
 
 
 def test_without_failover_the_master_is_no_taker() -> None:
