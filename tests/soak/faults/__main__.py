@@ -31,7 +31,16 @@ from tests.soak.faults.cluster import Certificates, Site, Timings
 from tests.soak.faults.history import End, FaultEvent, History, HistoryWriter, Location, RunInfo
 from tests.soak.faults.history import read as read_history
 from tests.soak.faults.observe import Devices, Observer
-from tests.soak.faults.plan import EDGE, KINDS, MASTER, Shape, Step, Target, make_plan
+from tests.soak.faults.plan import (
+    EDGE,
+    KINDS,
+    MASTER,
+    VOCABULARY,
+    Shape,
+    Step,
+    Target,
+    make_plan,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "bench" / "results" / "faults.json"
@@ -51,6 +60,13 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--edges", type=int, default=2, help="edge locations (at least 2)")
     parser.add_argument("--timeout", type=float, default=3.0, help="each location's timeout")
     parser.add_argument("--max-active", type=int, default=3, help="lasting faults at once")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=list(KINDS),
+        metavar="KIND",
+        help=f"draw only these kinds of fault ({', '.join(KINDS)})",
+    )
     parser.add_argument("--ping", type=float, default=0.3, help="ENGINE_PING_INTERVAL_S")
     parser.add_argument("--retry", type=float, default=0.3, help="ENGINE_LINK_RETRY_S")
     parser.add_argument(
@@ -83,6 +99,8 @@ def replay_command(args: argparse.Namespace) -> str:
         f"python -m tests.soak.faults --seed {args.seed} --minutes {args.minutes:g} "
         f"--edges {args.edges} --timeout {args.timeout:g} --max-active {args.max_active}"
     )
+    if args.kinds:
+        command += f" --kinds {' '.join(args.kinds)}"
     defaults = arguments(["--seed", "0"])
     for option in ("ping", "retry", "witness_timeout"):
         if getattr(args, option) != getattr(defaults, option):
@@ -96,7 +114,8 @@ def targets(edges: int) -> list[Target]:
 
 def schedule(args: argparse.Namespace) -> list[Step]:
     shape = Shape(seconds=args.minutes * 60, timeout=args.timeout, max_active=args.max_active)
-    return make_plan(args.seed, targets(args.edges), shape)
+    kinds = [KINDS[name] for name in args.kinds] if args.kinds else list(VOCABULARY)
+    return make_plan(args.seed, targets(args.edges), shape, kinds)
 
 
 def main(argv: list[str] | None = None) -> int:
