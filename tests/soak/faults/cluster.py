@@ -29,17 +29,12 @@ import httpx
 import trustme
 
 from app.node_process import NodeProcess, free_port
+from tests.integration.rooms import TCP_LINE
 from tests.soak.faults.history import HistoryWriter, ProcessEvent
 from tests.support.proxy import PausableProxy
 
 TOKEN = "faults-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TCP_LINE = {
-    "name": "TCP line",
-    "file": "generic/tcp_line.py",
-    "class_name": "TcpLine",
-    "role": "device",
-}
 #: A server that exits without being told to is started again after this long, as a
 #: service manager (systemd's ``Restart=always``) would.
 RESTART_DELAY_S = 1.0
