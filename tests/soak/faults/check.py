@@ -11,9 +11,10 @@ each a kind of :class:`Violation` (tests/soak/README.md explains the allowances)
 - ``two_probes_200``: ``/api/edges/{id}/controller`` answered 200 on two servers in
   one round, one of them both before and after the other (so both at once, not a
   handover between two probes). The frozen allowance applies.
-- ``no_controller``: a device had no connection that counts for longer than the
-  location's ``timeout`` plus ``no_controller_slack_s``, while a server that may take
-  it was ready and not frozen (the master, with failover on; the location's edge).
+- ``no_controller``: a device had no connection that counts (a frozen holder's does
+  not, until its thaw) for longer than the location's ``timeout`` plus
+  ``no_controller_slack_s``, while a server that may take it was ready and not frozen
+  (a master, with failover on; the location's edge; never a clone).
 - ``epoch_not_grown``: a location's epoch went down (in the master's ``/control`` or
   in its history), or one epoch named two controllers.
 - ``decision_without_event``: the master's ``/control`` showed a decision, recorded
