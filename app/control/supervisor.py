@@ -186,13 +186,6 @@ class SendControl:
     epoch: int
 
 
-@dataclass(frozen=True)
-class Persist:
-    """Write the edge's ControlState document."""
-
-    control: ControlState
-
-
 EventKind = Literal[
     "connected",
     "disconnected",
@@ -210,7 +203,7 @@ EventKind = Literal[
 
 @dataclass(frozen=True)
 class RecordEvent:
-    """Append to the edge's ControlEvent history; ``by`` names who asked, if anyone did."""
+    """An entry of the edge's ControlEvent history; ``by`` names who asked, if anyone did."""
 
     kind: EventKind
     reason: str
@@ -218,6 +211,19 @@ class RecordEvent:
     epoch: int
     at: datetime
     by: str | None = None
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Record a decision: the edge's ControlState and its ControlEvent, in one write.
+
+    One action, so that no executor can write the state without its event: a crash
+    between two writes would leave a decision without its history (README, "A
+    decision and its event are one write").
+    """
+
+    control: ControlState
+    event: RecordEvent
 
 
 @dataclass(frozen=True)
@@ -235,7 +241,6 @@ Action = (
     | StartMasterModules
     | SendControl
     | Persist
-    | RecordEvent
     | Reject
 )
 
@@ -275,11 +280,13 @@ def step(state: SupervisorState, event: Event) -> Transition:
         case ConfigChanged():
             return _on_config_changed(state, event)
         case DuplicateRefused():
+            # The decision stands (the holder keeps the link): its record goes with the
+            # unchanged state, in one write like every other.
             control = state.control
             record = RecordEvent(
                 "duplicate", event.reason, control.controller, control.epoch, event.now
             )
-            return Transition(state, (record,))
+            return Transition(state, (Persist(control, record),))
         case _:
             assert_never(event)
 
@@ -594,7 +601,7 @@ def _decided(
 ) -> Transition:
     """Persist and record the new ``control`` first, then act on it."""
     record = RecordEvent(kind, control.reason, control.controller, control.epoch, control.since, by)
-    return Transition(replace(state, control=control), (Persist(control), record, *actions))
+    return Transition(replace(state, control=control), (Persist(control, record), *actions))
 
 
 def _unchanged(state: SupervisorState) -> Transition:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.edge.controller import EdgeController
-from app.edge.follower import SkippedChanges
+from app.edge.follower import ReplicationFailure, SkippedChanges
 from app.edge.linkstate import LinkEvents
 from app.edge.uplink import CurrentLink
 from app.edge.witness import MasterWitness
@@ -35,6 +35,7 @@ class EdgeControl:
         current: CurrentLink,
         witness: MasterWitness,
         skipped: SkippedChanges,
+        failure: ReplicationFailure,
         *,
         edge_id: str,
         instance_id: str,
@@ -47,6 +48,7 @@ class EdgeControl:
         self._current = current
         self._witness = witness
         self._skipped = skipped
+        self._failure = failure
         self._edge_id = edge_id
         self._instance_id = instance_id
 
@@ -54,14 +56,15 @@ class EdgeControl:
         state = await persisted_state(self._store, edge.id)
         if edge.id != self._edge_id:
             return describe(edge, state, master_url=self._settings.master_url)
-        link, report = self._link.report, self._witness.report
+        link, report, failure = self._link.report, self._witness.report, self._failure
         if link.state != "up":
             state = {**state, **self._unlinked(state, link)}
         return describe(
             edge,
             state,
             master_url=self._settings.master_url,
-            replication_error=self._skipped.error,
+            replication_error=failure.error or self._skipped.error,
+            replication_failing=(failure.since, failure.retries) if failure.since else None,
             link_error=(link.error, link.error_at) if link.error and link.error_at else None,
             witness=report.as_json() if report else None,
             link=link,

@@ -5,20 +5,11 @@ from __future__ import annotations
 import logging
 
 from app.control.clock import now_utc
-from app.edge.boot import EdgeBoot
 from app.edge.controller import EdgeController
 from app.edge.follower import ReplicaFollower
 from app.edge.uplink import HelloFacts
 from app.edge.witness import MasterWitness
-from app.link import (
-    LINK_STATES,
-    Control,
-    LinkClosed,
-    LinkConnection,
-    LinkFailure,
-    LinkReport,
-    Welcome,
-)
+from app.link import LINK_STATES, Control, LinkConnection, LinkFailure, LinkReport, Welcome
 from app.metrics import Metrics
 from app.runtime.repository import DriverRepository
 
@@ -38,7 +29,6 @@ class LinkEvents:
         controller: EdgeController,
         witness: MasterWitness,
         follower: ReplicaFollower,
-        boot: EdgeBoot,
         repository: DriverRepository,
         metrics: Metrics,
         *,
@@ -47,7 +37,6 @@ class LinkEvents:
         self._controller = controller
         self._witness = witness
         self._follower = follower
-        self._boot = boot
         self._repository = repository
         self._metrics = metrics
         self._link_retry_s = link_retry_s
@@ -77,15 +66,8 @@ class LinkEvents:
         self._show(self.report.up(now_utc()))
         await self._controller.apply(lambda state: state.on_link_up())
         await self._controller.obey(control.controller, control.epoch)
-        try:
-            await self._follower.replica.catch_up(link)
-        except LinkClosed:
-            return
-        except Exception as exc:
-            log.error("replica catch-up failed: %s; retried now in the background", exc)
-            self._follower.retry()
-            return
-        await self._boot.synced()
+        if not await self._follower.catch_up(link):
+            self._follower.retry()  # in the background, with backoff
 
     async def disconnected(self, reason: str) -> None:
         log.warning("link to the master lost: %s", reason)
@@ -97,9 +79,10 @@ class LinkEvents:
         """Follow the seed's "on disconnected" only when nothing answered.
 
         A duplicate refusal stops this process's modules (another process of this edge
-        holds the link); any other answer of the master keeps the modules as they are,
-        until the master is about to fail over — or, with failover off, starts them
-        unless the master runs them, since the master will not.
+        holds the link); any other answer of the master — to the link, or at its witness
+        (:meth:`MasterWitness.master_answers`) — keeps the modules as they are, until the
+        master is about to fail over, or, with failover off, starts them unless the
+        master runs them, since the master will not.
         """
         self._show(self.report.failed(failure, now_utc()))
         controller = self._controller
@@ -108,14 +91,15 @@ class LinkEvents:
                 log.warning("another process of this edge holds the link: stopping the modules")
             await controller.apply(lambda state: state.on_duplicate())
             return
-        alive, running = failure.master_alive, controller.modules_running
-        if alive and running and await self._witness.master_takes_over_soon():
+        witness, running = self._witness, controller.modules_running
+        if not failure.master_alive and not running and await witness.master_controls():
+            return
+        alive = failure.master_alive or await witness.master_answers()
+        if alive and running and await witness.master_takes_over_soon():
             await controller.apply(lambda state: state.on_master_controls())
             return
-        if alive and not running and not await self._witness.master_may_run_them():
+        if alive and not running and not await witness.master_may_run_them():
             alive = False  # failover is off and the master does not run them: nobody would
-        if not alive and not running and await self._witness.master_controls():
-            return
         retry_s = self._link_retry_s
         await controller.apply(
             lambda state: state.on_reconnect_failed(now_utc(), retry_s, master_alive=alive)

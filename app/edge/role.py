@@ -9,7 +9,6 @@ is its own class, built by :mod:`app.edge.compose`: this one starts and stops th
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from app.edge.boot import EdgeBoot
@@ -21,6 +20,7 @@ from app.edge.witness import MasterWitness
 from app.link import CloseCode
 from app.metrics import Metrics
 from app.services.certificates import CertificateExpiry
+from app.services.tasks import BackgroundTasks
 
 
 class EdgeRole:
@@ -37,6 +37,7 @@ class EdgeRole:
         watcher: ConfigurationWatcher,
         witness: MasterWitness,
         certificates: CertificateExpiry,
+        tasks: BackgroundTasks,
     ) -> None:
         self._metrics = metrics
         self._boot = boot
@@ -47,34 +48,42 @@ class EdgeRole:
         self._watcher = watcher
         self._witness = witness
         self._certificates = certificates
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = tasks
 
     async def start(self) -> None:
-        await self._follower.replica.open()
-        self._tasks.append(asyncio.create_task(self._run(), name="edge boot"))
-        self._tasks.append(asyncio.create_task(self._certificates.run(), name="certificates"))
+        replica = self._follower.replica
+        await replica.open()
+        if replica.set_aside is not None:
+            self._metrics.replica_rebuilds.inc()
+        self._tasks.spawn(self._run(), name="edge boot", forever=False)
+        self._tasks.spawn(self._certificates.run(), name="certificates")
 
     async def _run(self) -> None:
-        modules = await self._boot.load()
-        self._tasks.append(asyncio.create_task(self._forwarder.run(), name="status forwarder"))
-        self._tasks.append(asyncio.create_task(self._uplink.run_forever(), name="uplink"))
-        self._tasks.append(asyncio.create_task(self._witness.run(), name="master witness"))
-        self._tasks.append(asyncio.create_task(self._watcher.run(), name="change watch"))
-        self._tasks.append(asyncio.create_task(self._follower.run(), name="replica follow"))
+        try:
+            modules = await self._boot.load()
+        except Exception:
+            self._boot.failed()
+            raise  # logged with its traceback by the task's supervision
+        self._tasks.spawn(self._forwarder.run(), name="status forwarder")
+        self._tasks.spawn(self._uplink.run_forever(), name="uplink")
+        self._tasks.spawn(self._witness.run(), name="master witness")
+        self._tasks.spawn(self._watcher.run(), name="change watch")
+        self._tasks.spawn(self._follower.run(), name="replica follow")
         self._boot.finish(modules)
 
     def live_counts(self) -> dict[str, Any]:
         """The edge's part of ``/api/ready``: its link and replica now."""
+        set_aside = self._follower.replica.set_aside
         return {
             "master_connected": self._current.connected,
             "replica_seq": self._follower.replica.seq,
+            "replication_error": self._follower.failure.as_json(),
+            "replica_set_aside": set_aside.as_json() if set_aside else None,
         }
 
     async def stop(self) -> None:
         self._metrics.ready.set(0)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()
         link = self._current.link
         if link is not None:
             await link.close(CloseCode.GOING_AWAY, "edge shutting down")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.control.clock import now_utc
 from app.control.edge import yield_due
@@ -61,6 +61,8 @@ class MasterWitness:
         #: The last time the master's witness asked this edge and heard it controls its
         #: devices: the master holds its failover off until ``timeout`` after that.
         self.vouched_at: datetime | None = None
+        #: The last time the master's witness asked this edge at all (it reaches us).
+        self.master_asked_at: datetime | None = None
         self._asked = 0
         self._settled = 0
         self._questions: set[asyncio.Task[bool]] = set()
@@ -93,8 +95,28 @@ class MasterWitness:
 
     def master_asked(self, *, controls: bool) -> None:
         """The master's witness asked this edge (with the right proof) and heard ``controls``."""
+        self.master_asked_at = self._clock()
         if controls:
-            self.vouched_at = self._clock()
+            self.vouched_at = self.master_asked_at
+
+    async def master_answers(self) -> bool:
+        """Whether the master lately proved it is there without saying what it runs.
+
+        Its witness refused the question or showed a certificate this edge does not
+        trust; or it asked this edge's witness itself while its last word before the
+        link went was that it holds the devices (it asks while it holds them, and
+        decides). Either way the master is no outage, whatever the link's attempt met.
+        """
+        settings = self._settings
+        window = timedelta(seconds=2 * (settings.ping_interval_s + settings.witness_timeout_s))
+        now, report = self._clock(), self.report
+        if report is not None and report.result in ("refused", "tls"):
+            return now - report.checked_at <= window
+        asked = self.master_asked_at
+        if asked is None or now - asked > window:
+            return False
+        state = await persisted_state(self._store, self._edge_id)
+        return bool(state.get("controller") == "master")
 
     async def master_controls(self) -> bool:
         """Ask the master's witness; True (and the devices left to it) when it runs them."""

@@ -26,9 +26,9 @@ from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatu
 from app.link.auth import AuthFailed
 from app.link.codec import FrameError
 from app.link.codes import CloseCode
+from app.models import LinkState
 
 #: The link as an edge reports it: exactly one of these.
-LinkState = Literal["up", "closed", "refused", "tls", "unreachable"]
 LINK_STATES: tuple[LinkState, ...] = get_args(LinkState)
 FailureKind = Literal["refused", "tls", "unreachable"]
 

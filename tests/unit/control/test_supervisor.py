@@ -82,16 +82,16 @@ def failed_over() -> SupervisorState:
 
 def effects(transition: Transition) -> list[Action]:
     """The actions besides persisting and recording."""
-    return [a for a in transition.actions if not isinstance(a, Persist | RecordEvent)]
+    return [a for a in transition.actions if not isinstance(a, Persist)]
 
 
 def assert_decided(transition: Transition, kind: EventKind, by: str | None = None) -> None:
-    """The new state is persisted and recorded before anything is acted on."""
+    """The new state and its event are recorded, as one action, before anything is acted
+    on; no other action records anything."""
     control = transition.state.control
-    assert transition.actions[:2] == (
-        Persist(control),
-        RecordEvent(kind, control.reason, control.controller, control.epoch, control.since, by),
-    )
+    event = RecordEvent(kind, control.reason, control.controller, control.epoch, control.since, by)
+    assert transition.actions[0] == Persist(control, event)
+    assert not any(isinstance(a, Persist) for a in transition.actions[1:])
 
 
 def assert_unchanged(transition: Transition, before: SupervisorState) -> None:
@@ -521,6 +521,5 @@ def test_a_refused_duplicate_is_recorded_and_changes_nothing() -> None:
     state = supervised("edge", epoch=7)
     refused = step(state, DuplicateRefused(at(5), "a second process: refused as a duplicate"))
     assert refused.state == state
-    assert refused.actions == (
-        RecordEvent("duplicate", "a second process: refused as a duplicate", "edge", 7, at(5)),
-    )
+    record = RecordEvent("duplicate", "a second process: refused as a duplicate", "edge", 7, at(5))
+    assert refused.actions == (Persist(state.control, record),)

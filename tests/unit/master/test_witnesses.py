@@ -7,7 +7,8 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from app.master.witnesses import MAX_BACKOFF, WitnessAsker
-from app.services.witness import WitnessReport, WitnessResult
+from app.models import WitnessResult
+from app.services.witness import WitnessReport
 
 T0 = datetime(2024, 6, 5, 12, tzinfo=UTC)
 INTERVAL_S, TIMEOUT_S = 1.0, 2.0
