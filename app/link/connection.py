@@ -326,7 +326,7 @@ class LinkConnection:
     async def request(
         self,
         op: str,
-        args: dict[str, Any] | None = None,
+        args: Mapping[str, Any] | None = None,
         *,
         timeout: float | None = None,
     ) -> Any:

@@ -159,4 +159,4 @@ async def witness(
 async def repository(
     body: RepositoryRequest, edge: AdministeredEdge, control: ControlDep
 ) -> dict[str, Any]:
-    return await control.repository(edge, body.action, body.commit, body.reload)
+    return dict(await control.repository(edge, body.action, body.commit, body.reload))
