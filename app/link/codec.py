@@ -80,7 +80,7 @@ def encode_request(request_id: int, op: str, args: Mapping[str, Any]) -> str:
     return _dumps(wire) or Request(id=request_id, op=op, args=dict(args)).model_dump_json()
 
 
-def encode_result(request_id: int, result: Any) -> str:
+def encode_result(request_id: int, result: object) -> str:
     """A successful response's text; raises ``PydanticSerializationError`` (not JSON)."""
     wire = {"type": "response", "id": request_id, "ok": True, "result": result}
     return _dumps(wire) or Response.success(request_id, result).model_dump_json()
@@ -134,7 +134,7 @@ class Reply(NamedTuple):
     """A successful response frame read by `read`: what a `Response` holds, without the model."""
 
     id: int
-    result: Any
+    result: object
     error: ErrorBody | None = None
 
 
@@ -145,7 +145,7 @@ _PARSER = msgspec.json.Decoder()
 #: goes the model's way. Every exec frame has a handful; a replica batch has thousands.
 _FAST_BRACKETS = 150
 
-_ABSENT: Any = object()
+_ABSENT = object()
 
 
 def read(data: str | bytes, *, max_size: int) -> Call | Reply | Frame:

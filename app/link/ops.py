@@ -26,7 +26,7 @@ objects these types describe.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Annotated, Any, Generic, NamedTuple, NotRequired, Protocol, TypeVar
+from typing import Annotated, Any, Generic, NamedTuple, NotRequired, Protocol, TypeAlias, TypeVar
 
 from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
@@ -40,11 +40,14 @@ from app.runtime.reports import (
     RepositoryOutcome,
 )
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[dict[str, Any]], Awaitable[object]]
 """Answers one op on the wire: takes the request's raw ``args``, returns the result."""
 
 ArgsT = TypeVar("ArgsT", bound=Mapping[str, object])
 ResultT = TypeVar("ResultT")
+
+AnyOp: TypeAlias = "Op[Any, Any]"
+"""An op of whatever arguments and result."""
 
 
 class BadArgs(Exception):
@@ -55,14 +58,14 @@ class Requester(Protocol):
     """What sends a request: a :class:`~app.link.LinkConnection`."""
 
     def request(
-        self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float | None = None
+        self, op: str, args: Mapping[str, object] | None = None, *, timeout: float | None = None
     ) -> Coroutine[Any, Any, Any]: ...
 
 
 class Served(NamedTuple):
     """One op of a side's table, with the handler that validates and answers it."""
 
-    op: Op[Any, Any]
+    op: AnyOp
     handler: Handler
 
 
@@ -109,13 +112,13 @@ class Op(Generic[ArgsT, ResultT]):
         """
         parse = self.parse
 
-        async def handler(raw: dict[str, Any]) -> Any:
+        async def handler(raw: dict[str, Any]) -> object:
             return await handle(parse(raw))
 
         return Served(self, handler)
 
 
-def op_table(direction: Sequence[Op[Any, Any]], *served: Served) -> Mapping[str, Handler]:
+def op_table(direction: Sequence[AnyOp], *served: Served) -> Mapping[str, Handler]:
     """The handlers a side's ``LinkConnection`` serves, by op name.
 
     Raises ``ValueError`` unless ``served`` answers every op of ``direction`` once and
@@ -293,7 +296,7 @@ REPLICA_CHANGES: Op[ReplicaChangesArgs, ReplicaBatch] = Op("replica.changes", Re
 REPLICA_FETCH: Op[ReplicaFetchArgs, ReplicaDocuments] = Op("replica.fetch", ReplicaFetchArgs)
 
 #: What an edge serves, and what the master serves.
-MASTER_TO_EDGE: tuple[Op[Any, Any], ...] = (
+MASTER_TO_EDGE: tuple[AnyOp, ...] = (
     PING,
     EXEC,
     STATUS,
@@ -310,4 +313,4 @@ MASTER_TO_EDGE: tuple[Op[Any, Any], ...] = (
     CONTROL,
     STATE_SYNC,
 )
-EDGE_TO_MASTER: tuple[Op[Any, Any], ...] = (REPLICA_CHANGES, REPLICA_FETCH)
+EDGE_TO_MASTER: tuple[AnyOp, ...] = (REPLICA_CHANGES, REPLICA_FETCH)

@@ -12,10 +12,11 @@ from typing_extensions import TypedDict
 from app.errors import ContentTooLarge, NotFound
 from app.link.codec import FrameError, encode
 from app.link.codes import CloseCode
-from app.link.connection import LinkConnection, TransportClosed, receive_frame
+from app.link.connection import LinkConnection
 from app.link.messages import Challenge, Event, Hello, Request
 from app.link.ops import Handler, Op
 from app.link.pending import LinkClosed, LinkRequestError, LinkTimeout
+from app.link.transports import TransportClosed, receive_frame
 from tests.support.wait import wait_until
 
 from .memory import MemoryTransport, memory_pair
