@@ -227,11 +227,25 @@ class LinkConnection:
                 return
 
     async def _next_request(self) -> Call | Request | None:
-        """The next request the peer sent, once every frame before it is handled; None
-        when the link has ended (and `run` has been told why)."""
+        """The next request the peer sent, once every frame before it is handled: a
+        response settles the request it answers, an event is delivered, a bad frame is
+        answered. None when the link has ended (and `run` has been told why)."""
         while True:
             try:
-                request = await self._dispatch(await self._transport.recv())
+                try:
+                    frame = read(await self._transport.recv(), max_size=self._max_size)
+                except FrameError as exc:
+                    await self._reject(exc)
+                    continue
+                if isinstance(frame, Call | Request):
+                    return frame
+                if isinstance(frame, Reply | Response):
+                    self._pending.resolve(frame)
+                elif isinstance(frame, Event):
+                    await self._deliver(frame)
+                else:
+                    message = f"no {frame.type} frame after handshake"
+                    await self._notify_error(ErrorCode.UNEXPECTED_FRAME, message)
             except TransportClosed as exc:
                 self._log_close(exc)
                 self._close_code = self._close_code or exc.code
@@ -240,26 +254,6 @@ class LinkConnection:
             except Exception as exc:  # not the peer's doing: `run` raises it
                 self._end(exc)
                 return None
-            if request is not None:
-                return request
-
-    async def _dispatch(self, data: str | bytes) -> Call | Request | None:
-        """Settle a response, deliver an event, answer a bad frame; a request is returned."""
-        try:
-            frame = read(data, max_size=self._max_size)
-        except FrameError as exc:
-            await self._reject(exc)
-            return None
-        if isinstance(frame, Reply | Response):
-            self._pending.resolve(frame)
-        elif isinstance(frame, Call | Request):
-            return frame
-        elif isinstance(frame, Event):
-            await self._deliver(frame)
-        else:
-            message = f"no {frame.type} frame after handshake"
-            await self._notify_error(ErrorCode.UNEXPECTED_FRAME, message)
-        return None
 
     async def _answer(self, request: Call | Request) -> None:
         """Answer one request; an answer too large for a frame is replaced by an error."""
