@@ -220,8 +220,8 @@ class LinkConnection:
                 await rest
                 return
             if reader.cancelling():
-                # The answer asked for its own task to be cancelled (a deadline that
-                # ran out meanwhile, say): the cancellation is the answer's business,
+                # The answer cancelled the task it ran in and finished before that
+                # took effect: the cancellation is the answer's, not the reading's,
                 # so this task ends with it and a new one reads on.
                 self._start_reading()
                 return
