@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from app.errors import NotFound
 from app.routers.conditional import cached_json
 from app.routers.crud import problems
-from app.routers.deps import CatalogDep, CurrentUser, NodeDep
+from app.routers.deps import CatalogDep, CurrentUser, NodeDep, RoomUser
 from app.routers.module_ops import NOT_MODIFIED, TargetsDep, live_json, runtime_problems
 from app.routers.routing import RoutedBy
 from app.runtime.handle import ModuleHandle
@@ -181,7 +181,7 @@ async def show_system(
     request: Request,
     system_id: str,
     catalog: CatalogDep,
-    _user: CurrentUser,
+    _user: RoomUser,
     complete: Annotated[bool, Query(description="with module_data: the system's modules")] = False,
 ) -> Response:
     doc = await catalog.get(SYSTEM, system_id)
