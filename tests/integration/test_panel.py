@@ -16,7 +16,10 @@ Run with ``-s`` to see the timings.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,8 +29,9 @@ import httpx
 import pytest
 
 from tests.integration.rooms import Room, Rooms, online, report
-from tests.integration.sites import Site, open_site
+from tests.integration.sites import TOKEN, Site, open_site
 from tests.support import browser
+from tests.support.engine import ROOT
 from tests.support.wait import wait_until
 
 if TYPE_CHECKING:
@@ -47,12 +51,37 @@ AFTER_RESTORE_S = 2.0
 
 #: Everything the panel keeps on the device.
 CACHED = 7
+#: Run in the page: the device's copy of the panel becomes an older version.
+PLANT_OLD_PANEL = """
+const done = arguments[arguments.length - 1];
+const old = new Response("<!doctype html><title>old panel</title>", {
+  headers: {"Content-Type": "text/html"},
+});
+caches.open("engine-panel").then((c) => c.put("/panel/", old)).then(() => done(true));
+"""
+CACHED_PAGE = """
+const done = arguments[arguments.length - 1];
+caches.open("engine-panel").then((c) => c.match("/panel/")).then((r) => r.text()).then(done);
+"""
 
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     async with open_site(tmp_path, tls=False) as running:
         yield running
+
+
+async def ctl(site: Site, *args: str) -> str:
+    """``engine ctl ARGS`` against the site's master, as an operator runs it; its output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+    env.update(ENGINE_URL=site.master.url, ENGINE_TOKEN=TOKEN)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "ctl", *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
 
 
 def text_of(driver: WebDriver, css: str) -> str:
@@ -75,7 +104,9 @@ def attribute(driver: WebDriver, css: str, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-async def shown(driver: WebDriver, what: str, condition: Callable[[], bool], timeout: float) -> float:
+async def shown(
+    driver: WebDriver, what: str, condition: Callable[[], bool], timeout: float
+) -> float:
     """Wait until the page shows ``condition``; the monotonic time it did."""
     await wait_until(condition, timeout=timeout, interval=0.02, message=what)
     return time.monotonic()
@@ -134,7 +165,9 @@ async def test_a_room_panel_keeps_working_through_every_failure(site: Site, room
     room = await rooms.add("Lobby", timeout=FAILOVER_S, api_url=True)
     await room.watch.wait_held_by("Lobby", timeout=10)
     system = room.edge.system_id
-    issued = await site.post(f"/api/systems/{system}/keys", {"name": "lobby panel"})
+    made = await ctl(site, "panel-key", system, "--name", "lobby panel", "--json")
+    issued = json.loads(made)
+    assert issued["id"] in await ctl(site, "panel-key", system, "--list")
     master, edge = site.master.url, room.edge.process.url
 
     with browser.chromium() as driver:
@@ -148,6 +181,12 @@ async def test_a_room_panel_keeps_working_through_every_failure(site: Site, room
         installable = driver.execute_cdp_cmd("Page.getInstallabilityErrors", {})
         assert installable["installabilityErrors"] == [], installable
 
+        # A device holding an older panel gets this one at its next visit, the master up.
+        driver.execute_async_script(PLANT_OLD_PANEL)
+        driver.refresh()
+        await shown(driver, "the panel on the edge", on(driver, "edge"), 10)
+        assert 'id="call"' in driver.execute_async_script(CACHED_PAGE)
+
         # 1. The master dies: the panel reloads from the device and works through the edge.
         await site.master.kill()
         reloaded = time.monotonic()
@@ -156,7 +195,9 @@ async def test_a_room_panel_keeps_working_through_every_failure(site: Site, room
         await shown(driver, "the room's state", lambda: state_shown(driver), AFTER_RELOAD_S)
         call(driver, "send", "from the cache")
         reached = await received(room, "from the cache", AFTER_RELOAD_S)
-        report("the master killed: a call from the panel reloaded from its cache", reached - reloaded)
+        report(
+            "the master killed: a call from the panel reloaded from its cache", reached - reloaded
+        )
         assert reached - reloaded <= AFTER_RELOAD_S
         assert room.watch.open_owners() == ["Lobby"]
         await shown(
@@ -199,8 +240,7 @@ async def test_a_room_panel_keeps_working_through_every_failure(site: Site, room
         assert room.watch.open_owners() == ["Lobby"]
 
         # 4. The key is revoked: the next call is refused and the panel says so.
-        revoked = await site.http.delete(f"/api/systems/{system}/keys/{issued['id']}")
-        assert revoked.status_code == 204, revoked.text
+        assert "revoked" in await ctl(site, "panel-key", system, "--revoke", issued["id"])
 
         async def edge_refuses() -> bool:
             async with httpx.AsyncClient(timeout=5) as http:
@@ -211,9 +251,7 @@ async def test_a_room_panel_keeps_working_through_every_failure(site: Site, room
 
         await wait_until(edge_refuses, timeout=5, message="the revocation to reach the edge")
         call(driver, "send", "after the revocation")
-        await shown(
-            driver, "the refusal", lambda: "Refused" in text_of(driver, "#result"), 5
-        )
+        await shown(driver, "the refusal", lambda: "Refused" in text_of(driver, "#result"), 5)
         assert attribute(driver, "#notice", "data-kind") == "refused"
         assert "no longer accepted" in text_of(driver, "#notice")
         assert "after the revocation" not in room.device.received
