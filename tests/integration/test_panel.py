@@ -151,7 +151,8 @@ def service_worker_ready(driver: WebDriver) -> int:
     if (!navigator.serviceWorker.controller) { done(0); return; }
     caches.open("engine-panel").then((c) => c.keys()).then((k) => done(k.length), () => done(0));
     """
-    return int(driver.execute_async_script(script))
+    count: Any = driver.execute_async_script(script)
+    return int(count)
 
 
 def resources_outside(driver: WebDriver, origins: tuple[str, ...]) -> list[str]:
@@ -185,7 +186,8 @@ async def test_a_room_panel_keeps_working_through_every_failure(site: Site, room
         driver.execute_async_script(PLANT_OLD_PANEL)
         driver.refresh()
         await shown(driver, "the panel on the edge", on(driver, "edge"), 10)
-        assert 'id="call"' in driver.execute_async_script(CACHED_PAGE)
+        page: Any = driver.execute_async_script(CACHED_PAGE)
+        assert 'id="call"' in page
 
         # 1. The master dies: the panel reloads from the device and works through the edge.
         await site.master.kill()
