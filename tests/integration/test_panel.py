@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -82,6 +83,56 @@ async def ctl(site: Site, *args: str) -> str:
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     return out.decode()
+
+
+async def servers_status(server: str, system: str, key: str) -> int:
+    """The status of the discovery request a panel makes with ``key``, at ``server``."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        answer = await http.get(
+            f"{server}/api/systems/{system}/servers", headers={"X-API-Key": key}
+        )
+    return answer.status_code
+
+
+async def check_ctl_keys(site: Site, system: str) -> None:
+    """``engine ctl panel-key``: a key in ``--json``'s ``key``, listed, then revoked."""
+    issued = json.loads(await ctl(site, "panel-key", system, "--name", "spare", "--json"))
+    assert await servers_status(site.master.url, system, issued["key"]) == 200
+    assert issued["id"] in await ctl(site, "panel-key", system, "--list")
+    assert "revoked" in await ctl(site, "panel-key", system, "--revoke", issued["id"])
+    assert await servers_status(site.master.url, system, issued["key"]) == 401
+    assert issued["id"] not in await ctl(site, "panel-key", system, "--list")
+
+
+async def key_from_the_status_page(driver: WebDriver, site: Site, system: str) -> str:
+    """An operator signs in to the status page and creates the room's device key there
+    (a spare one first, revoked again); the panel link it shows."""
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(f"{site.master.url}/")
+    driver.find_element("id", "token").send_keys(TOKEN)
+    driver.find_element("id", "sign-in-button").click()
+    await shown(driver, "the room panels", lambda: text_of(driver, "#room-panels") != "", 10)
+    driver.find_element("css selector", "#room-panels summary").click()
+    Select(driver.find_element("id", "panel-key-room")).select_by_value(system)
+    for name in ("spare", "lobby panel"):
+        field = driver.find_element("id", "panel-key-name")
+        field.clear()
+        field.send_keys(name)
+        driver.find_element("id", "panel-key-create").click()
+        await shown(
+            driver, f"the {name} key", lambda n=name: n in text_of(driver, "#panel-key-list"), 5
+        )
+        if name == "spare":
+            driver.find_element("css selector", "#panel-key-list button").click()
+            driver.switch_to.alert.accept()
+            await shown(
+                driver,
+                "the spare revoked",
+                lambda: "spare" not in text_of(driver, "#panel-key-list"),
+                5,
+            )
+    return str(driver.find_element("id", "panel-key-link").get_attribute("href"))
 
 
 def text_of(driver: WebDriver, css: str) -> str:
@@ -166,14 +217,15 @@ async def test_a_room_panel_keeps_working_through_every_failure(site: Site, room
     room = await rooms.add("Lobby", timeout=FAILOVER_S, api_url=True)
     await room.watch.wait_held_by("Lobby", timeout=10)
     system = room.edge.system_id
-    made = await ctl(site, "panel-key", system, "--name", "lobby panel", "--json")
-    issued = json.loads(made)
-    assert issued["id"] in await ctl(site, "panel-key", system, "--list")
     master, edge = site.master.url, room.edge.process.url
+    await check_ctl_keys(site, system)
 
     with browser.chromium() as driver:
         driver.set_script_timeout(10)
-        driver.get(issued["panel_url"])
+        panel_url = await key_from_the_status_page(driver, site, system)
+        listed = await ctl(site, "panel-key", system, "--list")
+        [key_id] = [line.split()[0] for line in listed.splitlines() if "lobby panel" in line]
+        driver.get(panel_url)
         await shown(driver, "the panel on the edge", on(driver, "edge"), 10)
         await shown(driver, "the room's state", lambda: state_shown(driver), 10)
         assert "#" not in driver.current_url, "the key leaves the address bar"
@@ -242,14 +294,11 @@ async def test_a_room_panel_keeps_working_through_every_failure(site: Site, room
         assert room.watch.open_owners() == ["Lobby"]
 
         # 4. The key is revoked: the next call is refused and the panel says so.
-        assert "revoked" in await ctl(site, "panel-key", system, "--revoke", issued["id"])
+        assert "revoked" in await ctl(site, "panel-key", system, "--revoke", key_id)
+        key = unquote(panel_url.split("#x-api-key=")[1])
 
         async def edge_refuses() -> bool:
-            async with httpx.AsyncClient(timeout=5) as http:
-                answer = await http.get(
-                    f"{edge}/api/systems/{system}/servers", headers={"X-API-Key": issued["key"]}
-                )
-            return answer.status_code == 401
+            return await servers_status(edge, system, key) == 401
 
         await wait_until(edge_refuses, timeout=5, message="the revocation to reach the edge")
         call(driver, "send", "after the revocation")
