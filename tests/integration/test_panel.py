@@ -120,9 +120,7 @@ async def key_from_the_status_page(driver: WebDriver, site: Site, system: str) -
         field.clear()
         field.send_keys(name)
         driver.find_element("id", "panel-key-create").click()
-        await shown(
-            driver, f"the {name} key", lambda n=name: n in text_of(driver, "#panel-key-list"), 5
-        )
+        await shown(driver, f"the {name} key", listing(driver, name), 5)
         if name == "spare":
             driver.find_element("css selector", "#panel-key-list button").click()
             driver.switch_to.alert.accept()
@@ -133,6 +131,11 @@ async def key_from_the_status_page(driver: WebDriver, site: Site, system: str) -
                 5,
             )
     return str(driver.find_element("id", "panel-key-link").get_attribute("href"))
+
+
+def listing(driver: WebDriver, name: str) -> Callable[[], bool]:
+    """The status page lists a key of that name."""
+    return lambda: name in text_of(driver, "#panel-key-list")
 
 
 def text_of(driver: WebDriver, css: str) -> str:
