@@ -308,6 +308,7 @@ function ping() {
 
 // --- the room: modules, their state and their methods ----------------------------------
 async function refreshState() {
+  if (!room.server || room.refused) return;
   let response;
   try {
     response = await ask(room.server.url, roomPath("state"));
@@ -464,6 +465,7 @@ async function run(event) {
   if (response.ok) {
     const body = await response.json();
     result("ok", `${method}: ${JSON.stringify(body.result)}`);
+    exclusive(refreshState); // a status variable the call set for the first time shows too
     return;
   }
   const detail = await problem(response);
@@ -497,7 +499,9 @@ function show(answer) {
   document.title = `${name} · room panel`;
   const since = room.since ? room.since.toLocaleTimeString() : "";
   showServer(`On ${describe(room.server)} since ${since}`, room.server.role, room.server.node);
-  if (!room.refused) notice(waiting(answer), "waiting");
+  const wait = waiting(answer);
+  $("modules").dataset.stale = String(Boolean(wait)); // the values shown are the last known
+  if (!room.refused) notice(wait, "waiting");
 }
 
 function showServer(text, role, node) {
