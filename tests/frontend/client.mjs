@@ -9,6 +9,15 @@ import { createInterface } from 'node:readline';
 import websocket from 'websocket';
 
 const PAGE = 'http://panel.test/';
+// The library's options besides the server: a token in a header, no login page.
+const OPTIONS = {
+    token_header: true,
+    handle_login: false,
+    redirect_uri: `${PAGE}oauth-resp.html`,
+    auth_uri: '/auth/oauth/authorize',
+    token_uri: '/auth/token',
+    scope: 'public',
+};
 
 function memoryStorage() {
     const items = new Map();
@@ -95,7 +104,7 @@ async function openSocket() {
 // knows which servers serve the system (GET /api/systems/{sys}/servers, the controller
 // first), point the library at the first that answers with setup(), and do it again each
 // time the library's socket drops. The library then reconnects there and binds again.
-const following = { sys: null, known: [], headers: {}, config: null, moving: false };
+const following = { sys: null, known: [], headers: {}, moving: false };
 
 async function discover(base) {
     const response = await fetch(`${base}/api/systems/${encodeURIComponent(following.sys)}/servers`, {
@@ -135,7 +144,7 @@ async function chooseServer() {
 async function moveTo(base) {
     const { host, protocol } = new URL(base);
     if (host === place.host()) return;
-    await place.setup({ ...following.config, host, secure: protocol === 'https:' });
+    await place.setup({ ...OPTIONS, host, secure: protocol === 'https:' });
     emit({ event: 'moved', host });
 }
 
@@ -173,17 +182,7 @@ const operations = {
         if (api_key) location.hash = `#x-api-key=${encodeURIComponent(api_key)}`;
         place.status().subscribe((connected) => emit({ event: 'connected', connected }));
         place.debug_events.subscribe((line) => emit({ event: 'debug', ...line }));
-        await place.setup({
-            host,
-            secure,
-            version,
-            token_header: true,
-            handle_login: false,
-            redirect_uri: `${PAGE}oauth-resp.html`,
-            auth_uri: '/auth/oauth/authorize',
-            token_uri: '/auth/token',
-            scope: 'public',
-        });
+        await place.setup({ ...OPTIONS, host, secure, version });
         if (!api_key) place.setToken(token);
         await openSocket();
         return place.authority();
@@ -193,14 +192,6 @@ const operations = {
     async follow({ sys, servers, api_key }) {
         location.hash = `#x-api-key=${encodeURIComponent(api_key)}`;
         Object.assign(following, { sys, known: servers, headers: { 'X-API-Key': api_key } });
-        following.config = {
-            token_header: true,
-            handle_login: false,
-            redirect_uri: `${PAGE}oauth-resp.html`,
-            auth_uri: '/auth/oauth/authorize',
-            token_uri: '/auth/token',
-            scope: 'public',
-        };
         const base = await chooseServer();
         if (!base) throw new Error('no server answers');
         await moveTo(base);

@@ -31,6 +31,7 @@ import pytest
 
 from tests.integration.rooms import Room, Rooms, online, report
 from tests.integration.sites import TOKEN, Site, open_site
+from tests.integration.test_status_page import text_of
 from tests.support import browser
 from tests.support.engine import ROOT
 from tests.support.wait import wait_until
@@ -136,16 +137,6 @@ async def key_from_the_status_page(driver: WebDriver, site: Site, system: str) -
 def listing(driver: WebDriver, name: str) -> Callable[[], bool]:
     """The status page lists a key of that name."""
     return lambda: name in text_of(driver, "#panel-key-list")
-
-
-def text_of(driver: WebDriver, css: str) -> str:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-
-    try:
-        element = driver.find_element("css selector", css)
-        return str(element.text) if element.is_displayed() else ""
-    except (NoSuchElementException, StaleElementReferenceException):
-        return ""
 
 
 def attribute(driver: WebDriver, css: str, name: str) -> str | None:
