@@ -116,7 +116,8 @@ async def without_slash(request: Request) -> Response:
 async def page(request: Request, node: NodeDep) -> Response:
     edges = await node.store.find("edge")
     policy = content_security_policy(str(doc.body.get("api_url") or "") for doc in edges.items)
-    return _asset(request, "index.html", {"Content-Security-Policy": policy})
+    # The policy names the edges: a page revalidated after an edge moved must get the new one.
+    return _asset(request, "index.html", {"Content-Security-Policy": policy}, variant=policy)
 
 
 @router.api_route("/panel/{name}", methods=["GET", "HEAD"])
@@ -126,15 +127,18 @@ async def asset(request: Request, name: str) -> Response:
     return _asset(request, name, {"Content-Security-Policy": content_security_policy(())})
 
 
-def _asset(request: Request, name: str, headers: dict[str, str]) -> Response:
+def _asset(request: Request, name: str, headers: dict[str, str], variant: str = "") -> Response:
     asset: Asset = request.app.state.panel_assets[name]
+    etag = asset.etag
+    if variant:
+        etag = f'{etag[:-1]}-{hashlib.blake2b(variant.encode(), digest_size=6).hexdigest()}"'
     headers = {
         **headers,
-        "ETag": asset.etag,
+        "ETag": etag,
         "Cache-Control": CACHE_CONTROL,
         "X-Content-Type-Options": "nosniff",
     }
-    if matches_none(request, asset.etag):
+    if matches_none(request, etag):
         return Response(status_code=304, headers=headers)
     body = b"" if request.method == "HEAD" else asset.body
     response = Response(body, media_type=asset.media_type, headers=headers)
