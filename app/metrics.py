@@ -66,6 +66,26 @@ class Metrics:
         self.links = Gauge(
             "engine_links_connected", "control links connected", registry=self.registry
         )
+        self.tasks_dead = Gauge(
+            "engine_tasks_dead",
+            "background tasks that died (each makes /api/ready answer 503)",
+            registry=self.registry,
+        )
+        self.replication_error = Gauge(
+            "engine_replication_error",
+            "edge: 1 while its replica cannot catch up with the master (retried), else 0",
+            registry=self.registry,
+        )
+        self.replication_failures = Counter(
+            "engine_replication_failures",
+            "edge: catch-ups with the master that failed (each retry counts)",
+            registry=self.registry,
+        )
+        self.replica_rebuilds = Counter(
+            "engine_replica_rebuilds",
+            "edge: corrupt replicas set aside at boot to be rebuilt from the master",
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

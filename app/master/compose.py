@@ -56,7 +56,9 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
         forward=LinkForwarder(modules, links),
     )
     health = store_health(services.metrics)
-    edges = SupervisedEdges(services.store, ModuleHandover(modules, links, mirror), health)
+    edges = SupervisedEdges(
+        services.store, ModuleHandover(modules, links, mirror), health, services.tasks
+    )
     boot = MasterBoot(services, modules, edges, links)
     witness = Witness(services.http_client(), asker="master", timeout=settings.witness_timeout_s)
     witnesses = WitnessAsker(

@@ -13,6 +13,7 @@ from app.master.recorder import RecordWriter
 from app.master.supervision import EdgeSupervisor, Handover, load_persisted
 from app.master.windows import RestoreWindows
 from app.services.control import StoreHealth, failover_timeout, restore_window
+from app.services.tasks import BackgroundTasks
 from app.store.base import Document, Store
 
 
@@ -28,8 +29,11 @@ def edge_policy(doc: Document) -> EdgePolicy:
 class SupervisedEdges:
     """Every edge's supervisor, with the policy, witness URL and restore window it follows."""
 
-    def __init__(self, store: Store, handover: Handover, health: StoreHealth) -> None:
+    def __init__(
+        self, store: Store, handover: Handover, health: StoreHealth, tasks: BackgroundTasks
+    ) -> None:
         self._store = store
+        self._tasks = tasks
         #: One writer for every supervisor's records, so that they share transactions.
         self._writer = RecordWriter(store)
         self._handover = handover
@@ -70,6 +74,7 @@ class SupervisedEdges:
                 handover=self._handover,
                 health=self._health,
                 writer=self._writer,
+                tasks=self._tasks,
             )
             self.supervisors[edge.id] = supervisor
             self._api_urls[edge.id] = edge.body.get("api_url")

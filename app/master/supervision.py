@@ -26,7 +26,6 @@ from app.control.supervisor import (
     FailoverTimerFired,
     LinkUp,
     Persist,
-    RecordEvent,
     Reject,
     SendControl,
     StartFailoverTimer,
@@ -48,6 +47,7 @@ from app.master.recorder import (
     Unrecorded,
 )
 from app.services.control import StoreHealth, control_id
+from app.services.tasks import BackgroundTasks
 from app.store.base import DocumentNotFound, Store
 
 log = logging.getLogger(__name__)
@@ -104,14 +104,17 @@ class EdgeSupervisor:
         handover: Handover,
         health: StoreHealth | None = None,
         writer: RecordWriter | None = None,
+        tasks: BackgroundTasks | None = None,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.edge_id = edge_id
         self.state = state
+        self._tasks = tasks or BackgroundTasks()
         self._recorder = DecisionRecorder(
             edge_id,
             writer or RecordWriter(store),
             health or StoreHealth(),
+            self._tasks,
             epoch=state.control.epoch,
             reserved=state.control.epoch_floor,
             clock=clock,
@@ -204,11 +207,9 @@ class EdgeSupervisor:
         try:
             for action in actions:
                 match action:
-                    case Persist(control=control):
-                        await self._recorder.save(control)
+                    case Persist(control=control, event=event):
+                        await self._recorder.save(control, event)
                         self._handover.control_changed(self.edge_id, control)
-                    case RecordEvent():
-                        await self._recorder.append(action)
                     case StartFailoverTimer(deadline=deadline):
                         self._arm(deadline)
                     case CancelFailoverTimer():
@@ -273,7 +274,9 @@ class EdgeSupervisor:
 
     def _arm(self, deadline: datetime) -> None:
         self._disarm()
-        self._timer = asyncio.get_running_loop().create_task(self._fire_at(deadline))
+        self._timer = self._tasks.spawn(
+            self._fire_at(deadline), name=f"failover timer of edge {self.edge_id}", forever=False
+        )
 
     def _disarm(self) -> None:
         if self._timer is not None and self._timer is not asyncio.current_task():

@@ -55,16 +55,18 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, replica: bool = False) -> Store:
     """The store for a database URL, not yet connected: ``await store.open()`` next.
 
     ``sqlite:///relative.db`` and ``sqlite:////absolute.db`` use the embedded store;
     ``couchbase://`` and ``couchbases://`` load the Couchbase SDK only when asked for;
     ``etcd://`` and ``etcds://`` open the etcd store (``app.store.etcd``).
+    An embedded ``replica`` (an edge's) is checked as it opens and started empty when
+    corrupt, to be rebuilt from the master.
     """
     scheme = url.partition("://")[0]
     if scheme == "sqlite":
-        return SqliteStore.from_url(url)
+        return SqliteStore.from_url(url, set_aside_if_corrupt=replica)
     if scheme in ("couchbase", "couchbases"):
         from app.store.couchbase import CouchbaseStore
 

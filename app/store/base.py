@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 JsonObject = dict[str, Any]
@@ -25,7 +26,7 @@ INDEXED_FIELDS: Mapping[str, frozenset[str]] = {
     "system": frozenset({"edge_control_id", "modules"}),
     "module": frozenset({"driver_id"}),
     "user": frozenset({"email"}),
-    "token": frozenset({"user_id", "hash"}),
+    "token": frozenset({"user_id", "system_id", "hash"}),
     "control_event": frozenset({"edge_id"}),
     "edge": frozenset({"admins"}),
 }
@@ -189,6 +190,23 @@ class EncodedChangeBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAside:
+    """A corrupt replica found when the store opened, moved aside so that the store
+    starts empty and is rebuilt from the master (README, "A corrupt replica")."""
+
+    problems: tuple[str, ...]
+    moved_to: str
+    at: datetime
+
+    def as_json(self) -> JsonObject:
+        return {
+            "problems": list(self.problems),
+            "moved_to": self.moved_to,
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a lookup, ordered by id; ``next_after`` continues it."""
 
@@ -337,6 +355,11 @@ class ReplicaStore(Store, Protocol):
 
     async def reset_replica(self) -> None:
         """Drop every replicated document before a full resync."""
+
+    @property
+    def set_aside(self) -> SetAside | None:
+        """The corrupt copy found and moved aside when this replica opened, if any."""
+        ...
 
 
 @runtime_checkable
