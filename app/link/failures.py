@@ -26,9 +26,10 @@ from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatu
 from app.link.auth import AuthFailed
 from app.link.codec import FrameError
 from app.link.codes import CloseCode
-from app.models import LinkState
 
-#: The link as an edge reports it: exactly one of these.
+#: The link as an edge reports it: exactly one of these (the API's ``LinkState`` in
+#: ``app.models`` names the same).
+LinkState = Literal["up", "closed", "refused", "tls", "unreachable"]
 LINK_STATES: tuple[LinkState, ...] = get_args(LinkState)
 FailureKind = Literal["refused", "tls", "unreachable"]
 

@@ -48,7 +48,7 @@ from app.link import (
     receive_frame,
 )
 from app.link.messages import Event
-from app.link.ops import Handler
+from app.link.ops import PING, Handler
 from app.master.duplicates import Duplicate, Duplicates, Holder, is_duplicate
 from app.store.base import StoreError
 
@@ -372,7 +372,7 @@ class EdgeLinks:
             while True:
                 await asyncio.sleep(self._ping_interval)
                 try:
-                    await link.request("ping", {}, timeout=silence)
+                    await PING.call(link, {}, timeout=silence)
                 except LinkTimeout:
                     if stalls.responsive_since(answered, stalled) >= silence:
                         return True

@@ -16,6 +16,7 @@ from app.control.clock import now_utc
 from app.control.windows import RestoreWindow
 from app.link.failures import LinkReport
 from app.models import DEFAULT_FAILOVER_TIMEOUT_S
+from app.runtime.reports import RepositoryOutcome
 from app.services.routing import Placement
 from app.store.base import Document, DocumentNotFound, Store
 
@@ -64,7 +65,7 @@ class ControlService(Protocol):
 
     async def repository(
         self, edge: Document, action: str, commit: str | None, reload: bool
-    ) -> dict[str, Any]: ...
+    ) -> RepositoryOutcome: ...
 
     def controls(self, edge_id: str) -> bool:
         """Whether this server runs that location's devices now."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 import httpx
 import pytest
@@ -16,8 +17,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeader, InvalidMessage, InvalidStatus
 from websockets.http11 import Response
 
+from app import models
 from app.link import AuthFailed, CloseCode, FrameError
 from app.link.failures import (
+    LINK_STATES,
     HandshakeClosed,
     LinkFailure,
     LinkReport,
@@ -125,3 +128,7 @@ def test_the_link_report_keeps_since_while_the_state_holds() -> None:
         T0 + timedelta(seconds=5),
         False,
     )
+
+
+def test_the_api_names_the_same_link_states() -> None:
+    assert get_args(models.LinkState) == LINK_STATES
