@@ -100,9 +100,27 @@ class EdgeCreated(EdgeControl):
     secret: str = Field(description="the shared secret: shown once, store it now")
 
 
+class ValidSecret(BaseModel):
+    """One secret that authenticates the edge now, named by fingerprint, never shown."""
+
+    fingerprint: str = Field(
+        description="the first 12 hex digits of the secret's SHA-256: "
+        '`printf %s "$ENGINE_EDGE_SECRET" | sha256sum | cut -c1-12`'
+    )
+    current: bool = Field(description="the newest secret, valid until the next rotation")
+    until: str | None = Field(
+        description="when it stops being valid at the latest (it ends sooner once the edge "
+        "authenticates with a newer one); null for the current secret"
+    )
+    in_use: bool = Field(description="the secret the edge's live link authenticated with")
+
+
 class EdgeSecret(BaseModel):
     id: str
     secret: str
+    valid: list[ValidSecret] = Field(
+        default=[], description="every secret that authenticates the edge now, newest first"
+    )
 
 
 # --- ControlSystem -----------------------------------------------------------------

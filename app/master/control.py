@@ -17,6 +17,7 @@ from app.node import Services
 from app.services.catalog import EDGE
 from app.services.control import StoreHealth, describe, persisted_state
 from app.services.modules import ModuleService
+from app.services.secrets import Rotation
 from app.services.witness import answer
 from app.store.base import Document
 
@@ -71,14 +72,18 @@ class MasterControl:
         unrecorded = sum(1 for s in supervisors if s.unrecorded is not None)
         return {"store": self._store_health.as_json(), "decisions_unrecorded": unrecorded}
 
-    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
-        secret = await self._services.secrets.issue(edge.id, grace_s)
+    async def rotate_secret(self, edge: Document, grace_s: float) -> Rotation:
+        secrets = self._services.secrets
+        secret = await secrets.issue(edge.id, grace_s)
         await self._links.revoke(edge.id)
         if grace_s > 0:
             task = asyncio.create_task(self._revoke_after(edge.id, grace_s))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return secret
+        credentials = await secrets.credentials(edge.id)
+        in_use = self._links.secret_used(edge.id)
+        valid = credentials.validity(now_utc(), in_use=in_use) if credentials else []
+        return Rotation(secret, valid)
 
     async def _revoke_after(self, edge_id: str, grace_s: float) -> None:
         """The grace ended: a link still on the previous secret closes now."""
