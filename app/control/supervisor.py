@@ -107,7 +107,11 @@ class ControlUnconfirmed(_Event):
 
 @dataclass(frozen=True)
 class BootWaitOver(_Event):
-    """The booting master stopped waiting for edges to connect."""
+    """The booting master stopped waiting for edges to connect; or, for a location
+    created while the master runs, the master began waiting for its edge (``what``
+    says which): an edge that never connects is treated as one that failed."""
+
+    what: str = "edge did not connect while the master booted"
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,7 @@ def step(state: SupervisorState, event: Event) -> Transition:
         case ControlUnconfirmed():
             return _on_control_unconfirmed(state, event)
         case BootWaitOver():
-            return _on_boot_wait_over(state, event.now)
+            return _on_boot_wait_over(state, event.now, event.what)
         case ConfigChanged():
             return _on_config_changed(state, event)
         case _:
@@ -338,7 +342,7 @@ def _on_edge_alive(state: SupervisorState, event: EdgeAlive) -> Transition:
     return _decided(state, held, "alive", StartFailoverTimer(deadline))
 
 
-def _on_boot_wait_over(state: SupervisorState, now: datetime) -> Transition:
+def _on_boot_wait_over(state: SupervisorState, now: datetime, what: str) -> Transition:
     control = state.control
     if control.online or control.offline_since is not None:
         return _unchanged(state)  # it connected during the wait, or this already ran
@@ -351,7 +355,7 @@ def _on_boot_wait_over(state: SupervisorState, now: datetime) -> Transition:
             "connected: the master resumes control",
         )
         return _decided(state, resumed, "resume", StartMasterModules())
-    return _await_edge(state, offline, now, "edge did not connect while the master booted")
+    return _await_edge(state, offline, now, what)
 
 
 def _on_failover_timer(state: SupervisorState, now: datetime) -> Transition:
@@ -436,8 +440,7 @@ def _on_config_changed(state: SupervisorState, event: ConfigChanged) -> Transiti
             control,
             failover_deadline=None,
             since=now,
-            reason="failover was turned off: the master will not take over; the devices "
-            "stay with the edge until it reconnects",
+            reason=f"failover was turned off: the master will not take over; {_stays(control)}",
         )
         return _decided(updated, cancelled, "config", CancelFailoverTimer())
     deadline = control.offline_since + timedelta(seconds=policy.timeout)
@@ -467,12 +470,7 @@ def _await_edge(
 ) -> Transition:
     """An edge the master does not control is away: start the failover timer, or say why not."""
     if not state.policy.failover:
-        stays = replace(
-            offline,
-            since=now,
-            reason=f"{what} and failover is off: its devices stay with the edge until it "
-            "reconnects",
-        )
+        stays = replace(offline, since=now, reason=f"{what} and failover is off: {_stays(offline)}")
         return _decided(state, stays, kind)
     deadline = now + timedelta(seconds=state.policy.timeout)
     pending = replace(
@@ -549,6 +547,16 @@ def _decided(
 
 def _unchanged(state: SupervisorState) -> Transition:
     return Transition(state, ())
+
+
+def _stays(control: ControlState) -> str:
+    """Where an away edge's devices are while nobody takes them over."""
+    if control.controller == "none":
+        return (
+            "nobody runs its devices until its edge connects or the master takes it over "
+            "(POST /api/edges/{id}/takeover, `engine ctl takeover`)"
+        )
+    return "its devices stay with the edge until it reconnects"
 
 
 def _takeover_notice(deadline: datetime) -> str:

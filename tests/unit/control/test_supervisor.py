@@ -367,6 +367,26 @@ def test_an_edge_never_seen_before_gets_a_failover_timer() -> None:
     assert effects(moved) == [StartFailoverTimer(at(26))]
 
 
+def test_a_location_created_later_is_awaited_from_its_creation() -> None:
+    created = SupervisorState.at_master_boot(None, FAILOVER, at(0))
+    moved = step(created, BootWaitOver(at(0), "edge has not connected since it was created"))
+    assert effects(moved) == [StartFailoverTimer(at(20))]
+    assert moved.state.control.reason.startswith("edge has not connected since it was created;")
+    taken = step(moved.state, FailoverTimerFired(at(20)))
+    assert_decided(taken, "failover")
+    assert taken.state.control.controller == "master"
+
+
+def test_a_location_nobody_runs_says_so_and_how_to_start_it() -> None:
+    created = SupervisorState.at_master_boot(None, NO_FAILOVER, at(0))
+    moved = step(created, BootWaitOver(at(0), "edge has not connected since it was created"))
+    assert effects(moved) == []
+    reason = moved.state.control.reason
+    assert moved.state.control.controller == "none"
+    assert "failover is off: nobody runs its devices until its edge connects" in reason
+    assert "takeover" in reason
+
+
 def test_an_edge_that_connected_during_the_wait_is_left_to_negotiation() -> None:
     connected = step(booted("master"), LinkUp(at(2), False, True)).state
     assert_unchanged(step(connected, BootWaitOver(at(6))), connected)

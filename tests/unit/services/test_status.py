@@ -11,7 +11,9 @@ import pytest
 from app.errors import Unauthorized
 from app.node import Node
 from app.services.auth import Principal
+from app.services.control import history
 from app.services.status import StatusBoard
+from tests.support.wait import wait_until
 from tests.unit.routers.test_crud import create
 
 ADMIN = Principal("user-admin", "admin", admin=True)
@@ -26,6 +28,18 @@ def board(node: Node, edge_id: str | None = None, **options: Any) -> StatusBoard
         edge_id=edge_id,
         **options,
     )
+
+
+async def awaited_edge(api: httpx.AsyncClient, node: Node, name: str) -> dict[str, Any]:
+    """A new edge location, once the master has recorded that it awaits its edge (the
+    store has moved on by then)."""
+    edge = await create(api, "/api/edges", {"name": name})
+
+    async def recorded() -> bool:
+        return bool(await history(node.store, edge["id"], 1))
+
+    await wait_until(recorded, timeout=10, message=f"the decision about {name}")
+    return edge
 
 
 async def test_an_edge_shows_only_its_own_location(api: httpx.AsyncClient, node: Node) -> None:
@@ -86,7 +100,7 @@ async def test_a_live_view_ends_when_the_token_stops_being_valid(node: Node) -> 
 async def test_a_decision_reloads_only_its_own_location_history(
     api: httpx.AsyncClient, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    edges = [await create(api, "/api/edges", {"name": f"Site {n}"}) for n in range(3)]
+    edges = [await awaited_edge(api, node, f"Site {n}") for n in range(3)]
     watched = board(node)
     await watched.snapshot(ADMIN)
     looked_up: list[dict[str, str] | None] = []
@@ -110,14 +124,15 @@ async def test_a_decision_reloads_only_its_own_location_history(
 
     assert looked_up == [{"edge_id": edges[1]["id"]}]
     shown = {location["id"]: location["events"] for location in snapshot["locations"]}
-    assert [e["id"] for e in shown[edges[1]["id"]]] == ["evt-1"]
-    assert shown[edges[0]["id"]] == [] and shown[edges[2]["id"]] == []
+    assert shown[edges[1]["id"]][0]["id"] == "evt-1"
+    assert [e["kind"] for e in shown[edges[0]["id"]]] == ["disconnected"]
+    assert [e["kind"] for e in shown[edges[2]["id"]]] == ["disconnected"]
 
 
 async def test_viewers_share_one_view_per_poll_interval(
     api: httpx.AsyncClient, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await create(api, "/api/edges", {"name": "Site"})
+    await awaited_edge(api, node, "Site")
     watched = board(node, poll_interval_s=60)
     described = 0
     describe = node.control.describe
