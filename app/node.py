@@ -82,6 +82,7 @@ class Services:
         self.settings = settings
         self.store = store or open_store(settings.database_url)
         self.metrics = Metrics()
+        self.metrics.describe_build("edge" if settings.is_edge else "master")
         self.boot = BootState()
         self.catalog = Catalog(self.store, max_document_bytes=settings.max_document_bytes)
         self.auth = Authenticator(self.store, self.catalog)

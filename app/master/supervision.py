@@ -66,6 +66,10 @@ class Handover(Protocol):
     def control_changed(self, edge_id: str, state: ControlState) -> None: ...
 
 
+#: Hears every change of controller decided: (edge id, new controller, kind, by).
+HandoverListener = Callable[[str, str, str, str | None], None]
+
+
 @dataclass
 class _Handoff:
     """Status travelling from the old controller to the new one within one transition."""
@@ -104,8 +108,10 @@ class EdgeSupervisor:
         health: StoreHealth | None = None,
         writer: RecordWriter | None = None,
         clock: Callable[[], datetime] = now_utc,
+        on_handover: HandoverListener | None = None,
     ) -> None:
         self.edge_id = edge_id
+        self._on_handover = on_handover
         self.state = state
         self._recorder = DecisionRecorder(
             edge_id,
@@ -206,8 +212,11 @@ class EdgeSupervisor:
                     case Persist(control=control):
                         await self._recorder.save(control)
                         self._handover.control_changed(self.edge_id, control)
-                    case RecordEvent():
+                    case RecordEvent(controller=controller, kind=kind, by=by):
                         await self._recorder.append(action)
+                        moved = controller != self.state.control.controller
+                        if moved and self._on_handover is not None:
+                            self._on_handover(self.edge_id, controller, kind, by)
                     case StartFailoverTimer(deadline=deadline):
                         self._arm(deadline)
                     case CancelFailoverTimer():
