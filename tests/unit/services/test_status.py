@@ -12,7 +12,7 @@ from app.errors import Unauthorized
 from app.node import Node
 from app.services.auth import Principal
 from app.services.control import history
-from app.services.status import StatusBoard
+from app.services.status import StatusBoard, master_link
 from tests.support.wait import wait_until
 from tests.unit.routers.test_crud import create
 
@@ -151,3 +151,60 @@ async def test_viewers_share_one_view_per_poll_interval(
     assert first["locations"][0]["can_operate"] is True
     assert second["locations"][0]["can_operate"] is False
     assert second["user"]["id"] == "user-reader"
+
+
+async def test_a_snapshot_says_how_often_it_keeps_alive_and_how_the_server_fares(
+    api: httpx.AsyncClient, node: Node
+) -> None:
+    snapshot = await board(node, keepalive_s=2.5).snapshot(ADMIN)
+    assert snapshot["keepalive_s"] == 2.5
+    assert snapshot["health"]["store"]["writable"] is True
+    assert snapshot["master_link"] is None  # the master has no master
+
+
+def test_the_link_reports_its_own_state_when_it_can() -> None:
+    link = {
+        "connected": False,
+        "error": "timed out",
+        "error_at": "2030-01-01T00:00:05+00:00",
+        "link_state": "refused",
+        "master_alive": True,
+        "link_state_since": "2030-01-01T00:00:01+00:00",
+    }
+    assert master_link(link, None, "http://m") == {
+        "state": "refused",
+        "master_alive": True,
+        "since": "2030-01-01T00:00:01+00:00",
+        "error": "timed out",
+        "error_at": "2030-01-01T00:00:05+00:00",
+        "master_url": "http://m",
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "state", "alive"),
+    [
+        ("ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 8000)",
+         "unreachable", False),
+        ("timed out", "unreachable", False),
+        ("the master refused this edge's proof: its ENGINE_EDGE_SECRET is wrong or revoked",
+         "refused", True),
+        ("SSLCertVerificationError: certificate verify failed", "tls", True),
+        ("the link dropped (close code 1011)", "closed", None),
+        ("InvalidStatus: server rejected WebSocket connection: HTTP 503", "closed", True),
+    ],
+)  # fmt: skip
+def test_a_link_that_reports_only_its_error_is_read_from_its_words(
+    error: str, state: str, alive: bool | None
+) -> None:
+    view = master_link({"connected": False, "error": error, "error_at": "t"}, None, None)
+    assert (view["state"], view["master_alive"], view["since"]) == (state, alive, "t")
+    up = master_link({"connected": True, "error": None}, None, None)
+    assert (up["state"], up["master_alive"], up["since"], up["error"]) == ("up", True, None, None)
+
+
+def test_a_closed_link_whose_master_does_not_answer_its_witness_is_unreachable() -> None:
+    link = {"connected": False, "error": "the link dropped (close code 1011)", "error_at": "t"}
+    witness = {"result": "unreachable", "checked_at": "t", "detail": "timed out"}
+    view = master_link(link, {"witness": witness}, None)
+    assert (view["state"], view["master_alive"]) == ("unreachable", False)
