@@ -218,6 +218,10 @@ def status_text(snapshot: Mapping[str, Any], now: datetime) -> str:
             line = line.rstrip() + since_text(link.get("since"), now)
             if link.get("error"):
                 line += f": {link['error']}"
+                if link.get("error_at") and not link.get("since"):
+                    moment = datetime.fromisoformat(link["error_at"])
+                    seconds = max(0, round((now - moment).total_seconds()))
+                    line += f" (at {moment:%H:%M:%S %Z}, {seconds} s ago)"
             if state == "unreachable":
                 line += "; this edge runs its location on its own"
             elif link.get("master_alive"):

@@ -318,7 +318,8 @@ def master_link(
     return {
         "state": state,
         "master_alive": alive,
-        "since": link.get("link_state_since") or (None if state == "up" else error_at),
+        # Only a link that tracks its state knows since when; the last error has its time.
+        "since": link.get("link_state_since"),
         "error": None if state == "up" else error,
         "error_at": error_at,
         "master_url": master_url,

@@ -230,6 +230,18 @@ def test_an_edge_says_its_master_is_unreachable_above_the_table() -> None:
         "(35 s): timed out; this edge runs its location on its own (controller, epoch and "
         "failover below are the master's last word)"
     )
+    only_error = {
+        **snapshot,
+        "master_link": {
+            **snapshot["master_link"],
+            "since": None,
+            "error_at": "2030-01-01T00:00:58+00:00",
+        },
+    }
+    assert status_text(only_error, NOW).splitlines()[0].startswith(
+        "edge:edge-1: MASTER UNREACHABLE to the master http://master:8000: timed out "
+        "(at 00:00:58 UTC, 2 s ago); this edge"
+    )
     linked = {**snapshot, "master_link": {"state": "up", "master_url": "http://master:8000"}}
     assert status_text(linked, NOW).splitlines()[0] == (
         "edge:edge-1: linked to the master http://master:8000"

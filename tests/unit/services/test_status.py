@@ -198,7 +198,8 @@ def test_a_link_that_reports_only_its_error_is_read_from_its_words(
     error: str, state: str, alive: bool | None
 ) -> None:
     view = master_link({"connected": False, "error": error, "error_at": "t"}, None, None)
-    assert (view["state"], view["master_alive"], view["since"]) == (state, alive, "t")
+    assert (view["state"], view["master_alive"], view["error_at"]) == (state, alive, "t")
+    assert view["since"] is None  # only a link that tracks its state knows since when
     up = master_link({"connected": True, "error": None}, None, None)
     assert (up["state"], up["master_alive"], up["since"], up["error"]) == ("up", True, None, None)
 
