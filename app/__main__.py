@@ -158,7 +158,8 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "embedded store, serve simulated devices, seed an edge location whose room runs on "
         "the edge and a room on the master, and print commands to paste. Follow who "
         "controls the edge's devices while the edge is killed, started again (kill -USR1 "
-        "to the demo) and restored, until Ctrl-C stops everything.",
+        "to the demo) and restored; kill the master and the edge runs the room on its own "
+        "(kill -USR1 starts the master again), until Ctrl-C stops everything.",
     )
     demo.add_argument(
         "--data-dir",

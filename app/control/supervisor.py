@@ -107,11 +107,13 @@ class ControlUnconfirmed(_Event):
 
 @dataclass(frozen=True)
 class BootWaitOver(_Event):
-    """The booting master stopped waiting for edges to connect; or, for a location
-    created while the master runs, the master began waiting for its edge (``what``
-    says which): an edge that never connects is treated as one that failed."""
+    """The booting master stopped waiting for edges to connect."""
 
-    what: str = "edge did not connect while the master booted"
+
+@dataclass(frozen=True)
+class LocationCreated(_Event):
+    """A location was created while the master runs: it awaits its edge from now on, as
+    the boot awaits every edge, so an edge that never connects counts as one that failed."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ Event = (
     | TakeoverRequested
     | ControlUnconfirmed
     | BootWaitOver
+    | LocationCreated
     | ConfigChanged
 )
 
@@ -184,6 +187,7 @@ class Persist:
 
 
 EventKind = Literal[
+    "created",
     "connected",
     "disconnected",
     "failover",
@@ -259,7 +263,9 @@ def step(state: SupervisorState, event: Event) -> Transition:
         case ControlUnconfirmed():
             return _on_control_unconfirmed(state, event)
         case BootWaitOver():
-            return _on_boot_wait_over(state, event.now, event.what)
+            return _on_boot_wait_over(state, event.now)
+        case LocationCreated():
+            return _on_location_created(state, event.now)
         case ConfigChanged():
             return _on_config_changed(state, event)
         case _:
@@ -342,7 +348,7 @@ def _on_edge_alive(state: SupervisorState, event: EdgeAlive) -> Transition:
     return _decided(state, held, "alive", StartFailoverTimer(deadline))
 
 
-def _on_boot_wait_over(state: SupervisorState, now: datetime, what: str) -> Transition:
+def _on_boot_wait_over(state: SupervisorState, now: datetime) -> Transition:
     control = state.control
     if control.online or control.offline_since is not None:
         return _unchanged(state)  # it connected during the wait, or this already ran
@@ -355,7 +361,16 @@ def _on_boot_wait_over(state: SupervisorState, now: datetime, what: str) -> Tran
             "connected: the master resumes control",
         )
         return _decided(state, resumed, "resume", StartMasterModules())
-    return _await_edge(state, offline, now, what)
+    return _await_edge(state, offline, now, "edge did not connect while the master booted")
+
+
+def _on_location_created(state: SupervisorState, now: datetime) -> Transition:
+    control = state.control
+    if control.online or control.offline_since is not None or control.controller != "none":
+        return _unchanged(state)  # its edge connected first, or it is not new after all
+    offline = replace(control, offline_since=now)
+    what = "the location was created and its edge has not connected yet"
+    return _await_edge(state, offline, now, what, kind="created")
 
 
 def _on_failover_timer(state: SupervisorState, now: datetime) -> Transition:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from app.control.clock import now_utc
 from app.control.state import EdgePolicy, SupervisorState
-from app.control.supervisor import BootWaitOver, ConfigChanged, WindowOpened
+from app.control.supervisor import BootWaitOver, ConfigChanged, LocationCreated, WindowOpened
 from app.errors import NotFound
 from app.master.recorder import RecordWriter
 from app.master.supervision import EdgeSupervisor, Handover, HandoverListener, load_persisted
@@ -81,8 +81,7 @@ class SupervisedEdges:
         says that nobody runs it)."""
         supervisor, created = await self._supervisor_for(edge)
         if created and self._boot_wait_over and not linking:
-            what = "edge has not connected since the location was created"
-            await supervisor.handle(BootWaitOver(now_utc(), what))
+            await supervisor.handle(LocationCreated(now_utc()))
         return supervisor
 
     async def _supervisor_for(self, edge: Document) -> tuple[EdgeSupervisor, bool]:

@@ -26,6 +26,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.control.clock import now_utc
@@ -311,7 +312,12 @@ def master_link(
     if state not in LINK_STATES:
         state, alive = _classify(bool(link.get("connected")), error, alive)
     witness = (control or {}).get("witness") or {}
-    if state == "closed" and alive is not True and witness.get("result") == "unreachable":
+    if (
+        state == "closed"
+        and alive is not True
+        and witness.get("result") == "unreachable"
+        and _not_before(witness.get("checked_at"), error_at)
+    ):
         state, alive = "unreachable", False  # the witness asked since, and nothing answered
     if state == "up":
         alive = True
@@ -324,6 +330,18 @@ def master_link(
         "error_at": error_at,
         "master_url": master_url,
     }
+
+
+def _not_before(moment: str | None, other: str | None) -> bool:
+    """Whether the ISO instant ``moment`` is not before ``other`` (no ``other``: True)."""
+    if moment is None:
+        return False
+    if other is None:
+        return True
+    try:
+        return datetime.fromisoformat(moment) >= datetime.fromisoformat(other)
+    except (TypeError, ValueError):
+        return False
 
 
 def _classify(connected: bool, error: str | None, alive: bool | None) -> tuple[str, bool | None]:

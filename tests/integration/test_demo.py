@@ -59,6 +59,18 @@ async def test_the_demo_serves_a_call_restarts_the_edge_and_stops_cleanly(
     new_edge_pid = int((await demo.read_until(r"the edge is up again \(pid (\d+)\)")).group(1))
     assert new_edge_pid != edge_pid
 
+    # The master killed: the demo goes on, and so does the room, at the edge.
+    os.kill(master_pid, signal.SIGKILL)
+    await demo.read_until(r"the master stopped \(killed by SIGKILL\); the edge goes on running")
+    async with httpx.AsyncClient(headers=auth, timeout=10) as http:
+        at_edge = await http.post(
+            f"{names['EDGE_URL']}/api/systems/{names['ROOM']}/exec", json=CALL
+        )
+    assert at_edge.json() == {"result": "POWER ON"}, at_edge.text
+    os.kill(demo.process.pid, signal.SIGUSR1)
+    master_pid = int((await demo.read_until(r"the master is up again \(pid (\d+)\)")).group(1))
+    await demo.read_until(r"edge: linked to the master again")
+
     demo.process.send_signal(signal.SIGINT)
     await demo.read_until(r"demo stopped", timeout=30)
     assert await asyncio.wait_for(demo.process.wait(), 10) == 0
@@ -93,6 +105,12 @@ EXPECTED_OUTPUT = [
     ],
     [r'"controller":"master","epoch":2,"online":true,"failover_active":true'],
     [r'"controller":"edge","epoch":3,"online":true', r"restored?\b.*by user-admin"],
+    [
+        r'\{"result":"POWER ON"\}',
+        r"edge:edge-\S+: MASTER UNREACHABLE to the master http://127\.0\.0\.1:\d+",
+        r"this edge runs its location on its own",
+        r'"controller":"edge","epoch":3,"online":true',
+    ],
     [r'"id":"edge-[^"]+".*"secret":"', r'"name":"Display","ip":"127.0.0.1","port":4999'],
     [r'"status":422', r'"field":"window_start"'],
 ]

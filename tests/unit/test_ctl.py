@@ -7,6 +7,7 @@ import io
 import socket
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -213,17 +214,14 @@ NOW = datetime(2030, 1, 1, 0, 1, tzinfo=UTC)
 
 
 def test_an_edge_says_its_master_is_unreachable_above_the_table() -> None:
-    snapshot = {
-        "node": "edge:edge-1",
-        "master_link": {
-            "state": "unreachable",
-            "master_alive": False,
-            "since": "2030-01-01T00:00:25+00:00",
-            "error": "timed out",
-            "master_url": "http://master:8000",
-        },
-        "locations": [],
+    link: dict[str, Any] = {
+        "state": "unreachable",
+        "master_alive": False,
+        "since": "2030-01-01T00:00:25+00:00",
+        "error": "timed out",
+        "master_url": "http://master:8000",
     }
+    snapshot = {"node": "edge:edge-1", "master_link": link, "locations": []}
     first = status_text(snapshot, NOW).splitlines()[0]
     assert first == (
         "edge:edge-1: MASTER UNREACHABLE to the master http://master:8000 since 00:00:25 UTC "
@@ -233,14 +231,18 @@ def test_an_edge_says_its_master_is_unreachable_above_the_table() -> None:
     only_error = {
         **snapshot,
         "master_link": {
-            **snapshot["master_link"],
+            **link,
             "since": None,
             "error_at": "2030-01-01T00:00:58+00:00",
         },
     }
-    assert status_text(only_error, NOW).splitlines()[0].startswith(
-        "edge:edge-1: MASTER UNREACHABLE to the master http://master:8000: timed out "
-        "(at 00:00:58 UTC, 2 s ago); this edge"
+    assert (
+        status_text(only_error, NOW)
+        .splitlines()[0]
+        .startswith(
+            "edge:edge-1: MASTER UNREACHABLE to the master http://master:8000: timed out "
+            "(at 00:00:58 UTC, 2 s ago); this edge"
+        )
     )
     linked = {**snapshot, "master_link": {"state": "up", "master_url": "http://master:8000"}}
     assert status_text(linked, NOW).splitlines()[0] == (

@@ -125,8 +125,8 @@ async def test_a_decision_reloads_only_its_own_location_history(
     assert looked_up == [{"edge_id": edges[1]["id"]}]
     shown = {location["id"]: location["events"] for location in snapshot["locations"]}
     assert shown[edges[1]["id"]][0]["id"] == "evt-1"
-    assert [e["kind"] for e in shown[edges[0]["id"]]] == ["disconnected"]
-    assert [e["kind"] for e in shown[edges[2]["id"]]] == ["disconnected"]
+    assert [e["kind"] for e in shown[edges[0]["id"]]] == ["created"]
+    assert [e["kind"] for e in shown[edges[2]["id"]]] == ["created"]
 
 
 async def test_viewers_share_one_view_per_poll_interval(
@@ -205,7 +205,11 @@ def test_a_link_that_reports_only_its_error_is_read_from_its_words(
 
 
 def test_a_closed_link_whose_master_does_not_answer_its_witness_is_unreachable() -> None:
-    link = {"connected": False, "error": "the link dropped (close code 1011)", "error_at": "t"}
-    witness = {"result": "unreachable", "checked_at": "t", "detail": "timed out"}
+    dropped = "2030-01-01T00:00:05+00:00"
+    link = {"connected": False, "error": "the link dropped (close code 1011)", "error_at": dropped}
+    witness = {"result": "unreachable", "checked_at": "2030-01-01T00:00:06+00:00"}
     view = master_link(link, {"witness": witness}, None)
     assert (view["state"], view["master_alive"]) == ("unreachable", False)
+    # What the witness said before the link dropped proves nothing about now.
+    earlier = {**witness, "checked_at": "2030-01-01T00:00:01+00:00"}
+    assert master_link(link, {"witness": earlier}, None)["state"] == "closed"
