@@ -257,10 +257,10 @@ function render(snapshot) {
   const master = $("master");
   if (snapshot.role === "master") {
     master.hidden = false;
-    master.replaceChildren(...masterPanel(snapshot));
+    master.replaceChildren(...masterPanel(snapshot).filter(Boolean));
   } else {
     master.hidden = !snapshot.master_link;
-    master.replaceChildren(...(snapshot.master_link ? linkPanel(snapshot.master_link) : []));
+    master.replaceChildren(...(snapshot.master_link ? linkPanel(snapshot.master_link) : []).filter(Boolean));
   }
   summarize(snapshot);
   $("locations").replaceChildren(...snapshot.locations.map((l) => card(l, snapshot)));
@@ -371,7 +371,7 @@ function card(location, snapshot) {
   const [tone, headline] = condition(control, snapshot);
   return h(
     "article",
-    { class: `panel location ${controller} ${tone}`, "data-location": location.id, "data-condition": tone },
+    { class: `panel location ${controller} tone-${tone}`, "data-location": location.id, "data-condition": tone },
     h(
       "header",
       {},
@@ -384,8 +384,8 @@ function card(location, snapshot) {
       "div",
       { class: "controller-line" },
       h("span", { class: "label" }, "Controlled by"),
-      h("strong", { class: `controller ${controller} ${tone}`, "data-field": "controller" }, controller),
-      tone !== "healthy" && headline !== controller ? h("span", { class: `badge ${tone}` }, headline) : null,
+      h("strong", { class: `controller ${controller} tone-${tone}`, "data-field": "controller" }, controller),
+      tone !== "healthy" && headline !== controller ? h("span", { class: `badge tone-${tone}` }, headline) : null,
       h("span", { class: "muted" }, `epoch ${control.epoch ?? "—"}`),
       control.failover_active ? h("span", { class: "badge warn" }, "failover active") : null
     ),
@@ -409,7 +409,7 @@ function card(location, snapshot) {
               `${inZone(control.next_restore_window.end, location.timezone)} (${location.timezone})`
           : "none: restore is manual"
       ),
-      linkErrorFact(control),
+      linkErrorFact(control, snapshot),
       control.witness ? fact("Witness", witnessText(control.witness)) : null,
       control.replication_error ? fact("Replication", control.replication_error, "", "error") : null,
       fact("Rooms", location.systems.length ? location.systems.join(", ") : "none"),
@@ -436,7 +436,7 @@ function nowhereLine(location, control) {
   if ((control.controller || "none") !== "none") return null;
   return h(
     "p",
-    { class: "nowhere" },
+    { class: "nowhere-line" },
     "Nobody runs this location's devices. Start its edge (ENGINE_EDGE_ID=",
     h("code", {}, location.id),
     ") or take it over by the master",
@@ -456,10 +456,12 @@ function duplicateLine(duplicate) {
   return h("p", { class: "pending error" }, `Duplicate edge: ${text}`);
 }
 
-function linkErrorFact(control) {
+function linkErrorFact(control, snapshot) {
   if (!control.link_error) return null;
-  // While the edge is online, the last link error is history.
-  const current = !control.online;
+  // While the link is up, the last link error is history. An edge knows its own link;
+  // the replica's "online" is the master's last word.
+  const link = snapshot.master_link;
+  const current = link ? link.state !== "up" : !control.online;
   return fact(current ? "Link error" : "Last link error", control.link_error,
     control.link_error_at ? [" (", age(control.link_error_at), ")"] : "", current ? "error" : "muted");
 }
