@@ -277,11 +277,8 @@ def link_line(link: Mapping[str, Any]) -> str:
     if link.get("connected"):
         return "edge: linked to the master again"
     error = link.get("error")
-    return (
-        "edge: its link to the master is down"
-        + (f" ({error})" if error else "")
-        + ("; it runs the room on its own")
-    )
+    why = f" ({error})" if error else ""
+    return f"edge: its link to the master is down{why}; it runs the room on its own"
 
 
 def exit_description(returncode: int) -> str:
@@ -461,10 +458,7 @@ class Demo:
         """Start again whatever is stopped: the master first, then the edge."""
         edge_running = self.edge is not None and self.edge.running
         if self.master.running and edge_running:
-            say(
-                f"the master and the edge are running already (pids {self.master.pid}, "
-                f"{self.edge.pid if self.edge else '?'})"
-            )
+            say("the master and the edge are running already")
             return
         if not self.master.running:
             say("starting the master again")
