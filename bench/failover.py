@@ -28,6 +28,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ async def measure(workdir: Path, *, timeouts: Sequence[float], repeats: int) -> 
                 )
                 edge = await started(edge_process(workdir / f"edge-{timeout:g}", room, master.url))
                 await wait_for(
-                    lambda: _online(api, room.edge_id), timeout=30, message="the edge online"
+                    partial(_online, api, room.edge_id), timeout=30, message="the edge online"
                 )
                 await api.patch(f"/api/edges/{room.edge_id}", {"failover": True})
                 try:
