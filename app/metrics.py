@@ -37,6 +37,7 @@ class LocationFacts:
     online: bool | None = None
     epoch: int | None = None
     failover_pending: bool | None = None
+    failover: bool | None = None
     decided_at: datetime | None = None
 
 
@@ -51,7 +52,7 @@ class LocationCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = self._families()
-        here, controller, online, epoch, pending, age = families
+        here, controller, online, epoch, pending, age, failover = families
         now = time.time()
         for facts in self._source():
             labels = [facts.edge_id]
@@ -65,6 +66,8 @@ class LocationCollector(Collector):
                 epoch.add_metric(labels, facts.epoch)
             if facts.failover_pending is not None:
                 pending.add_metric(labels, facts.failover_pending)
+            if facts.failover is not None:
+                failover.add_metric(labels, facts.failover)
             if facts.decided_at is not None:
                 age.add_metric(labels, max(0.0, now - facts.decided_at.timestamp()))
         return families
@@ -97,6 +100,12 @@ class LocationCollector(Collector):
             GaugeMetricFamily(
                 "engine_location_seconds_since_decision",
                 "master: seconds since the last decision about the location",
+                labels=one,
+            ),
+            GaugeMetricFamily(
+                "engine_location_failover_enabled",
+                "master: 1 while the master takes the location over when its edge fails "
+                "(its failover setting, as the master applies it now)",
                 labels=one,
             ),
         ]

@@ -139,6 +139,7 @@ class SupervisedEdges:
                 online=control.online,
                 epoch=control.epoch,
                 failover_pending=control.failover_deadline is not None,
+                failover=supervisor.state.policy.failover,
                 decided_at=control.since,
             )
             for edge_id, supervisor in list(self.supervisors.items())

@@ -136,11 +136,22 @@ class Site:
             await process.wait_ready()
             if failover:
                 await wait_until(lambda: self._online(edge), timeout=20, message=f"{name} online")
-                await self.patch_edge(edge, {"failover": True})
+                await self.set_failover(edge, True)
         return edge
 
     async def _online(self, edge: Edge) -> bool:
         return bool((await self.control(edge))["online"])
+
+    async def set_failover(self, edge: Edge, on: bool) -> None:
+        """Turn the location's failover on or off, and wait until the master applies it
+        (the configuration watcher applies a write after it is stored)."""
+        await self.patch_edge(edge, {"failover": on})
+        line = f'engine_location_failover_enabled{{edge_id="{edge.id}"}} {1.0 if on else 0.0}'
+
+        async def applied() -> bool:
+            return line in (await self.http.get("/metrics")).text
+
+        await wait_until(applied, timeout=20, message=f"the master to apply failover {on}")
 
     async def add_room(
         self,

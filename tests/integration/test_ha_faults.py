@@ -240,7 +240,7 @@ async def test_a_rotated_secret_keeps_the_edge_in_until_it_uses_the_new_one(
 
         # Grace 0: the live link, authenticated with the secret now revoked, closes at once.
         await room.watch.wait_held_by("rotated", timeout=5)
-        await site.patch_edge(room.edge, {"failover": True})
+        await site.set_failover(room.edge, True)
         newest = (await site.post(f"/api/edges/{room.edge.id}/secret", {"grace_s": 0}))["secret"]
         revoked_at = time.monotonic()
 

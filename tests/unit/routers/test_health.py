@@ -138,6 +138,7 @@ async def test_metrics_show_each_location_and_count_its_handovers(api: httpx.Asy
         f"engine_location_epoch{{{labels}}} 1.0",
         f"engine_location_failover_pending{{{labels}}} 0.0",
         f"engine_location_controlled_here{{{labels}}} 1.0",
+        f"engine_location_failover_enabled{{{labels}}} 1.0",
         f'engine_handovers_total{{{labels},reason="failover",to="master"}} 1.0',
     ):
         assert line in text, line
