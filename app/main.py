@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app import openapi
 from app.logging_filters import install_redaction
 from app.node import Node
 from app.routers import (
@@ -34,8 +34,6 @@ from app.routers.limits import RequestLimits
 from app.routers.middleware import BootGate, EngineHeaders, HeadAsGet
 from app.routers.routing import EDGE_CONFIGURATION_WRITES
 from app.settings import Settings, load_settings
-
-API_VERSION = "1.0.0"
 
 
 def compose(settings: Settings) -> Node:
@@ -65,7 +63,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
 
     app = FastAPI(
         title="Engine HA",
-        version=API_VERSION,
+        version=openapi.api_version(),
         summary="Building-automation control engine with master/edge high availability",
         lifespan=lifespan,
         # Served by app.routers.docs from local bundles: a site network has no CDN.
@@ -77,14 +75,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     app.state.node = node
     problems.install(app)
     routing.install(app)
-    default_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = default_openapi()  # cached by FastAPI; the rewrite below is idempotent
-        problems.document_problems(schema)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    openapi.install(app)
     for module in (
         edges,
         control,

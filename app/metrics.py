@@ -199,6 +199,26 @@ class Metrics:
             registry=self.registry,
         )
         self.build = Info("engine_build", "what this server runs", registry=self.registry)
+        self.tasks_dead = Gauge(
+            "engine_tasks_dead",
+            "background tasks that died (each makes /api/ready answer 503)",
+            registry=self.registry,
+        )
+        self.replication_error = Gauge(
+            "engine_replication_error",
+            "edge: 1 while its replica cannot catch up with the master (retried), else 0",
+            registry=self.registry,
+        )
+        self.replication_failures = Counter(
+            "engine_replication_failures",
+            "edge: catch-ups with the master that failed (each retry counts)",
+            registry=self.registry,
+        )
+        self.replica_rebuilds = Counter(
+            "engine_replica_rebuilds",
+            "edge: corrupt replicas set aside at boot to be rebuilt from the master",
+            registry=self.registry,
+        )
 
     def describe_build(self, role: str) -> None:
         """Fill ``engine_build_info``: the version, Python and this server's role."""

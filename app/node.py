@@ -23,6 +23,7 @@ from app.services.housekeeping import Housekeeping, Retention
 from app.services.modules import ModuleService
 from app.services.operations import Operations
 from app.services.secrets import EdgeSecrets
+from app.services.tasks import BackgroundTasks
 from app.settings import Settings
 from app.store import open_store
 from app.store.base import Store
@@ -80,10 +81,12 @@ class Services:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.database_url)
+        self.store = store or open_store(settings.database_url, replica=settings.is_edge)
         self.metrics = Metrics()
         self.metrics.describe_build("edge" if settings.is_edge else "master")
         self.boot = BootState()
+        #: Every long-lived task of the role: one that dies makes ``/api/ready`` fail.
+        self.tasks = BackgroundTasks(on_death=self.metrics.tasks_dead.set)
         self.catalog = Catalog(self.store, max_document_bytes=settings.max_document_bytes)
         self.auth = Authenticator(self.store, self.catalog)
         self.catalog.on_change = self.auth.changed
@@ -97,6 +100,7 @@ class Services:
                 events_max_age_s=settings.control_events_max_age_s,
             ),
             interval_s=settings.housekeeping_interval_s,
+            tasks=self.tasks,
             # The master writes the control history; edges hold a replica of it.
             trim_events=not settings.is_edge,
             on_purged=self.metrics.tombstones_purged.inc,
@@ -166,6 +170,7 @@ class Node:
         self.store = services.store
         self.metrics = services.metrics
         self.boot = services.boot
+        self.tasks = services.tasks
         self.catalog = services.catalog
         self.auth = services.auth
         self.secrets = services.secrets
@@ -204,6 +209,7 @@ class Node:
         try:
             await self.housekeeping.stop()
             await self.role.stop()
+            await self.tasks.stop()
             await self.modules.manager.stop_all()
             await self._services.close_clients()
         finally:

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=10.0, gt=0)
     witness_timeout_s: float = Field(default=2.0, gt=0)
     status_keepalive_s: float = Field(default=3.0, gt=0)
+    #: The active master's lease in etcd (whole seconds, as etcd grants them).
+    master_lease_s: int = Field(default=10, ge=2)
     link_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -25,6 +25,7 @@ from bench import (
     replication,
     rest,
     status,
+    stores,
 )
 from bench.plots import PLOTS
 from bench.report import targets_table, write_json
@@ -61,6 +62,9 @@ class Plan:
     hotpath_rounds: int
     status_sizes: tuple[int, ...]
     status_watch_s: float
+    store_writes: int
+    store_concurrency: int
+    store_samples: int
 
 
 FULL = Plan(
@@ -88,6 +92,9 @@ FULL = Plan(
     hotpath_rounds=5,
     status_sizes=(100, 1000),
     status_watch_s=3.0,
+    store_writes=2000,
+    store_concurrency=16,
+    store_samples=500,
 )
 
 SMOKE = Plan(
@@ -115,6 +122,9 @@ SMOKE = Plan(
     hotpath_rounds=1,
     status_sizes=(5, 20),
     status_watch_s=0.3,
+    store_writes=50,
+    store_concurrency=4,
+    store_samples=20,
 )
 
 Scenario = Callable[[Path, Plan], Coroutine[Any, Any, dict[str, Any]]]
@@ -151,6 +161,12 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "status": lambda workdir, plan: status.measure(
         workdir, plan.status_sizes, watch_s=plan.status_watch_s
+    ),
+    "stores": lambda workdir, plan: stores.measure(
+        workdir,
+        writes=plan.store_writes,
+        concurrency=plan.store_concurrency,
+        samples=plan.store_samples,
     ),
 }
 

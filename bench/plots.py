@@ -206,6 +206,27 @@ def status(result: Mapping[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
+def stores(result: Mapping[str, Any], path: Path) -> None:
+    """Writes per second and feed latency, one group of bars per backend."""
+    backends: Mapping[str, Mapping[str, Any]] = result["backends"]
+    names = list(backends)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.38
+    for offset, key in enumerate(("sequential", "concurrent")):
+        positions = [i + (offset - 0.5) * width for i in range(len(names))]
+        values = [backends[n]["writes_per_s"][key] for n in names]
+        bars = left.bar(positions, values, width, label=key)
+        left.bar_label(bars, fmt="%.0f", fontsize=7)
+    left.set_xticks(range(len(names)), names)
+    left.set_ylabel("document writes per second")
+    left.set_title("Writes (upsert, ~300 bytes)")
+    left.legend()
+    _percentile_bars(right, {n: backends[n]["feed_latency_ms"] for n in names}, "Change feed")
+    right.set_ylabel("write start to follower's read (ms)")
+    figure.suptitle("Stores: etcd (three members on loopback) beside SQLite")
+    _save(figure, path)
+
+
 PLOTS = {
     "link": link,
     "rest": rest,
@@ -215,4 +236,5 @@ PLOTS = {
     "replication": replication,
     "hotpaths": hotpaths,
     "status": status,
+    "stores": stores,
 }

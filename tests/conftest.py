@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -11,6 +11,7 @@ import pytest
 from app.main import compose, create_app
 from app.node import Node
 from app.settings import Settings
+from tests.support.etcd import NOT_INSTALLED, EtcdCluster, etcd_available, running_cluster
 from tests.support.wait import wait_until
 
 ADMIN_TOKEN = "test-admin-token"
@@ -47,3 +48,13 @@ async def api(settings: Settings, node: Node) -> AsyncIterator[httpx.AsyncClient
             yield client
     finally:
         await node.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """One real three-member etcd for the session (tests/support/etcd.py); each test
+    works under a prefix of its own. Skipped, saying why, where etcd is not installed."""
+    if not etcd_available():
+        pytest.skip(NOT_INSTALLED)
+    with running_cluster(tmp_path_factory.mktemp("etcd")) as cluster:
+        yield cluster

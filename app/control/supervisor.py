@@ -179,13 +179,6 @@ class SendControl:
     epoch: int
 
 
-@dataclass(frozen=True)
-class Persist:
-    """Write the edge's ControlState document."""
-
-    control: ControlState
-
-
 EventKind = Literal[
     "created",
     "connected",
@@ -202,7 +195,7 @@ EventKind = Literal[
 
 @dataclass(frozen=True)
 class RecordEvent:
-    """Append to the edge's ControlEvent history; ``by`` names who asked, if anyone did."""
+    """An entry of the edge's ControlEvent history; ``by`` names who asked, if anyone did."""
 
     kind: EventKind
     reason: str
@@ -210,6 +203,19 @@ class RecordEvent:
     epoch: int
     at: datetime
     by: str | None = None
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Record a decision: the edge's ControlState and its ControlEvent, in one write.
+
+    One action, so that no executor can write the state without its event: a crash
+    between two writes would leave a decision without its history (README, "A
+    decision and its event are one write").
+    """
+
+    control: ControlState
+    event: RecordEvent
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,6 @@ Action = (
     | StartMasterModules
     | SendControl
     | Persist
-    | RecordEvent
     | Reject
 )
 
@@ -557,7 +562,7 @@ def _decided(
 ) -> Transition:
     """Persist and record the new ``control`` first, then act on it."""
     record = RecordEvent(kind, control.reason, control.controller, control.epoch, control.since, by)
-    return Transition(replace(state, control=control), (Persist(control), record, *actions))
+    return Transition(replace(state, control=control), (Persist(control, record), *actions))
 
 
 def _unchanged(state: SupervisorState) -> Transition:

@@ -44,13 +44,20 @@ class EdgeBoot:
         if modules is not None:
             self._complete(modules)
             return
+        why = "never synced"
+        if self._replica.set_aside is not None:
+            why = f"its corrupt replica was moved to {self._replica.set_aside.moved_to}"
         log.warning(
-            "edge %s has never synced with the master: no replica of its configuration "
-            "yet; it keeps trying to reach %s",
+            "edge %s has no replica of its configuration (%s); it keeps trying to reach %s",
             self._edge_id,
+            why,
             self._services.settings.master_url,
         )
-        self._services.boot.advance("waiting for the first sync with the master (never synced)")
+        self._services.boot.advance(f"waiting for the first sync with the master ({why})")
+
+    def failed(self) -> None:
+        """Boot could not read the location from the replica (the error is logged)."""
+        self._services.boot.advance("boot failed: see the log")
 
     async def synced(self) -> None:
         """A catch-up succeeded: a boot waiting for its first sync is complete."""

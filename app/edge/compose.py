@@ -9,7 +9,7 @@ from starlette.websockets import WebSocket
 from app.edge.boot import EdgeBoot
 from app.edge.control import EdgeControl
 from app.edge.controller import EdgeController
-from app.edge.follower import ReplicaFollower, SkippedChanges
+from app.edge.follower import ReplicaFollower, ReplicationFailure, SkippedChanges
 from app.edge.forwarder import StatusForwarder
 from app.edge.linkstate import LinkEvents
 from app.edge.placement import EdgePlacement
@@ -58,7 +58,10 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
     skipped = SkippedChanges(metrics)
     replica = replica_for(services.store, on_progress=metrics.replica_seq.set, on_skipped=skipped)
     boot = EdgeBoot(services, modules, replica, edge_id=edge_id)
-    follower = ReplicaFollower(replica, current, boot.synced)
+    failure = ReplicationFailure(metrics)
+    follower = ReplicaFollower(
+        replica, current, boot.synced, failure, retry_max_s=settings.link_retry_s
+    )
     witness = MasterWitness(
         Witness(
             services.http_client(), asker=settings.node_name, timeout=settings.witness_timeout_s
@@ -72,7 +75,6 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         controller,
         witness,
         follower,
-        boot,
         services.repository,
         link_retry_s=settings.link_retry_s,
     )
@@ -97,7 +99,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         boot_time=time.time(),
     )
     watcher = ConfigurationWatcher(services.store, metrics, services.auth, modules, controller)
-    role = EdgeRole(metrics, boot, follower, forwarder, uplink, current, watcher)
+    role = EdgeRole(metrics, boot, follower, forwarder, uplink, current, watcher, services.tasks)
     control = EdgeControl(
         settings,
         services.store,
@@ -107,6 +109,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         current,
         witness,
         skipped,
+        failure,
         edge_id=edge_id,
     )
     return Node(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.edge.controller import EdgeController
-from app.edge.follower import SkippedChanges
+from app.edge.follower import ReplicationFailure, SkippedChanges
 from app.edge.linkstate import LinkEvents
 from app.edge.uplink import CurrentLink
 from app.edge.witness import MasterWitness
@@ -35,6 +35,7 @@ class EdgeControl:
         current: CurrentLink,
         witness: MasterWitness,
         skipped: SkippedChanges,
+        failure: ReplicationFailure,
         *,
         edge_id: str,
     ) -> None:
@@ -46,6 +47,7 @@ class EdgeControl:
         self._current = current
         self._witness = witness
         self._skipped = skipped
+        self._failure = failure
         self._edge_id = edge_id
 
     async def describe(self, edge: Document) -> dict[str, Any]:
@@ -54,11 +56,13 @@ class EdgeControl:
         # The master's witness is asked while the link is down; once it is up, what it
         # said is history.
         report = None if self._current.connected else self._witness.report
+        failure = self._failure
         return describe(
             edge,
             state,
             master_url=self._settings.master_url,
-            replication_error=self._skipped.error if own else None,
+            replication_error=(failure.error or self._skipped.error) if own else None,
+            replication_failing=(failure.since, failure.retries) if own and failure.since else None,
             link_error=self._link.error if own else None,
             witness=report.as_json() if own and report else None,
         )

@@ -6,12 +6,11 @@ import logging
 from datetime import datetime
 
 from app.control.clock import now_utc
-from app.edge.boot import EdgeBoot
 from app.edge.controller import EdgeController
 from app.edge.follower import ReplicaFollower
 from app.edge.uplink import HelloFacts
 from app.edge.witness import MasterWitness
-from app.link import Control, LinkClosed, LinkConnection, Welcome
+from app.link import Control, LinkConnection, Welcome
 from app.runtime.repository import DriverRepository
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,6 @@ class LinkEvents:
         controller: EdgeController,
         witness: MasterWitness,
         follower: ReplicaFollower,
-        boot: EdgeBoot,
         repository: DriverRepository,
         *,
         link_retry_s: float,
@@ -33,7 +31,6 @@ class LinkEvents:
         self._controller = controller
         self._witness = witness
         self._follower = follower
-        self._boot = boot
         self._repository = repository
         self._link_retry_s = link_retry_s
         #: Why the link was last refused or failed; None while it is up.
@@ -57,15 +54,8 @@ class LinkEvents:
         self.error = None
         await self._controller.apply(lambda state: state.on_link_up())
         await self._controller.obey(control.controller, control.epoch)
-        try:
-            await self._follower.replica.catch_up(link)
-        except LinkClosed:
-            return
-        except Exception as exc:
-            log.error("replica catch-up failed: %s; retried now in the background", exc)
-            self._follower.retry()
-            return
-        await self._boot.synced()
+        if not await self._follower.catch_up(link):
+            self._follower.retry()  # in the background, with backoff
 
     async def disconnected(self, reason: str) -> None:
         log.warning("link to the master lost: %s", reason)

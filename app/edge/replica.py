@@ -32,6 +32,7 @@ from app.store.base import (
     ChangeBatch,
     DocumentNotFound,
     ReplicaStore,
+    SetAside,
     Store,
     document_body,
 )
@@ -66,6 +67,11 @@ class Replica(Protocol):
     @property
     def seq(self) -> int:
         """The master sequence the copy is complete up to (0: never synced)."""
+        ...
+
+    @property
+    def set_aside(self) -> SetAside | None:
+        """The corrupt copy moved aside when the store opened (this one is rebuilt)."""
         ...
 
     async def open(self) -> None:
@@ -136,6 +142,10 @@ class Replicator:
         self.seq = 0
         self._on_progress = on_progress
         self._on_skipped = on_skipped
+
+    @property
+    def set_aside(self) -> SetAside | None:
+        return self._store.set_aside
 
     async def open(self) -> None:
         self._advance(await self._store.replica_seq())
@@ -259,6 +269,11 @@ class XdcrReplicator:
     def seq(self) -> int:
         """Always 0: XDCR keeps no master sequence on the edge."""
         return 0
+
+    @property
+    def set_aside(self) -> SetAside | None:
+        """Never: Couchbase keeps its own data whole."""
+        return None
 
     async def open(self) -> None:
         """Nothing to read: the bucket is complete as far as XDCR got."""

@@ -9,7 +9,6 @@ is its own class, built by :mod:`app.edge.compose`: this one starts and stops th
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from app.edge.boot import EdgeBoot
@@ -19,6 +18,7 @@ from app.edge.uplink import CurrentLink, Uplink
 from app.edge.watcher import ConfigurationWatcher
 from app.link import CloseCode
 from app.metrics import Metrics
+from app.services.tasks import BackgroundTasks
 
 
 class EdgeRole:
@@ -33,6 +33,7 @@ class EdgeRole:
         uplink: Uplink,
         current: CurrentLink,
         watcher: ConfigurationWatcher,
+        tasks: BackgroundTasks,
     ) -> None:
         self._metrics = metrics
         self._boot = boot
@@ -41,32 +42,40 @@ class EdgeRole:
         self._uplink = uplink
         self._current = current
         self._watcher = watcher
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = tasks
 
     async def start(self) -> None:
-        await self._follower.replica.open()
-        self._tasks.append(asyncio.create_task(self._run(), name="edge boot"))
+        replica = self._follower.replica
+        await replica.open()
+        if replica.set_aside is not None:
+            self._metrics.replica_rebuilds.inc()
+        self._tasks.spawn(self._run(), name="edge boot", forever=False)
 
     async def _run(self) -> None:
-        modules = await self._boot.load()
-        self._tasks.append(asyncio.create_task(self._forwarder.run(), name="status forwarder"))
-        self._tasks.append(asyncio.create_task(self._uplink.run_forever(), name="uplink"))
-        self._tasks.append(asyncio.create_task(self._watcher.run(), name="change watch"))
-        self._tasks.append(asyncio.create_task(self._follower.run(), name="replica follow"))
+        try:
+            modules = await self._boot.load()
+        except Exception:
+            self._boot.failed()
+            raise  # logged with its traceback by the task's supervision
+        self._tasks.spawn(self._forwarder.run(), name="status forwarder")
+        self._tasks.spawn(self._uplink.run_forever(), name="uplink")
+        self._tasks.spawn(self._watcher.run(), name="change watch")
+        self._tasks.spawn(self._follower.run(), name="replica follow")
         self._boot.finish(modules)
 
     def live_counts(self) -> dict[str, Any]:
         """The edge's part of ``/api/ready``: its link and replica now."""
+        set_aside = self._follower.replica.set_aside
         return {
             "master_connected": self._current.connected,
             "replica_seq": self._follower.replica.seq,
+            "replication_error": self._follower.failure.as_json(),
+            "replica_set_aside": set_aside.as_json() if set_aside else None,
         }
 
     async def stop(self) -> None:
         self._metrics.ready.set(0)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()
         link = self._current.link
         if link is not None:
             await link.close(CloseCode.GOING_AWAY, "edge shutting down")

@@ -61,6 +61,7 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
         services.store,
         ModuleHandover(modules, links, mirror),
         health,
+        services.tasks,
         on_handover=lambda edge_id, to, kind, by: metrics.handovers.labels(
             edge_id, to, handover_reason(kind, by)
         ).inc(),

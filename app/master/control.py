@@ -42,7 +42,6 @@ class MasterControl:
         self._witnesses = witnesses
         self._feed = feed
         self._store_health = store_health
-        self._background: set[asyncio.Task[None]] = set()
 
     async def describe(self, edge: Document) -> dict[str, Any]:
         supervisor = self._edges.get(edge.id)
@@ -77,9 +76,11 @@ class MasterControl:
         secret = await secrets.issue(edge.id, grace_s)
         await self._links.revoke(edge.id)
         if grace_s > 0:
-            task = asyncio.create_task(self._revoke_after(edge.id, grace_s))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._services.tasks.spawn(
+                self._revoke_after(edge.id, grace_s),
+                name=f"revoking the previous secret of edge {edge.id}",
+                forever=False,
+            )
         credentials = await secrets.credentials(edge.id)
         in_use = self._links.secret_used(edge.id)
         valid = credentials.validity(now_utc(), in_use=in_use) if credentials else []

@@ -14,6 +14,7 @@ from app.master.supervision import EdgeSupervisor, Handover, HandoverListener, l
 from app.master.windows import RestoreWindows
 from app.metrics import LocationFacts
 from app.services.control import StoreHealth, failover_timeout, restore_window
+from app.services.tasks import BackgroundTasks
 from app.store.base import Document, Store
 
 
@@ -34,10 +35,12 @@ class SupervisedEdges:
         store: Store,
         handover: Handover,
         health: StoreHealth,
+        tasks: BackgroundTasks,
         *,
         on_handover: HandoverListener | None = None,
     ) -> None:
         self._store = store
+        self._tasks = tasks
         self._on_handover = on_handover
         #: One writer for every supervisor's records, so that they share transactions.
         self._writer = RecordWriter(store)
@@ -99,6 +102,7 @@ class SupervisedEdges:
                 handover=self._handover,
                 health=self._health,
                 writer=self._writer,
+                tasks=self._tasks,
                 on_handover=self._on_handover,
             )
             self.supervisors[edge.id] = supervisor

@@ -22,6 +22,7 @@ from app.control.clock import now_utc
 from app.control.state import EPOCH_RESERVE, ControlState, persisted_document
 from app.control.supervisor import RecordEvent
 from app.services.control import StoreHealth, control_id
+from app.services.tasks import BackgroundTasks
 from app.store.base import JsonObject, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class DecisionRecorder:
         edge_id: str,
         writer: RecordWriter,
         health: StoreHealth,
+        tasks: BackgroundTasks,
         *,
         epoch: int,
         reserved: int,
@@ -105,6 +107,7 @@ class DecisionRecorder:
         self._edge_id = edge_id
         self._writer = writer
         self._health = health
+        self._tasks = tasks
         self._clock = clock
         self._control: ControlState | None = None
         #: Events not yet recorded, each with the id it keeps through every retry.
@@ -133,25 +136,25 @@ class DecisionRecorder:
         )
         return Unrecorded(decision, reason, self._unrecorded_since)
 
-    async def save(self, control: ControlState) -> None:
-        """Record ``control``, now or later; raises StoreRefused only when it must wait.
+    async def save(self, control: ControlState, event: RecordEvent) -> None:
+        """Record ``control`` and its ``event`` in one write, now or later; raises
+        StoreRefused only when the decision must wait.
 
-        A decision whose epoch lies beyond the recorded reservation is recorded first:
-        when that write fails the decision must not be carried out.
+        The state and the event always travel in the same transaction, so the store
+        never holds one without the other. A decision whose epoch lies beyond the
+        recorded reservation is recorded first: when that write fails the decision
+        must not be carried out.
         """
         previous, self._control = self._control, control
+        self._events.append((self._event_id(event), event))
         if control.epoch > max(self.reserved, self._epoch) and not await self._flush():
             self._control = previous
+            self._events.pop()
             raise StoreRefused(
                 f"the store refuses writes ({self._health.error}): the decision waits for "
                 "it (no epoch left in the recorded reservation)"
             )
         self._epoch = max(self._epoch, control.epoch)
-        await self._flush()
-
-    async def append(self, event: RecordEvent) -> None:
-        """Add to the edge's history, now or as soon as the store takes it."""
-        self._events.append((self._event_id(event), event))
         await self._flush()
 
     def close(self) -> None:
@@ -195,7 +198,11 @@ class DecisionRecorder:
                 exc,
             )
         if self._retry is None or self._retry.done():
-            self._retry = asyncio.get_running_loop().create_task(self._retry_until_recorded())
+            self._retry = self._tasks.spawn(
+                self._retry_until_recorded(),
+                name=f"recording the decisions of edge {self._edge_id}",
+                forever=False,
+            )
 
     async def _retry_until_recorded(self) -> None:
         delay = FIRST_RETRY_S

@@ -7,7 +7,6 @@ class, built by :mod:`app.master.compose`: this one starts and stops them in ord
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -42,18 +41,18 @@ class MasterRole:
         self._links = links
         self._witnesses = witnesses
         self._watcher = watcher
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = services.tasks
 
     async def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._run(), name="master boot"))
+        self._tasks.spawn(self._run(), name="master boot", forever=False)
 
     async def _run(self) -> None:
         boot = self._services.boot
         try:
             facts = await self._boot.run()
             self._edges.windows.start()
-            self._tasks.append(asyncio.create_task(self._witnesses.run(), name="witnesses"))
-            self._tasks.append(asyncio.create_task(self._watcher.run(), name="change watch"))
+            self._tasks.spawn(self._witnesses.run(), name="witnesses")
+            self._tasks.spawn(self._watcher.run(), name="change watch")
             await self._links.broadcast("master.ready")
             boot.complete(
                 role="master",
@@ -66,15 +65,12 @@ class MasterRole:
             self._services.metrics.ready.set(1)
             log.info("master booted: %s", boot.summary)
         except Exception:
-            log.exception("master boot failed")
             boot.advance("boot failed: see the log")
-            raise
+            raise  # logged with its traceback by the task's supervision
 
     async def stop(self) -> None:
         self._services.metrics.ready.set(0)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()
         self._edges.close()
         await self._links.close_all()
 

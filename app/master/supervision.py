@@ -26,7 +26,6 @@ from app.control.supervisor import (
     FailoverTimerFired,
     LinkUp,
     Persist,
-    RecordEvent,
     Reject,
     SendControl,
     StartFailoverTimer,
@@ -47,6 +46,7 @@ from app.master.recorder import (
     Unrecorded,
 )
 from app.services.control import StoreHealth, control_id
+from app.services.tasks import BackgroundTasks
 from app.store.base import DocumentNotFound, JsonObject, Store
 
 log = logging.getLogger(__name__)
@@ -107,16 +107,19 @@ class EdgeSupervisor:
         handover: Handover,
         health: StoreHealth | None = None,
         writer: RecordWriter | None = None,
+        tasks: BackgroundTasks | None = None,
         clock: Callable[[], datetime] = now_utc,
         on_handover: HandoverListener | None = None,
     ) -> None:
         self.edge_id = edge_id
         self._on_handover = on_handover
         self.state = state
+        self._tasks = tasks or BackgroundTasks()
         self._recorder = DecisionRecorder(
             edge_id,
             writer or RecordWriter(store),
             health or StoreHealth(),
+            self._tasks,
             epoch=state.control.epoch,
             reserved=state.control.epoch_floor,
             clock=clock,
@@ -209,14 +212,14 @@ class EdgeSupervisor:
         try:
             for action in actions:
                 match action:
-                    case Persist(control=control):
-                        await self._recorder.save(control)
+                    case Persist(control=control, event=event):
+                        moved = control.controller != self.state.control.controller
+                        await self._recorder.save(control, event)
                         self._handover.control_changed(self.edge_id, control)
-                    case RecordEvent(controller=controller, kind=kind, by=by):
-                        await self._recorder.append(action)
-                        moved = controller != self.state.control.controller
                         if moved and self._on_handover is not None:
-                            self._on_handover(self.edge_id, controller, kind, by)
+                            self._on_handover(
+                                self.edge_id, control.controller, event.kind, event.by
+                            )
                     case StartFailoverTimer(deadline=deadline):
                         self._arm(deadline)
                     case CancelFailoverTimer():
@@ -282,7 +285,9 @@ class EdgeSupervisor:
 
     def _arm(self, deadline: datetime) -> None:
         self._disarm()
-        self._timer = asyncio.get_running_loop().create_task(self._fire_at(deadline))
+        self._timer = self._tasks.spawn(
+            self._fire_at(deadline), name=f"failover timer of edge {self.edge_id}", forever=False
+        )
 
     def _disarm(self) -> None:
         if self._timer is not None and self._timer is not asyncio.current_task():

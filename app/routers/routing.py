@@ -242,8 +242,7 @@ async def edge_configuration_writes(
     if (
         not isinstance(connection, Request)  # the same object the route reads its body from
         or not node.settings.is_edge
-        or scope["method"] in READ_METHODS
-        or not CONFIG_PATH.match(scope["path"])
+        or not sent_to_master(scope["method"], scope["path"])
         or _declares_routing(scope.get("route"))
     ):
         return
@@ -254,18 +253,24 @@ async def edge_configuration_writes(
 EDGE_CONFIGURATION_WRITES = Depends(edge_configuration_writes)
 
 
-def _declares_routing(matched: object) -> bool:
-    """Whether the route a request reached carries a :class:`RoutedBy` declaration."""
-    return isinstance(matched, APIRoute) and _routing_declaration(matched) is not None
+def sent_to_master(method: str, path: str) -> bool:
+    """Whether an edge sends a request to the master: a configuration write (unless its
+    route declares routing of its own)."""
+    return method not in READ_METHODS and CONFIG_PATH.match(path) is not None
 
 
-def _routing_declaration(route: object) -> RoutedBy | None:
+def routing_declaration(route: object) -> RoutedBy | None:
     """The :class:`RoutedBy` declaration among a route's dependencies, if it has one."""
     dependant = getattr(route, "dependant", None)
     for dependency in dependant.dependencies if dependant is not None else ():
         if isinstance(dependency.call, RoutedBy):
             return dependency.call
     return None
+
+
+def _declares_routing(matched: object) -> bool:
+    """Whether the route a request reached carries a :class:`RoutedBy` declaration."""
+    return isinstance(matched, APIRoute) and routing_declaration(matched) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +328,7 @@ def _path(route: RouteContext) -> _Path | None:
     return _Path(
         pattern,
         frozenset(methods) if methods is not None else None,
-        _routing_declaration(route),
+        routing_declaration(route),
         route.original_route,
     )
 

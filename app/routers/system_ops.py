@@ -11,15 +11,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from app.routers.crud import NOT_MODIFIED, problems
 from app.routers.deps import AdminUser, CurrentUser, NodeDep
 from app.routers.module_ops import (
     ACTS_ON_SYSTEM,
-    NOT_MODIFIED,
+    EXEC_PROBLEMS,
     ExecBody,
     ExecResult,
     TargetsDep,
     live_json,
-    runtime_problems,
 )
 from app.routers.routing import BY_SYSTEM
 
@@ -44,7 +44,7 @@ router = APIRouter(prefix="/systems", tags=["systems"], dependencies=[BY_SYSTEM]
     operation_id="startSystem",
     summary="Start the system's modules",
     response_model=SystemStarted,
-    responses=runtime_problems(401, 403, 404, 409),
+    responses=problems(401, 403, 404, 409),
     dependencies=[ACTS_ON_SYSTEM],
 )
 async def start_system(system_id: str, node: NodeDep, _admin: AdminUser) -> SystemStarted:
@@ -57,7 +57,7 @@ async def start_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Syst
     summary="Stop the system's modules",
     status_code=204,
     response_class=Response,
-    responses=runtime_problems(401, 403, 404, 409),
+    responses=problems(401, 403, 404, 409),
     dependencies=[ACTS_ON_SYSTEM],
 )
 async def stop_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Response:
@@ -68,9 +68,9 @@ async def stop_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Respo
 @router.get(
     "/{system_id}/state",
     operation_id="getSystemState",
-    summary="Every module's status variables, keyed Display_1",
+    summary="Read every module's status variables, keyed Display_1",
     response_model=dict[str, dict[str, Any]],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def system_state(
     request: Request, system_id: str, targets: TargetsDep, _user: CurrentUser
@@ -82,9 +82,9 @@ async def system_state(
 @router.get(
     "/{system_id}/funcs",
     operation_id="getSystemFuncs",
-    summary="The methods of module module_index, with their parameters",
+    summary="List the methods of one of the system's modules, with their parameters",
     response_model=dict[str, dict[str, Any]],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def system_funcs(
     request: Request,
@@ -101,9 +101,9 @@ async def system_funcs(
 @router.post(
     "/{system_id}/exec",
     operation_id="execSystem",
-    summary="Run a method of module module_index",
+    summary="Run a method of one of the system's modules (module, index)",
     response_model=ExecResult,
-    responses=runtime_problems(401, 404, 409, 422, 500, 504),
+    responses=EXEC_PROBLEMS,
 )
 async def exec_system(
     system_id: str, body: SystemExecBody, targets: TargetsDep, _user: CurrentUser

@@ -134,6 +134,7 @@ def describe(
     witness: dict[str, Any] | None = None,
     pending: dict[str, Any] | None = None,
     replication_error: str | None = None,
+    replication_failing: tuple[datetime, int] | None = None,
 ) -> dict[str, Any]:
     """The body of ``GET /api/edges/{id}/control``.
 
@@ -141,7 +142,9 @@ def describe(
     what this server last learnt from the other side's witness; ``pending`` a
     decision carried out that the store has not recorded yet; ``replication_error``
     what this server last had to leave out of the edge's replica (a document no link
-    frame can carry), None while replication is whole.
+    frame can carry, or on an edge why its replica cannot catch up), None while
+    replication is whole; ``replication_failing`` since when the edge's catch-ups fail
+    and how many times they were retried.
     """
     now = now_utc()
     return {
@@ -158,6 +161,10 @@ def describe(
         "edge_url": edge.body.get("api_url"),
         "master_url": master_url,
         "replication_error": replication_error,
+        "replication_error_since": (
+            replication_failing[0].isoformat() if replication_failing else None
+        ),
+        "replication_retries": replication_failing[1] if replication_failing else None,
         "link_error": link_error[0] if link_error else None,
         "link_error_at": link_error[1].isoformat() if link_error else None,
         "witness": witness,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from app.services.tasks import BackgroundTasks
 from app.store.base import Document, DocumentNotFound, Store
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Housekeeping:
         *,
         interval_s: float,
         trim_events: bool,
+        tasks: BackgroundTasks,
         on_purged: Callable[[int], None] | None = None,
         on_pruned: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -90,6 +92,7 @@ class Housekeeping:
         self._retention = retention
         self._interval_s = interval_s
         self._trim_events = trim_events
+        self._tasks = tasks
         self._on_purged = on_purged
         self._on_pruned = on_pruned
         self._clock = clock
@@ -97,7 +100,7 @@ class Housekeeping:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="housekeeping")
+            self._task = self._tasks.spawn(self._run(), name="housekeeping")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,10 +1,10 @@
 """Document stores: the protocol, its errors, and the backend chosen by database URL.
 
-The embedded SQLite store (``sqlite``) and the Couchbase one (``couchbase/``, loaded
-only when asked for) implement :class:`Store`; what only some backends can do is a
-protocol of its own (:class:`ReplicaStore`: holding a link-fed replica;
-:class:`EncodedFeed`: handing out the change feed as JSON text). XDCR
-provisioning is ``xdcr``. Imports nothing of the engine outside ``app.store``.
+The embedded SQLite store (``sqlite``), the Couchbase one (``couchbase/``, loaded
+only when asked for) and the etcd one (``etcd/``) implement :class:`Store`; what only
+some backends can do is a protocol of its own (:class:`ReplicaStore`: holding a
+link-fed replica; :class:`EncodedFeed`: handing out the change feed as JSON text).
+XDCR provisioning is ``xdcr``. Imports nothing of the engine outside ``app.store``.
 """
 
 from __future__ import annotations
@@ -55,19 +55,27 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, replica: bool = False) -> Store:
     """The store for a database URL, not yet connected: ``await store.open()`` next.
 
     ``sqlite:///relative.db`` and ``sqlite:////absolute.db`` use the embedded store;
-    ``couchbase://`` and ``couchbases://`` load the Couchbase SDK only when asked for.
+    ``couchbase://`` and ``couchbases://`` load the Couchbase SDK only when asked for;
+    ``etcd://`` and ``etcds://`` open the etcd store (``app.store.etcd``).
+    An embedded ``replica`` (an edge's) is checked as it opens and started empty when
+    corrupt, to be rebuilt from the master.
     """
     scheme = url.partition("://")[0]
     if scheme == "sqlite":
-        return SqliteStore.from_url(url)
+        return SqliteStore.from_url(url, set_aside_if_corrupt=replica)
     if scheme in ("couchbase", "couchbases"):
         from app.store.couchbase import CouchbaseStore
 
         return CouchbaseStore.from_url(url)
+    if scheme in ("etcd", "etcds"):
+        from app.store.etcd import EtcdStore
+
+        return EtcdStore.from_url(url)
     raise ValueError(
-        f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or couchbase://HOST/BUCKET"
+        f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH, "
+        "couchbase://HOST/BUCKET or etcd://HOST:PORT/PREFIX"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 JsonObject = dict[str, Any]
@@ -189,6 +190,23 @@ class EncodedChangeBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAside:
+    """A corrupt replica found when the store opened, moved aside so that the store
+    starts empty and is rebuilt from the master (README, "A corrupt replica")."""
+
+    problems: tuple[str, ...]
+    moved_to: str
+    at: datetime
+
+    def as_json(self) -> JsonObject:
+        return {
+            "problems": list(self.problems),
+            "moved_to": self.moved_to,
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a lookup, ordered by id; ``next_after`` continues it."""
 
@@ -338,6 +356,11 @@ class ReplicaStore(Store, Protocol):
     async def reset_replica(self) -> None:
         """Drop every replicated document before a full resync."""
 
+    @property
+    def set_aside(self) -> SetAside | None:
+        """The corrupt copy found and moved aside when this replica opened, if any."""
+        ...
+
 
 @runtime_checkable
 class EncodedFeed(Protocol):
@@ -359,6 +382,17 @@ class EncodedFeed(Protocol):
     ) -> EncodedChangeBatch:
         """:meth:`Store.changes_since` as text; raises :class:`FeedCompacted` alike."""
         ...
+
+
+def positive_seconds(text: str) -> float:
+    """A database URL's ``timeout`` option, refused unless a positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"timeout must be a number of seconds, not {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"timeout must be positive, not {text!r}")
+    return value
 
 
 def require_positive(name: str, value: int | None) -> None:

@@ -3,6 +3,8 @@
 - ``sqlite``: the embedded store, a fresh file per test;
 - ``couchbase-standin``: the Couchbase store's own code on an in-memory cluster that
   behaves like the SDK (``tests/support/couchbase_standin.py``), a fresh one per test;
+- ``etcd``: the etcd store on the session's real three-member cluster
+  (``tests/support/etcd.py``), under a fresh key prefix per test;
 - ``couchbase``: a real cluster, when ``ENGINE_TEST_COUCHBASE_URL`` names a test bucket
   (``make test-couchbase``). The bucket is shared across runs, so each test writes
   under its own id prefix and deletes what it wrote afterwards.
@@ -21,6 +23,7 @@ import pytest
 from app.store import Store, StoreError, open_store
 from app.store.couchbase import CouchbaseConfig, CouchbaseStore
 from tests.support.couchbase_standin import StandInCluster
+from tests.support.etcd import EtcdCluster
 
 COUCHBASE_URL_VARIABLE = "ENGINE_TEST_COUCHBASE_URL"
 STANDIN_URL = "couchbase://engine:s3cret@standin.invalid/engine?timeout=2"
@@ -36,6 +39,7 @@ StoreFactory = Callable[[], Store]
     params=[
         "sqlite",
         "couchbase-standin",
+        "etcd",
         pytest.param("couchbase", marks=pytest.mark.couchbase_cluster),
     ]
 )
@@ -72,6 +76,10 @@ def reopen(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Stor
     if backend == "couchbase":
         url: str = request.getfixturevalue("couchbase_url")
         return lambda: open_store(url)
+    if backend == "etcd":
+        etcd: EtcdCluster = request.getfixturevalue("etcd_cluster")
+        etcd_url = etcd.url()
+        return lambda: open_store(etcd_url)
     if backend == "couchbase-standin":
         cluster = StandInCluster()
         config = CouchbaseConfig.from_url(STANDIN_URL)

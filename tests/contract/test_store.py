@@ -431,7 +431,7 @@ async def test_the_generation_moves_with_every_write(store: Store, ns: str) -> N
 def replica(store: Store) -> ReplicaStore:
     """The store as a link-fed replica; a backend that cannot be one is skipped."""
     if not isinstance(store, ReplicaStore):
-        pytest.skip(f"{type(store).__name__} is no ReplicaStore: it is replicated otherwise (XDCR)")
+        pytest.skip(f"{type(store).__name__} is no ReplicaStore: edges never replicate into it")
     return store
 
 

@@ -78,6 +78,19 @@ function until(check, timeout_ms = 10000) {
     });
 }
 
+// The library opens its websocket with the first request it sends. A bind that is that
+// first request races the library's own re-bind, which it schedules 100 ms after the
+// socket opens for every binding still pending: when the server's answer to the bind
+// comes later than that, both count it and the binding's count ends at 2, so the next
+// unbind() only decrements it and never reaches the server. A front end avoids the
+// race by opening the socket before it binds: here, with an `ignore` of a system that
+// does not exist (answered "system not found", changing nothing), then waiting until
+// the library reports the socket connected.
+async function openSocket() {
+    await place.ignore({ sys: 'sys-none', mod: 'None', index: 1, name: '' }).catch(() => null);
+    await until(() => place.is_connected());
+}
+
 const bindings = new Map();
 const REST = [
     'querySystems',
@@ -110,6 +123,7 @@ const operations = {
             scope: 'public',
         });
         if (!api_key) place.setToken(token);
+        await openSocket();
         return place.authority();
     },
     async bind(target) {

@@ -16,7 +16,17 @@ from tests.support.engine import ROOT
 
 pytestmark = pytest.mark.integration
 
-SCENARIOS = ("hotpaths", "link", "rest", "failover", "boot", "fleet", "replication", "status")
+SCENARIOS = (
+    "hotpaths",
+    "link",
+    "rest",
+    "failover",
+    "boot",
+    "fleet",
+    "replication",
+    "status",
+    "stores",
+)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -69,6 +79,13 @@ def test_the_smoke_run_writes_results_plots_and_profiles(tmp_path: Path) -> None
     assert killed["handover_s"] > 0
     [frozen] = failover["frozen"]
     assert frozen["failover_s"] > killed["failover_s"], "a frozen edge is noticed by pings"
+
+    stores = load(tmp_path / "stores.json")
+    expected = {"sqlite", "etcd"} if stores["etcd_installed"] else {"sqlite"}
+    assert set(stores["backends"]) == expected
+    for measured in stores["backends"].values():
+        assert measured["writes_per_s"]["sequential"] > 0
+        assert 0 < measured["feed_latency_ms"]["p50"] <= measured["feed_latency_ms"]["max"]
 
     boot = load(tmp_path / "boot.json")
     assert [run["modules"] for run in boot["runs"]] == [0, 100, 300, 600]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from app.store.base import positive_seconds
 from app.store.couchbase.sql import quote_identifier
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -39,7 +40,7 @@ class CouchbaseConfig:
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
         scope = options.pop("scope", "") or "_default"
         collection = options.pop("collection", "") or "_default"
-        timeout_s = _positive_seconds(options.pop("timeout", str(DEFAULT_TIMEOUT_S)))
+        timeout_s = positive_seconds(options.pop("timeout", str(DEFAULT_TIMEOUT_S)))
         connection_string = f"{parts.scheme}://{hosts}"
         if options:
             connection_string += f"?{urlencode(options)}"
@@ -57,13 +58,3 @@ class CouchbaseConfig:
     def keyspace(self) -> str:
         """The collection's full SQL++ name."""
         return ".".join(quote_identifier(n) for n in (self.bucket, self.scope, self.collection))
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"timeout must be a number of seconds, not {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"timeout must be positive, not {text!r}")
-    return value

@@ -137,7 +137,7 @@ class Site:
                 if controller == "edge":
                     assert not self.master_running, "the master still runs"
                 self._edge(self.edge.on_control(controller, epoch))
-            case Persist() | RecordEvent() | TransferStatus() | Reject():
+            case Persist() | TransferStatus() | Reject():
                 pass
 
     def _edge(self, transition: EdgeTransition) -> None:
@@ -147,10 +147,10 @@ class Site:
 
     def handover_actions(self) -> list[Action]:
         """What was performed, besides persisting and recording."""
-        return [a for a in self.performed if not isinstance(a, Persist | RecordEvent)]
+        return [a for a in self.performed if not isinstance(a, Persist)]
 
     def recorded(self) -> list[RecordEvent]:
-        return [a for a in self.performed if isinstance(a, RecordEvent)]
+        return [a.event for a in self.performed if isinstance(a, Persist)]
 
 
 def connected_site(policy: EdgePolicy = FAILOVER) -> Site:

@@ -82,16 +82,16 @@ def failed_over() -> SupervisorState:
 
 def effects(transition: Transition) -> list[Action]:
     """The actions besides persisting and recording."""
-    return [a for a in transition.actions if not isinstance(a, Persist | RecordEvent)]
+    return [a for a in transition.actions if not isinstance(a, Persist)]
 
 
 def assert_decided(transition: Transition, kind: EventKind, by: str | None = None) -> None:
-    """The new state is persisted and recorded before anything is acted on."""
+    """The new state and its event are recorded, as one action, before anything is acted
+    on; no other action records anything."""
     control = transition.state.control
-    assert transition.actions[:2] == (
-        Persist(control),
-        RecordEvent(kind, control.reason, control.controller, control.epoch, control.since, by),
-    )
+    event = RecordEvent(kind, control.reason, control.controller, control.epoch, control.since, by)
+    assert transition.actions[0] == Persist(control, event)
+    assert not any(isinstance(a, Persist) for a in transition.actions[1:])
 
 
 def assert_unchanged(transition: Transition, before: SupervisorState) -> None:

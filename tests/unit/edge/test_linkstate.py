@@ -12,7 +12,7 @@ import pytest
 
 from app.edge.boot import EdgeBoot
 from app.edge.controller import EdgeController
-from app.edge.follower import ReplicaFollower
+from app.edge.follower import ReplicaFollower, ReplicationFailure
 from app.edge.forwarder import StatusForwarder
 from app.edge.linkstate import LinkEvents
 from app.edge.uplink import CurrentLink
@@ -28,6 +28,7 @@ class StuckReplica:
     """A catch-up that hangs until released, or fails."""
 
     seq = 0
+    set_aside = None
 
     def __init__(self, *, fail: bool = False) -> None:
         self.fail = fail
@@ -80,7 +81,13 @@ def linked(services: Services, replica: StuckReplica) -> Linked:
     modules = ModuleService(services.manager(), Locations(services.store))
     controller = EdgeController("edge-1", modules, StatusForwarder(lambda: None))
     boot = EdgeBoot(services, modules, replica, edge_id="edge-1")
-    follower = ReplicaFollower(replica, CurrentLink(), boot.synced)
+    follower = ReplicaFollower(
+        replica,
+        CurrentLink(),
+        boot.synced,
+        ReplicationFailure(services.metrics),
+        retry_max_s=settings.link_retry_s,
+    )
     witness = MasterWitness(
         Witness(services.http_client(), asker=settings.node_name, timeout=1.0),
         settings,
@@ -92,7 +99,6 @@ def linked(services: Services, replica: StuckReplica) -> Linked:
         controller,
         witness,
         follower,
-        boot,
         services.repository,
         link_retry_s=settings.link_retry_s,
     )
@@ -118,4 +124,7 @@ async def test_a_failing_catch_up_neither_raises_nor_undoes_control(services: Se
     edge = linked(services, StuckReplica(fail=True))
     await edge.events.connected(object(), WELCOME, Control(controller="edge", epoch=3))  # type: ignore[arg-type]
     assert edge.controller.state.controller == "edge" and edge.controller.modules_running
-    assert edge.follower.retrying, "retried on the next change"
+    assert edge.follower.retrying, "retried in the background"
+    failure = edge.follower.failure.as_json()
+    assert failure is not None and failure["retries"] == 0, failure
+    assert "could not be applied" in failure["error"]

@@ -52,7 +52,7 @@ async def store(tmp_path: Path) -> AsyncIterator[RefusingStore]:
     await store.close()
 
 
-def watched(store: RefusingStore, master: Master, health: StoreHealth, **control: Any) -> Any:
+def watched(store: SqliteStore, master: Master, health: StoreHealth, **control: Any) -> Any:
     now = datetime.now(UTC)
     state = ControlState.unknown(now)
     state = replace(state, **{"controller": "edge", "epoch": 4, "online": True, **control})
@@ -180,3 +180,50 @@ async def test_the_later_write_of_a_record_wins_within_a_transaction(tmp_path: P
         assert (await store.get("state::a")).body == {"v": 2}
     finally:
         await store.close()
+
+
+class RecordingStore(CountingStore):
+    """Keeps the documents of every write transaction it took, refused ones included."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.written: list[list[tuple[str, str]]] = []
+
+    async def upsert_many(self, docs: Any) -> list[Document]:
+        self.written.append([(doc_type, doc_id) for doc_id, doc_type, _ in docs])
+        return await super().upsert_many(docs)
+
+
+@pytest.fixture
+async def recording(tmp_path: Path) -> AsyncIterator[RecordingStore]:
+    store = RecordingStore(tmp_path / "engine.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_each_decision_writes_its_state_and_its_event_in_one_transaction(
+    recording: RecordingStore,
+) -> None:
+    supervisor = watched(recording, Master(), StoreHealth())
+    await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
+    await supervisor.handle(LinkDown(datetime.now(UTC)))
+    for transaction in recording.written:
+        kinds = sorted(doc_type for doc_type, _ in transaction)
+        assert kinds == ["control_event", "control_state"], recording.written
+    assert len(recording.written) == 2
+    supervisor.close()
+
+
+async def test_a_decision_refused_before_it_is_carried_out_leaves_no_event_behind(
+    recording: RecordingStore,
+) -> None:
+    supervisor = watched(recording, Master(), StoreHealth())
+    recording.refusing = True
+    with pytest.raises(StoreRefused):
+        await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
+    recording.refusing = False
+    await supervisor.handle(LinkDown(datetime.now(UTC)))
+    kinds = [event["kind"] for event in await history(recording, EDGE, 10)]
+    assert kinds == ["disconnected"], "the refused takeover left no event of its own"
+    supervisor.close()

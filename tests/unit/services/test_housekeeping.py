@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.services.housekeeping import Housekeeping, Retention
+from app.services.tasks import BackgroundTasks
 from app.store.base import FeedCompacted
 from app.store.sqlite import SqliteStore
 from tests.support.stores import opened
@@ -36,6 +37,7 @@ def housekeeping(store: SqliteStore, clock: Clock, **options: object) -> Houseke
         RETENTION,
         interval_s=60,
         trim_events=True,
+        tasks=BackgroundTasks(),
         clock=clock,
         **options,  # type: ignore[arg-type]
     )
@@ -120,7 +122,12 @@ async def test_an_edge_role_does_not_trim_the_masters_history(store: SqliteStore
     for n in range(5):
         await event(store, "edge-1", now - timedelta(days=n * 100), n)
     job = Housekeeping(
-        store, RETENTION, interval_s=60, trim_events=False, clock=Clock(now.timestamp())
+        store,
+        RETENTION,
+        interval_s=60,
+        trim_events=False,
+        tasks=BackgroundTasks(),
+        clock=Clock(now.timestamp()),
     )
     assert await job.run_once() == (0, 0)
     assert (await store.find("control_event")).total == 5
