@@ -14,6 +14,8 @@ from app.node import Node
 from app.routers import (
     client_ws,
     control,
+    device_keys,
+    discovery,
     docs,
     driver_ops,
     drivers,
@@ -22,6 +24,7 @@ from app.routers import (
     link_ws,
     module_ops,
     modules,
+    panel,
     placeos,
     problems,
     routing,
@@ -86,10 +89,13 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         drivers,
         driver_ops,
         users,
+        device_keys,
     ):
         app.include_router(module.router, prefix="/api")
+    app.include_router(discovery.router)
     app.include_router(health.router)
     status.install(app, node)
+    panel.install(app, node)
     docs.install(app)
     app.include_router(client_ws.router)
     app.include_router(placeos.authority_router)
@@ -118,6 +124,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             ],
             max_age=600,
         )
+    if settings.is_edge:  # outside CORSMiddleware, which refuses other origins' preflights
+        app.add_middleware(panel.PanelCors, origins=panel.panel_origins(settings.master_url))
     # HEAD goes on as GET inside the node header and the metrics, which count it as HEAD.
     app.add_middleware(HeadAsGet)
     app.add_middleware(EngineHeaders, node_name=settings.node_name, metrics=node.metrics)

@@ -5,7 +5,8 @@ see is declared elsewhere in the code, and is added here from those declarations
 rather than from a list kept beside them:
 
 * every error is ``application/problem+json`` (:class:`app.models.Problem`), a 307 too;
-* a route that depends on the caller's token answers 401, on an admin 403;
+* a route that depends on the caller's token answers 401, and 403 to a room panel's
+  device key (any other room's, on a route about one room), on an admin 403;
 * a route that declares client routing (:class:`app.routers.routing.RoutedBy`), and on
   an edge every configuration write, answers 307 with ``Location``, 502, 503 with
   ``Retry-After`` and 504, takes ``Prefer: routing=…`` and says ``Preference-Applied``;
@@ -32,7 +33,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import BaseRoute
 
 from app.models import Problem
-from app.routers.deps import admin_user, current_user
+from app.routers.deps import admin_user, current_user, room_user
 from app.routers.middleware import BootGate
 from app.routers.problems import PROBLEM_JSON
 from app.routers.routing import routing_declaration, sent_to_master
@@ -127,7 +128,10 @@ REDIRECT = (
 #: Why each status may come, by what declares it.
 REASONS = {
     "booting": {503: "the server is booting (Retry-After)"},
-    "authenticated": {401: "no valid token (Authorization: Bearer, X-API-Key or access_token)"},
+    "authenticated": {
+        401: "no valid token (Authorization: Bearer, X-API-Key or access_token)",
+        403: "a room panel's device key, which reads and calls its own room only",
+    },
     "admin": {403: "the token's user may not do this"},
     "routed": {
         307: REDIRECT,
@@ -206,7 +210,7 @@ def _declarations(route: RouteContext, path: str, method: str) -> set[str]:
     found = {"any"}
     if path.startswith("/api/") and path not in BootGate.OPEN_PATHS:
         found.add("booting")
-    if current_user in calls:
+    if current_user in calls or room_user in calls:
         found.add("authenticated")
     if admin_user in calls:
         found.add("admin")

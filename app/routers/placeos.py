@@ -26,7 +26,7 @@ from app.models import PlaceSystem
 from app.openapi import header_refs
 from app.routers.conditional import cached_json
 from app.routers.crud import NOT_MODIFIED, next_link, problems
-from app.routers.deps import CatalogDep, CurrentUser, NodeDep
+from app.routers.deps import CatalogDep, CurrentUser, NodeDep, RoomUser
 from app.routers.module_ops import EXEC_PROBLEMS, TargetsDep, live_json
 from app.routers.routing import RoutedBy
 from app.runtime.handle import ModuleHandle
@@ -215,7 +215,7 @@ async def show_system(
     system_id: str,
     catalog: CatalogDep,
     targets: TargetsDep,
-    _user: CurrentUser,
+    _user: RoomUser,
     complete: Annotated[bool, Query(description="with module_data: the system's modules")] = False,
 ) -> Response:
     doc = await catalog.get(SYSTEM, system_id)

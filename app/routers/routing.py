@@ -39,8 +39,9 @@ from app.errors import (
     Unavailable,
 )
 from app.node import Node
-from app.routers.deps import CurrentUser, NodeDep, PlacementDep, presented_token
+from app.routers.deps import NodeDep, PlacementDep, RoomUser, presented_token
 from app.routers.problems import error_response, unexpected_error_response
+from app.services.auth import require_room
 from app.services.routing import (
     Local,
     Placement,
@@ -104,7 +105,7 @@ class RoutedBy:
         self.param = param
         self.prefer = prefer
 
-    async def __call__(self, request: Request, node: NodeDep, _user: CurrentUser) -> None:
+    async def __call__(self, request: Request, node: NodeDep, _user: RoomUser) -> None:
         target = await self.placement(node, request.path_params)
         await route(node, request, target, self.default(node))
 
@@ -376,7 +377,8 @@ class ForwardRouted:
         node = self._node
         request = Request(scope, receive)
         try:
-            await node.auth.authenticate(await presented_token(request))
+            principal = await node.auth.authenticate(await presented_token(request))
+            require_room(principal, path_params.get("system_id"))
             target = await declaration.placement(node, path_params)
         except Exception:  # refused, or the store failed: FastAPI asks again and answers
             return None

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.routers.crud import NOT_MODIFIED, problems
-from app.routers.deps import AdminUser, CurrentUser, NodeDep
+from app.routers.deps import AdminUser, NodeDep, RoomUser
 from app.routers.module_ops import (
     ACTS_ON_SYSTEM,
     EXEC_PROBLEMS,
@@ -73,7 +73,7 @@ async def stop_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Respo
     responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def system_state(
-    request: Request, system_id: str, targets: TargetsDep, _user: CurrentUser
+    request: Request, system_id: str, targets: TargetsDep, _user: RoomUser
 ) -> Response:
     await targets.ensure_known_system(system_id)
     return live_json(request, targets.systems.state(system_id))
@@ -90,7 +90,7 @@ async def system_funcs(
     request: Request,
     system_id: str,
     targets: TargetsDep,
-    _user: CurrentUser,
+    _user: RoomUser,
     module: Annotated[str, Query(min_length=1, description="the module's name (Display)")],
     index: Annotated[int, Query(ge=1, description="1-based among modules of that name")] = 1,
 ) -> Response:
@@ -106,7 +106,7 @@ async def system_funcs(
     responses=EXEC_PROBLEMS,
 )
 async def exec_system(
-    system_id: str, body: SystemExecBody, targets: TargetsDep, _user: CurrentUser
+    system_id: str, body: SystemExecBody, targets: TargetsDep, _user: RoomUser
 ) -> ExecResult:
     handle = await targets.system_module(system_id, body.module, body.index)
     return ExecResult(result=await handle.exec(body.method, body.args, body.kwargs))

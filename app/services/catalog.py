@@ -252,8 +252,10 @@ class Catalog:
             for owned in (secret_id(doc_id), control_id(doc_id)):
                 with suppress(DocumentNotFound):
                     await self._store.delete(owned)
-        elif kind is USER:
-            tokens = await self._store.find("token", where={"user_id": doc_id})
+        elif kind is USER or kind is SYSTEM:
+            # A user's tokens, or a system's device keys (README: Room panels).
+            owner = "user_id" if kind is USER else "system_id"
+            tokens = await self._store.find("token", where={owner: doc_id})
             for token in tokens.items:
                 with suppress(DocumentNotFound):
                     await self._store.delete(token.id)
