@@ -18,6 +18,7 @@ from app.routers.conditional import cached_json
 from app.routers.crud import NOT_MODIFIED, problems
 from app.routers.deps import AdminUser, CurrentUser, NodeDep
 from app.routers.routing import BY_MODULE
+from app.runtime.reports import ModuleDescription
 from app.services.resolve import RuntimeTargets
 
 #: Status changes all the time: a cache may keep it only to revalidate (304).
@@ -111,7 +112,7 @@ router = APIRouter(prefix="/modules", tags=["modules"], dependencies=[BY_MODULE]
     responses=problems(401, 403, 404, 409, 500),
     dependencies=[ACTS_ON_MODULE],
 )
-async def start_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict[str, Any]:
+async def start_module(module_id: str, node: NodeDep, _admin: AdminUser) -> ModuleDescription:
     return await node.operations.start_module(module_id)
 
 
@@ -123,7 +124,7 @@ async def start_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict
     responses=problems(401, 403, 404, 409),
     dependencies=[ACTS_ON_MODULE],
 )
-async def stop_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict[str, Any]:
+async def stop_module(module_id: str, node: NodeDep, _admin: AdminUser) -> ModuleDescription:
     return await node.operations.stop_module(module_id)
 
 
