@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.demo import RunningDemo, running_demo
 from tests.support.engine import ROOT
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,15 @@ async def test_the_demo_serves_a_call_restarts_the_edge_and_stops_cleanly(
     new_edge_pid = int((await demo.read_until(r"the edge is up again \(pid (\d+)\)")).group(1))
     assert new_edge_pid != edge_pid
 
-    # The master killed: the demo goes on, and so does the room, at the edge.
+    # The master killed: the demo goes on, and so does the room, at the edge (once the
+    # edge started again runs its room: "up again" means ready, not yet negotiated).
+    async with httpx.AsyncClient(headers=auth, timeout=10) as http:
+
+        async def edge_in_control() -> bool:
+            control = (await http.get(f"{names['API']}/edges/{names['EDGE']}/control")).json()
+            return bool(control["controller"] == "edge" and control["online"])
+
+        await wait_until(edge_in_control, timeout=30, message="the edge back in control")
     os.kill(master_pid, signal.SIGKILL)
     await demo.read_until(r"the master stopped \(killed by SIGKILL\); the edge goes on running")
     async with httpx.AsyncClient(headers=auth, timeout=10) as http:
