@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     control_events_max_age_s: float = Field(default=90 * 24 * 3600.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
     witness_timeout_s: float = Field(default=2.0, gt=0)
+    status_keepalive_s: float = Field(default=3.0, gt=0)
     #: The active master's lease in etcd (whole seconds, as etcd grants them).
     master_lease_s: int = Field(default=10, ge=2)
     link_url: str | None = None

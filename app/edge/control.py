@@ -17,6 +17,7 @@ from app.errors import ControlledElsewhere, NotFound
 from app.runtime.reports import RepositoryOutcome
 from app.services.control import describe, persisted_state
 from app.services.operations import Operations
+from app.services.secrets import Rotation
 from app.services.witness import answer
 from app.settings import Settings
 from app.store.base import Document, Store
@@ -53,7 +54,9 @@ class EdgeControl:
     async def describe(self, edge: Document) -> dict[str, Any]:
         state = await persisted_state(self._store, edge.id)
         own = edge.id == self._edge_id
-        report = self._witness.report
+        # The master's witness is asked while the link is down; once it is up, what it
+        # said is history.
+        report = None if self._current.connected else self._witness.report
         failure = self._failure
         return describe(
             edge,
@@ -76,7 +79,7 @@ class EdgeControl:
             "controls": self._controller.modules_running,
         }
 
-    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
+    async def rotate_secret(self, edge: Document, grace_s: float) -> Rotation:
         path = f"/api/edges/{edge.id}/secret"
         raise self._to_master(f"rotating the secret of edge {edge.id!r}", path)
 

@@ -47,6 +47,10 @@ class WitnessAsker:
                 if (url := self._edges.api_url(edge_id))
                 and supervisor.state.control.failover_deadline is not None
             ]
+            # What a witness said is history once no failover waits on it: an edge back,
+            # restored or taken over is not "cannot be reached, asked a minute ago".
+            for edge_id in self.reports.keys() - {edge_id for edge_id, _ in waiting}:
+                self.forget(edge_id)
             if waiting:
                 await asyncio.gather(*(self._ask(e, u) for e, u in waiting))
 
