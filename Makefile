@@ -2,21 +2,31 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+HASH := $(shell cksum pyproject.toml | cut -d' ' -f1)
+## Everything: the engine, the tests' and the benchmarks' extras (make test, make bench).
+STAMP := $(VENV)/.installed-$(HASH)
+## The engine alone: what the demo needs and nothing else (make run).
+RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 SOURCES := app tests bench
 
 .PHONY: install run test test-couchbase test-deps lint typecheck openapi bench clean
+
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	rm -f $(VENV)/.installed-run-* && touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,bench]'
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	rm -f $(VENV)/.installed-* && touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
 ## Run the demo: a master, an edge and simulated devices on loopback, until Ctrl-C.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) -m app demo
 
 ## Every check and test: lint, format, types, OpenAPI drift, the test suite. The store's

@@ -15,7 +15,7 @@ routers → services → I/O; nothing imports back up):
   engine outside themselves.
 - ``link/``, ``runtime/``: errors only.
 - ``models`` (control only), ``errors``, ``settings``, ``metrics``, ``urls``,
-  ``logging_filters``: leaves the others build on.
+  ``logging_filters``, ``version``: leaves the others build on.
 - ``drivers/``: the bundled driver repository, package data seeded into
   ``ENGINE_DRIVERS_PATH`` (no package: drivers import ``app.runtime`` and
   ``app.errors``, like any integrator's).

@@ -33,18 +33,29 @@ def _lazy(module: str, function: str) -> Handler:
     return handler
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+#: ``serve --log-level`` choices: uvicorn's levels.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
-    from app.main import create_app
-    from app.settings import load_settings
+
+def _serve(args: argparse.Namespace) -> int:
+    from app.preflight import Unfit, check_server, load_settings
 
     overrides: dict[str, object] = {}
     if args.host:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
-    settings = load_settings(**overrides)
+    try:
+        settings = load_settings(**overrides)
+        check_server(settings)
+    except Unfit as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from app.main import create_app
+
     app = create_app(settings)
     # Every store operation hands a statement to the embedded store's thread and waits
     # for its answer; while the event loop is busy (a thousand edges linking at once)
@@ -98,6 +109,34 @@ def program_name(argv0: str) -> str:
     return "python -m app" if name in ("__main__.py", "") else name
 
 
+def _version_text() -> str:
+    from app.version import version
+
+    return f"engine {version()}"
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def _grace(text: str) -> float:
+    """Zero or more seconds (``--grace``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
@@ -107,7 +146,9 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--host", help="interface to listen on (ENGINE_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (ENGINE_PORT)")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, help="how much to log (info)"
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
 
@@ -120,7 +161,8 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "embedded store, serve simulated devices, seed an edge location whose room runs on "
         "the edge and a room on the master, and print commands to paste. Follow who "
         "controls the edge's devices while the edge is killed, started again (kill -USR1 "
-        "to the demo) and restored, until Ctrl-C stops everything.",
+        "to the demo) and restored; kill the master and the edge runs the room on its own "
+        "(kill -USR1 starts the master again), until Ctrl-C stops everything.",
     )
     demo.add_argument(
         "--data-dir",
@@ -157,6 +199,14 @@ def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON"
     )
+    common.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="seconds to wait for the server's answer (5; 20 for restore, takeover and "
+        "rotate-secret)",
+    )
     ctl = commands.add_parser(
         "ctl",
         parents=[common],
@@ -166,6 +216,7 @@ def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         f"ENGINE_URL (default {DEFAULT_URL}) or --url, the token from ENGINE_TOKEN or "
         "--token. Errors are one line on stderr and a non-zero exit status.",
     )
+    ctl.add_argument("--version", action="version", version=_version_text())
     ctl.set_defaults(func=_lazy("app.ctl", "run"))
     ctl_commands = ctl.add_subparsers(dest="ctl_command", required=True, metavar="COMMAND")
     ctl_commands.add_parser(
@@ -178,23 +229,29 @@ def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     events.add_argument("edge", metavar="EDGE", help="the edge location's id")
     events.add_argument("--limit", type=int, default=20, help="how many (20)")
+    # Changes are confirmed on the terminal first; --yes confirms them in a script.
+    confirm = argparse.ArgumentParser(add_help=False)
+    confirm.add_argument(
+        "--yes", "-y", action="store_true", help="do it without asking for a confirmation"
+    )
     for name, text in (
         ("restore", "hand control back to the connected edge now"),
         ("takeover", "the master takes control of the location now"),
     ):
-        command = ctl_commands.add_parser(name, parents=[common], help=text)
+        command = ctl_commands.add_parser(name, parents=[common, confirm], help=text)
         command.add_argument("edge", metavar="EDGE", help="the edge location's id")
     rotate = ctl_commands.add_parser(
         "rotate-secret",
-        parents=[common],
+        parents=[common, confirm],
         help="issue a new shared secret for an edge (printed once)",
     )
     rotate.add_argument("edge", metavar="EDGE", help="the edge location's id")
     rotate.add_argument(
         "--grace",
-        type=float,
+        type=_grace,
         metavar="S",
-        help="seconds the previous secret stays valid at most (server default: one day)",
+        help="seconds the secrets valid now stay valid at most (server default: one day); "
+        "0 revokes them now",
     )
     panel_key = ctl_commands.add_parser(
         "panel-key",
@@ -228,6 +285,7 @@ def build_parser(argv: list[str] | None = None, prog: str | None = None) -> argp
         description="Engine HA: a building-automation control engine with master/edge "
         "high availability.",
     )
+    parser.add_argument("--version", action="version", version=_version_text())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(commands)
     _add_demo(commands)

@@ -6,6 +6,8 @@ devices from its own event loop, seeds an edge location whose room runs on the e
 plus a room on the master, and prints copy-paste commands. It then follows who
 controls the edge's devices while the edge is killed, started again (``kill -USR1``
 to the demo) and restored, until SIGINT or SIGTERM stops every process it started.
+The demo outlives its master too: killed, the edge goes on running the room on its
+own (the demo says so), and ``kill -USR1`` starts the master again.
 
 The simulators (:mod:`app.sim`) and the bundled drivers ship with the package, so
 the demo runs from an installed package as from a checkout.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -31,6 +34,7 @@ from typing import Any
 import httpx
 
 from app.node_process import HOST, READY_TIMEOUT_S, NodeProcess, NodeProcessError, free_port
+from app.preflight import Unfit, check_directory, check_listen
 from app.sim.line_device import LineDevice
 from app.sim.modbus_device import ModbusDevice
 
@@ -96,6 +100,10 @@ class DemoConfig:
     @property
     def edge_pid_file(self) -> Path:
         return self.data_dir / "edge.pid"
+
+    @property
+    def master_pid_file(self) -> Path:
+        return self.data_dir / "master.pid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +213,7 @@ def instructions(config: DemoConfig, seeded: Seeded, *, master_pid: int, edge_pi
         "EDGE": seeded.edge_id,
         "ROOM": seeded.edge_system_id,
         "LOBBY": seeded.master_system_id,
+        "EDGE_URL": config.edge_url,
         "DEMO": str(config.data_dir.resolve()),
         # For `engine ctl`: the server and the token it operates with.
         "ENGINE_URL": config.master_url,
@@ -239,6 +248,12 @@ kill -9 $(cat $DEMO/edge.pid)
 kill -USR1 $(cat $DEMO/demo.pid)
 # Hand control back to the edge once it is online again
 {ctl} ctl restore $EDGE
+# Kill the master: the edge runs the room on its own; ask the edge directly
+kill -9 $(cat $DEMO/master.pid)
+curl -s "${{H[@]}}" $EDGE_URL/api/systems/$ROOM/exec -d '{call}'
+{ctl} ctl --url $EDGE_URL status
+# Start the master again (kill -USR1 starts whatever was stopped)
+kill -USR1 $(cat $DEMO/demo.pid)
 
 Control changes of edge {seeded.edge_id} are shown below. Ctrl-C stops everything.
 """
@@ -255,6 +270,15 @@ def control_line(previous: Mapping[str, Any] | None, current: Mapping[str, Any])
         line += ", failover active"
     reason = current.get("reason")
     return f"{line}: {reason}" if reason else line
+
+
+def link_line(link: Mapping[str, Any]) -> str:
+    """What the demo says when the edge's link to the master goes down or comes back."""
+    if link.get("connected"):
+        return "edge: linked to the master again"
+    error = link.get("error")
+    why = f" ({error})" if error else ""
+    return f"edge: its link to the master is down{why}; it runs the room on its own"
 
 
 def exit_description(returncode: int) -> str:
@@ -290,7 +314,11 @@ class Devices:
 
 
 class Demo:
-    """Runs everything until a stop signal, then stops what it started, edge first."""
+    """Runs everything until a stop signal, then stops what it started, edge first.
+
+    The edge and the master may each die meanwhile (killed by the newcomer following
+    the walkthrough); the demo says so and starts again whatever is stopped on SIGUSR1.
+    """
 
     def __init__(self, config: DemoConfig) -> None:
         self.config = config
@@ -323,8 +351,7 @@ class Demo:
         config = self.config
         claim_data_dir(config)
         ports = await self.devices.start()
-        await self.master.start()
-        await self.master.wait_ready(self._http)
+        await self._start_master()
         api = httpx.AsyncClient(base_url=self.master.url, headers=self._http.headers, timeout=10.0)
         async with api:
             seeded = await Seeder(api).seed(config.edge_url, config.failover_timeout, ports)
@@ -334,6 +361,11 @@ class Demo:
             instructions(config, seeded, master_pid=self.master.pid, edge_pid=edge.pid), flush=True
         )
         return seeded
+
+    async def _start_master(self) -> None:
+        await self.master.start()
+        self.config.master_pid_file.write_text(f"{self.master.pid}\n")
+        await self.master.wait_ready(self._http)
 
     async def _start_edge(self, seeded: Seeded) -> NodeProcess:
         edge = NodeProcess(
@@ -374,47 +406,68 @@ class Demo:
     async def _supervise(self, seeded: Seeded) -> int:
         """Follow control changes and the processes until asked to stop."""
         watcher = asyncio.create_task(self._watch_control(seeded.edge_id))
-        master_exit = asyncio.create_task(self.master.wait())
+        link_watcher = asyncio.create_task(self._watch_edge_link())
         try:
             while True:
                 stop = asyncio.create_task(self._stop.wait())
                 restart = asyncio.create_task(self._restart.wait())
-                edge = self.edge if self.edge is not None and self.edge.running else None
-                edge_exit = asyncio.create_task(edge.wait()) if edge is not None else None
-                waiters = {stop, restart, master_exit, *([edge_exit] if edge_exit else [])}
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in (stop, restart, edge_exit):
-                    if waiter is not None:
-                        waiter.cancel()
+                exits = {
+                    name: asyncio.create_task(process.wait())
+                    for name, process in (("master", self.master), ("edge", self.edge))
+                    if process is not None and process.running
+                }
+                await asyncio.wait(
+                    {stop, restart, *exits.values()}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in (stop, restart, *exits.values()):
+                    waiter.cancel()
                 if self._stop.is_set():
                     return 0
-                if master_exit.done():
-                    say(f"the master stopped ({exit_description(master_exit.result())})")
-                    return 1
-                if edge_exit is not None and edge_exit.done() and not edge_exit.cancelled():
-                    self._edge_exited(edge_exit.result())
+                for name, exited in exits.items():
+                    if exited.done() and not exited.cancelled():
+                        self._exited(name, exited.result())
                 if self._restart.is_set():
                     self._restart.clear()
-                    await self._restart_edge(seeded)
+                    await self._start_stopped(seeded)
         finally:
             watcher.cancel()
-            master_exit.cancel()
+            link_watcher.cancel()
 
-    def _edge_exited(self, returncode: int) -> None:
-        if self.edge is not None:
-            remove_pid_file(self.config.edge_pid_file, self.edge.pid)
+    def _exited(self, name: str, returncode: int) -> None:
+        if name == "edge":
+            if self.edge is not None:
+                remove_pid_file(self.config.edge_pid_file, self.edge.pid)
+            say(
+                f"the edge stopped ({exit_description(returncode)}); "
+                f"`kill -USR1 {os.getpid()}` starts it again"
+            )
+            return
+        remove_pid_file(self.config.master_pid_file, self.master.pid)
+        edge = self.edge is not None and self.edge.running
         say(
-            f"the edge stopped ({exit_description(returncode)}); "
-            f"`kill -USR1 {os.getpid()}` starts it again"
+            f"the master stopped ({exit_description(returncode)}); "
+            + (
+                f"the edge goes on running the room on its own at {self.config.edge_url}; "
+                if edge
+                else ""
+            )
+            + f"`kill -USR1 {os.getpid()}` starts the master again"
         )
 
-    async def _restart_edge(self, seeded: Seeded) -> None:
-        if self.edge is not None and self.edge.running:
-            say(f"the edge is running already (pid {self.edge.pid})")
+    async def _start_stopped(self, seeded: Seeded) -> None:
+        """Start again whatever is stopped: the master first, then the edge."""
+        edge_running = self.edge is not None and self.edge.running
+        if self.master.running and edge_running:
+            say("the master and the edge are running already")
             return
-        say("starting the edge again")
-        edge = await self._start_edge(seeded)
-        say(f"the edge is up again (pid {edge.pid})")
+        if not self.master.running:
+            say("starting the master again")
+            await self._start_master()
+            say(f"the master is up again (pid {self.master.pid})")
+        if not edge_running:
+            say("starting the edge again")
+            edge = await self._start_edge(seeded)
+            say(f"the edge is up again (pid {edge.pid})")
 
     async def _watch_control(self, edge_id: str) -> None:
         previous: dict[str, Any] | None = None
@@ -426,6 +479,29 @@ class Demo:
                     say(line)
                 previous = control
             await asyncio.sleep(WATCH_INTERVAL_S)
+
+    async def _watch_edge_link(self) -> None:
+        """Say when the edge loses its link to the master, and when it has it back."""
+        previous: bool | None = None
+        while True:
+            link = await self._edge_link()
+            if link is not None and link.get("connected") != previous:
+                if previous is not None or not link.get("connected"):
+                    say(link_line(link))
+                previous = bool(link.get("connected"))
+            await asyncio.sleep(WATCH_INTERVAL_S)
+
+    async def _edge_link(self) -> dict[str, Any] | None:
+        if self.edge is None or not self.edge.running:
+            return None
+        try:
+            response = await self._http.get(f"{self.edge.url}/api/ready")
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        link: dict[str, Any] = response.json().get("link") or {}
+        return link
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -442,6 +518,8 @@ class Demo:
         await self._http.aclose()
         if self.edge is not None:
             remove_pid_file(self.config.edge_pid_file, self.edge.pid)
+        with contextlib.suppress(RuntimeError):  # never started: no pid file
+            remove_pid_file(self.config.master_pid_file, self.master.pid)
         # A demo refused because another one uses the directory leaves its files alone.
         remove_pid_file(self.config.demo_pid_file, os.getpid())
         say("demo stopped")
@@ -454,8 +532,9 @@ def claim_data_dir(config: DemoConfig) -> None:
         raise DemoError(f"a demo (pid {other}) is already using {config.data_dir}")
     for leftover in (config.data_dir / "master", config.data_dir / "edge"):
         shutil.rmtree(leftover, ignore_errors=True)
-    # Left by a demo that was killed: its pid may belong to another process by now.
+    # Left by a demo that was killed: their pids may belong to other processes by now.
     config.edge_pid_file.unlink(missing_ok=True)
+    config.master_pid_file.unlink(missing_ok=True)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.demo_pid_file.write_text(f"{os.getpid()}\n")
 
@@ -487,8 +566,16 @@ def say(line: str) -> None:
 
 
 def config_from(args: argparse.Namespace) -> DemoConfig:
+    """The demo's configuration; raises DemoError naming a bad option, a busy port or a
+    data directory it cannot create, before anything starts."""
     if args.failover_timeout <= 0:
         raise DemoError("--failover-timeout must be above 0")
+    try:
+        check_directory(args.data_dir, what="--data-dir")
+        for port, option in ((args.master_port, "--master-port"), (args.edge_port, "--edge-port")):
+            check_listen(HOST, port, how=f"choose another with {option} (0: any free port)")
+    except Unfit as exc:
+        raise DemoError(str(exc)) from None
     return DemoConfig(
         data_dir=args.data_dir,
         master_port=args.master_port or free_port(),

@@ -34,7 +34,7 @@ from app.routers import (
     users,
 )
 from app.routers.limits import RequestLimits
-from app.routers.middleware import BootGate, EngineHeaders
+from app.routers.middleware import BootGate, EngineHeaders, HeadAsGet
 from app.routers.routing import EDGE_CONFIGURATION_WRITES
 from app.settings import Settings, load_settings
 
@@ -126,6 +126,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         )
     if settings.is_edge:  # outside CORSMiddleware, which refuses other origins' preflights
         app.add_middleware(panel.PanelCors, origins=panel.panel_origins(settings.master_url))
+    # HEAD goes on as GET inside the node header and the metrics, which count it as HEAD.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(EngineHeaders, node_name=settings.node_name, metrics=node.metrics)
     return app
 

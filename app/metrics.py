@@ -1,8 +1,121 @@
-"""Prometheus metrics, one registry per application instance."""
+"""Prometheus metrics, one registry per application instance.
+
+The shipped alert rules (``deploy/prometheus/rules.yml``) and Grafana dashboard
+(``deploy/grafana/dashboard.json``) use these names; the tests check both against what
+a running server exports.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from app.version import version
+
+#: The controllers a location can have (``engine_location_controller``'s label values).
+CONTROLLERS = ("edge", "master", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class LocationFacts:
+    """One location as this server knows it, for the per-location metrics.
+
+    The master knows every decision; an edge only whether it runs its own devices, so
+    the fields it cannot know are None and left out.
+    """
+
+    edge_id: str
+    controlled_here: bool
+    controller: str | None = None
+    online: bool | None = None
+    epoch: int | None = None
+    failover_pending: bool | None = None
+    failover: bool | None = None
+    decided_at: datetime | None = None
+
+
+class LocationCollector(Collector):
+    """The per-location gauges, read from ``source`` at every scrape."""
+
+    def __init__(self, source: Callable[[], Iterable[LocationFacts]]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        here, controller, online, epoch, pending, age, failover = families
+        now = time.time()
+        for facts in self._source():
+            labels = [facts.edge_id]
+            here.add_metric(labels, 1 if facts.controlled_here else 0)
+            if facts.controller is not None:
+                for name in CONTROLLERS:
+                    controller.add_metric([facts.edge_id, name], facts.controller == name)
+            if facts.online is not None:
+                online.add_metric(labels, facts.online)
+            if facts.epoch is not None:
+                epoch.add_metric(labels, facts.epoch)
+            if facts.failover_pending is not None:
+                pending.add_metric(labels, facts.failover_pending)
+            if facts.failover is not None:
+                failover.add_metric(labels, facts.failover)
+            if facts.decided_at is not None:
+                age.add_metric(labels, max(0.0, now - facts.decided_at.timestamp()))
+        return families
+
+    @staticmethod
+    def _families() -> list[GaugeMetricFamily]:
+        one = ["edge_id"]
+        return [
+            GaugeMetricFamily(
+                "engine_location_controlled_here",
+                "1 while this server runs the location's modules (two servers at 1: a split)",
+                labels=one,
+            ),
+            GaugeMetricFamily(
+                "engine_location_controller",
+                "master: who controls the location (1 for the current controller)",
+                labels=["edge_id", "controller"],
+            ),
+            GaugeMetricFamily(
+                "engine_location_online", "master: 1 while the edge's link is up", labels=one
+            ),
+            GaugeMetricFamily(
+                "engine_location_epoch", "master: the location's control epoch", labels=one
+            ),
+            GaugeMetricFamily(
+                "engine_location_failover_pending",
+                "master: 1 while the master waits to take the location over",
+                labels=one,
+            ),
+            GaugeMetricFamily(
+                "engine_location_seconds_since_decision",
+                "master: seconds since the last decision about the location",
+                labels=one,
+            ),
+            GaugeMetricFamily(
+                "engine_location_failover_enabled",
+                "master: 1 while the master takes the location over when its edge fails "
+                "(its failover setting, as the master applies it now)",
+                labels=one,
+            ),
+        ]
+
+
+def handover_reason(kind: str, by: str | None) -> str:
+    """The ``reason`` label of ``engine_handovers_total`` for a decision of ``kind``."""
+    if kind == "restore":
+        return "restore_operator" if by else "restore_window"
+    return {"connected": "edge_connected"}.get(kind, kind)
 
 
 class Metrics:
@@ -86,6 +199,26 @@ class Metrics:
             ["certificate"],
             registry=self.registry,
         )
+        self.handovers = Counter(
+            "engine_handovers",
+            "master: changes of a location's controller, by whom they went to and why "
+            "(failover, takeover, resume, restore_window, restore_operator, edge_connected, "
+            "unconfirmed)",
+            ["edge_id", "to", "reason"],
+            registry=self.registry,
+        )
+        self.link_refusals = Counter(
+            "engine_link_refusals",
+            "master: control-link handshakes refused (edge_id: a known edge, else unknown)",
+            ["edge_id"],
+            registry=self.registry,
+        )
+        self.master_link_up = Gauge(
+            "engine_master_link_up",
+            "edge: 1 while its control link to the master is up",
+            registry=self.registry,
+        )
+        self.build = Info("engine_build", "what this server runs", registry=self.registry)
         self.tasks_dead = Gauge(
             "engine_tasks_dead",
             "background tasks that died (each makes /api/ready answer 503)",
@@ -106,6 +239,14 @@ class Metrics:
             "edge: corrupt replicas set aside at boot to be rebuilt from the master",
             registry=self.registry,
         )
+
+    def describe_build(self, role: str) -> None:
+        """Fill ``engine_build_info``: the version, Python and this server's role."""
+        self.build.info({"version": version(), "python": platform.python_version(), "role": role})
+
+    def watch_locations(self, source: Callable[[], Iterable[LocationFacts]]) -> None:
+        """Export the per-location gauges, read from ``source`` at every scrape."""
+        self.registry.register(LocationCollector(source))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

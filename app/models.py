@@ -109,9 +109,27 @@ class EdgeCreated(EdgeControl):
     secret: str = Field(description="the shared secret: shown once, store it now")
 
 
+class ValidSecret(BaseModel):
+    """One secret that authenticates the edge now, named by fingerprint, never shown."""
+
+    fingerprint: str = Field(
+        description="the first 12 hex digits of the secret's SHA-256: "
+        '`printf %s "$ENGINE_EDGE_SECRET" | sha256sum | cut -c1-12`'
+    )
+    current: bool = Field(description="the newest secret, valid until the next rotation")
+    until: datetime | None = Field(
+        description="when it stops being valid at the latest (it ends sooner once the edge "
+        "authenticates with a newer one); null for the current secret"
+    )
+    in_use: bool = Field(description="the secret the edge's live link authenticated with")
+
+
 class EdgeSecret(BaseModel):
     id: str
     secret: str
+    valid: list[ValidSecret] = Field(
+        default=[], description="every secret that authenticates the edge now, newest first"
+    )
 
 
 # --- ControlSystem -----------------------------------------------------------------
@@ -521,12 +539,42 @@ class StatusLocation(Answer):
     can_operate: bool = Field(description="whether the viewer may restore or take over")
 
 
+class MasterLink(Answer):
+    """An edge's link to the master, in one word, with why and since when."""
+
+    state: Literal["up", "closed", "refused", "tls", "unreachable"] = Field(
+        description="up, or why not: unreachable (nothing answers), refused (the master "
+        "answers and refuses this edge), tls (the master answers, TLS fails), closed (the "
+        "link closed; whether the master lives is not known yet)"
+    )
+    master_alive: bool | None = Field(
+        default=None, description="whether the latest failure proved the master answers"
+    )
+    since: datetime | None = Field(
+        default=None, description="since when the link is in this state, when the link says"
+    )
+    error: str | None = Field(default=None, description="the link's last error while not up")
+    error_at: datetime | None = None
+    master_url: str | None = None
+
+
 class StatusSnapshot(Answer):
     """Every location this server shows (``GET /api/status``, the status stream)."""
 
     node: str
     role: Literal["master", "edge"]
     server_time: datetime
+    keepalive_s: float = Field(
+        description="the stream is never silent for longer (ENGINE_STATUS_KEEPALIVE_S): a "
+        "client that hears nothing for longer knows the server stopped answering"
+    )
+    health: dict[str, Any] = Field(
+        description="this server's part of /api/ready: `store` and `decisions_unrecorded` "
+        "on the master, `link` and `controls` on an edge"
+    )
+    master_link: MasterLink | None = Field(
+        default=None, description="on an edge: its link to the master; null on the master"
+    )
     user: Viewer
     operations_here: bool = Field(description="restore and takeover are served here")
     master_systems: list[str] = Field(description="the names of the master's own systems")

@@ -84,6 +84,7 @@ class Services:
         self.settings = settings
         self.store = store or open_store(settings.database_url, replica=settings.is_edge)
         self.metrics = Metrics()
+        self.metrics.describe_build("edge" if settings.is_edge else "master")
         self.boot = BootState()
         #: Every long-lived task of the role: one that dies makes ``/api/ready`` fail.
         self.tasks = BackgroundTasks(on_death=self.metrics.tasks_dead.set)

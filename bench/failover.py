@@ -28,6 +28,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,15 @@ async def measure(workdir: Path, *, timeouts: Sequence[float], repeats: int) -> 
                         "port": device.port,
                         "settings": QUICK_RECONNECT,
                     },
-                    edge={"timeout": timeout},
+                    # Failover once the edge runs: a new location is awaited from its
+                    # creation, and these timeouts are shorter than an edge's start.
+                    edge={"timeout": timeout, "failover": False},
                 )
                 edge = await started(edge_process(workdir / f"edge-{timeout:g}", room, master.url))
+                await wait_for(
+                    partial(_online, api, room.edge_id), timeout=30, message="the edge online"
+                )
+                await api.patch(f"/api/edges/{room.edge_id}", {"failover": True})
                 try:
                     for _ in range(repeats):
                         run = await failover_once(api, room, edge, DeviceWatch(device))

@@ -124,6 +124,12 @@ class BootWaitOver(_Event):
 
 
 @dataclass(frozen=True)
+class LocationCreated(_Event):
+    """A location was created while the master runs: it awaits its edge from now on, as
+    the boot awaits every edge, so an edge that never connects counts as one that failed."""
+
+
+@dataclass(frozen=True)
 class ConfigChanged(_Event):
     """The edge's configuration changed; it applies at once."""
 
@@ -142,6 +148,7 @@ Event = (
     | TakeoverRequested
     | ControlUnconfirmed
     | BootWaitOver
+    | LocationCreated
     | ConfigChanged
     | DuplicateRefused
 )
@@ -187,6 +194,7 @@ class SendControl:
 
 
 EventKind = Literal[
+    "created",
     "connected",
     "disconnected",
     "failover",
@@ -277,6 +285,8 @@ def step(state: SupervisorState, event: Event) -> Transition:
             return _on_control_unconfirmed(state, event)
         case BootWaitOver():
             return _on_boot_wait_over(state, event.now)
+        case LocationCreated():
+            return _on_location_created(state, event.now)
         case ConfigChanged():
             return _on_config_changed(state, event)
         case DuplicateRefused():
@@ -411,6 +421,15 @@ def _on_boot_wait_over(state: SupervisorState, now: datetime) -> Transition:
     return _await_edge(state, offline, now, "edge did not connect while the master booted")
 
 
+def _on_location_created(state: SupervisorState, now: datetime) -> Transition:
+    control = state.control
+    if control.online or control.offline_since is not None or control.controller != "none":
+        return _unchanged(state)  # its edge connected first, or it is not new after all
+    offline = replace(control, offline_since=now)
+    what = "the location was created and its edge has not connected yet"
+    return _await_edge(state, offline, now, what, kind="created")
+
+
 def _on_failover_timer(state: SupervisorState, now: datetime) -> Transition:
     deadline = state.control.failover_deadline
     if deadline is None or now < deadline:
@@ -493,8 +512,7 @@ def _on_config_changed(state: SupervisorState, event: ConfigChanged) -> Transiti
             control,
             failover_deadline=None,
             since=now,
-            reason="failover was turned off: the master will not take over; the devices "
-            "stay with the edge until it reconnects",
+            reason=f"failover was turned off: the master will not take over; {_stays(control)}",
         )
         return _decided(updated, cancelled, "config", CancelFailoverTimer())
     deadline = control.offline_since + timedelta(seconds=policy.timeout)
@@ -524,12 +542,7 @@ def _await_edge(
 ) -> Transition:
     """An edge the master does not control is away: start the failover timer, or say why not."""
     if not state.policy.failover:
-        stays = replace(
-            offline,
-            since=now,
-            reason=f"{what} and failover is off: its devices stay with the edge until it "
-            "reconnects",
-        )
+        stays = replace(offline, since=now, reason=f"{what} and failover is off: {_stays(offline)}")
         return _decided(state, stays, kind)
     deadline = now + timedelta(seconds=state.policy.timeout)
     pending = replace(
@@ -606,6 +619,16 @@ def _decided(
 
 def _unchanged(state: SupervisorState) -> Transition:
     return Transition(state, ())
+
+
+def _stays(control: ControlState) -> str:
+    """Where an away edge's devices are while nobody takes them over."""
+    if control.controller == "none":
+        return (
+            "nobody runs its devices until its edge connects or the master takes it over "
+            "(POST /api/edges/{id}/takeover, `engine ctl takeover`)"
+        )
+    return "its devices stay with the edge until it reconnects"
 
 
 def _takeover_notice(deadline: datetime) -> str:

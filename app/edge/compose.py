@@ -20,6 +20,7 @@ from app.edge.uplink import CurrentLink, Uplink
 from app.edge.watcher import ConfigurationWatcher
 from app.edge.witness import MasterWitness
 from app.link import CloseCode
+from app.metrics import LocationFacts
 from app.node import Node, Services
 from app.services.modules import Locations, ModuleService
 from app.services.operations import NoForwarding, Operations, no_fanout
@@ -51,6 +52,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         forward=NoForwarding(),
     )
     current = CurrentLink()
+    metrics.master_link_up.set_function(lambda: 1 if current.connected else 0)
     forwarder = StatusForwarder(current.get)
     controller = EdgeController(edge_id, modules, forwarder)
     skipped = SkippedChanges(metrics)
@@ -77,6 +79,9 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         services.repository,
         metrics,
         link_retry_s=settings.link_retry_s,
+    )
+    metrics.watch_locations(
+        lambda: [LocationFacts(edge_id, controlled_here=controller.modules_running)]
     )
     requests = MasterRequests(
         edge_id=edge_id,

@@ -18,6 +18,7 @@ from app.link import LinkReport
 from app.runtime.reports import RepositoryOutcome
 from app.services.control import describe, persisted_state
 from app.services.operations import Operations
+from app.services.secrets import Rotation
 from app.services.witness import answer
 from app.settings import Settings
 from app.store.base import Document, Store
@@ -57,7 +58,10 @@ class EdgeControl:
         state = await persisted_state(self._store, edge.id)
         if edge.id != self._edge_id:
             return describe(edge, state, master_url=self._settings.master_url)
-        link, report, failure = self._link.report, self._witness.report, self._failure
+        link, failure = self._link.report, self._failure
+        # The master's witness is asked while the link is down; once it is up, what it
+        # said is history.
+        report = None if self._current.connected else self._witness.report
         if link.state != "up":
             state = {**state, **self._unlinked(state, link)}
         return describe(
@@ -111,7 +115,7 @@ class EdgeControl:
             "controls": self._controller.modules_running,
         }
 
-    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
+    async def rotate_secret(self, edge: Document, grace_s: float) -> Rotation:
         path = f"/api/edges/{edge.id}/secret"
         raise self._to_master(f"rotating the secret of edge {edge.id!r}", path)
 

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from app.control.clock import now_utc
-from app.control.supervisor import BootWaitOver
 from app.master.edges import SupervisedEdges
 from app.master.links import LinkTable
 from app.node import Services
@@ -67,8 +65,7 @@ class MasterBoot:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(services.settings.boot_wait_s):
                 await self._all_connected.wait()
-        for supervisor in list(self._edges.supervisors.values()):
-            await supervisor.handle(BootWaitOver(now_utc()))
+        await self._edges.boot_wait_over()
         self.booting = False
         return BootFacts(len(edges), len(edge_modules), failures)
 

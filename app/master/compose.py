@@ -17,7 +17,7 @@ from app.master.requests import ReplicaFeed
 from app.master.role import MasterRole
 from app.master.watcher import ConfigurationWatcher
 from app.master.witnesses import WitnessAsker
-from app.metrics import Metrics
+from app.metrics import Metrics, handover_reason
 from app.node import Node, Services
 from app.services.control import StoreHealth
 from app.services.modules import Locations, ModuleService
@@ -58,9 +58,17 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
         forward=LinkForwarder(modules, links),
     )
     health = store_health(services.metrics)
+    metrics = services.metrics
     edges = SupervisedEdges(
-        services.store, ModuleHandover(modules, links, mirror), health, services.tasks
+        services.store,
+        ModuleHandover(modules, links, mirror),
+        health,
+        services.tasks,
+        on_handover=lambda edge_id, to, kind, by: metrics.handovers.labels(
+            edge_id, to, handover_reason(kind, by)
+        ).inc(),
     )
+    metrics.watch_locations(lambda: edges.facts(modules.runs))
     boot = MasterBoot(services, modules, edges, links)
     witness = Witness(services.http_client(), asker="master", timeout=settings.witness_timeout_s)
     witnesses = WitnessAsker(
@@ -103,6 +111,7 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
         max_frame=settings.link_max_frame,
         request_timeout=settings.request_timeout_s,
         ping_interval=settings.ping_interval_s,
+        on_refused=lambda edge_id: metrics.link_refusals.labels(edge_id or "unknown").inc(),
     )
     role = MasterRole(services, modules, boot, edges, links, witnesses, watcher)
     return Node(

@@ -19,6 +19,7 @@ from app.runtime.reports import RepositoryOutcome
 from app.services.catalog import EDGE
 from app.services.control import StoreHealth, describe, persisted_state
 from app.services.modules import ModuleService
+from app.services.secrets import Rotation
 from app.services.witness import answer
 from app.store.base import Document
 
@@ -74,8 +75,9 @@ class MasterControl:
         unrecorded = sum(1 for s in supervisors if s.unrecorded is not None)
         return {"store": self._store_health.as_json(), "decisions_unrecorded": unrecorded}
 
-    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
-        secret = await self._services.secrets.issue(edge.id, grace_s)
+    async def rotate_secret(self, edge: Document, grace_s: float) -> Rotation:
+        secrets = self._services.secrets
+        secret = await secrets.issue(edge.id, grace_s)
         await self._links.revoke(edge.id)
         if grace_s > 0:
             self._services.tasks.spawn(
@@ -83,7 +85,10 @@ class MasterControl:
                 name=f"revoking the previous secret of edge {edge.id}",
                 forever=False,
             )
-        return secret
+        credentials = await secrets.credentials(edge.id)
+        in_use = self._links.secret_used(edge.id)
+        valid = credentials.validity(now_utc(), in_use=in_use) if credentials else []
+        return Rotation(secret, valid)
 
     async def _revoke_after(self, edge_id: str, grace_s: float) -> None:
         """The grace ended: a link still on the previous secret closes now."""

@@ -142,7 +142,7 @@ class SecretSource(Protocol):
 
     async def valid(self, edge_id: str) -> list[str]: ...
 
-    async def end_grace(self, edge_id: str) -> None: ...
+    async def end_grace(self, edge_id: str, used: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +182,10 @@ class LinkTable:
 
     def authenticated(self, edge_id: str, secret: str) -> None:
         self._secret_used[edge_id] = secret
+
+    def secret_used(self, edge_id: str) -> str | None:
+        """The secret the edge's live link authenticated with; None without a link."""
+        return self._secret_used.get(edge_id) if self.get(edge_id) is not None else None
 
     def remove(self, edge_id: str, link: LinkConnection) -> None:
         """The link ended: forget it unless a newer one replaced it."""
@@ -233,8 +237,11 @@ class EdgeLinks:
         request_timeout: float,
         ping_interval: float,
         throttle: FailureThrottle | None = None,
+        on_refused: Callable[[str | None], None] | None = None,
     ) -> None:
         self._secrets = secrets
+        #: Hears every refused handshake: the edge's id when it is a known edge.
+        self._on_refused = on_refused
         self._table = table
         self._listener = listener
         self._handlers = handlers
@@ -405,13 +412,15 @@ class EdgeLinks:
         self._throttle.record_success(f"{peer} {claimed}")
         self._table.link_errors.pop(claimed, None)
         log.info("edge %s authenticated from %s", claimed, peer)
-        if len(valid) > 1 and secret == valid[0]:
-            await self._end_grace(claimed)
+        if secret != valid[-1]:  # older secrets are still valid: they end now
+            await self._end_grace(claimed, secret)
         return handshake, hello, secret
 
     def _refused(self, peer: str, claimed: str, reason: str, *, known: bool) -> None:
         """Count a failed handshake; log it while the (address, edge id) pair is under the limit."""
         key = f"{peer} {claimed}"
+        if self._on_refused is not None:
+            self._on_refused(claimed if known else None)
         quiet = not self._throttle.allowed(key)
         self._throttle.record_failure(key)
         if not quiet:
@@ -429,8 +438,8 @@ class EdgeLinks:
     def _failed(self, edge_id: str, reason: str) -> None:
         self._table.failed(edge_id, reason)
 
-    async def _end_grace(self, edge_id: str) -> None:
+    async def _end_grace(self, edge_id: str, used: str) -> None:
         try:
-            await self._secrets.end_grace(edge_id)
+            await self._secrets.end_grace(edge_id, used)
         except StoreError as exc:
-            log.warning("edge %s: the previous secret stays until its grace ends: %s", edge_id, exc)
+            log.warning("edge %s: older secrets stay until their grace ends: %s", edge_id, exc)

@@ -57,7 +57,7 @@ class LinkLifecycle:
             edge = await self._store.get(hello.edge_id)
         except DocumentNotFound:
             raise NotFound(f"edge {hello.edge_id!r} does not exist") from None
-        supervisor = await self._edges.supervise(edge)
+        supervisor = await self._edges.supervise(edge, linking=True)
         booting = self._boot.booting
         control = await supervisor.admit(
             LinkUp(now_utc(), devices_loaded=hello.devices_loaded, master_booting=booting)

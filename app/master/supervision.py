@@ -67,6 +67,10 @@ class Handover(Protocol):
     def control_changed(self, edge_id: str, state: ControlState) -> None: ...
 
 
+#: Hears every change of controller decided: (edge id, new controller, kind, by).
+HandoverListener = Callable[[str, str, str, str | None], None]
+
+
 @dataclass
 class _Handoff:
     """Status travelling from the old controller to the new one within one transition."""
@@ -106,8 +110,10 @@ class EdgeSupervisor:
         writer: RecordWriter | None = None,
         tasks: BackgroundTasks | None = None,
         clock: Callable[[], datetime] = now_utc,
+        on_handover: HandoverListener | None = None,
     ) -> None:
         self.edge_id = edge_id
+        self._on_handover = on_handover
         self.state = state
         self._tasks = tasks or BackgroundTasks()
         self._recorder = DecisionRecorder(
@@ -208,8 +214,13 @@ class EdgeSupervisor:
             for action in actions:
                 match action:
                     case Persist(control=control, event=event):
+                        moved = control.controller != self.state.control.controller
                         await self._recorder.save(control, event)
                         self._handover.control_changed(self.edge_id, control)
+                        if moved and self._on_handover is not None:
+                            self._on_handover(
+                                self.edge_id, control.controller, event.kind, event.by
+                            )
                     case StartFailoverTimer(deadline=deadline):
                         self._arm(deadline)
                     case CancelFailoverTimer():

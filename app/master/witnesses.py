@@ -86,6 +86,7 @@ class WitnessAsker:
         self.reports.pop(edge_id, None)
         self._asked_by.pop(edge_id, None)
         self._claiming.pop(edge_id, None)
+        self._backoff.pop(edge_id, None)
 
     def edge_asked(self, edge_id: str) -> None:
         """The edge asked the master's witness: it hears what the master runs."""
@@ -117,8 +118,10 @@ class WitnessAsker:
                     yield edge_id, url
                 self._skipped[edge_id] = skipped
             else:
-                self._claiming.pop(edge_id, None)  # a later claim starts afresh
-                self._backoff.pop(edge_id, None)
+                # What its witness said is history once nothing waits on it: an edge back
+                # or restored is not "cannot be reached, asked a minute ago"; a later
+                # claim starts afresh.
+                self.forget(edge_id)
 
     def _ask_soon(self, edge_id: str, url: str) -> None:
         questions = self._questions.setdefault(edge_id, set())

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models import EdgeCreated, EdgeSecret
+from app.models import EdgeCreated, EdgeSecret, ValidSecret
 from app.node import Node
 from app.routers.crud import crud_router, problems
 from app.routers.deps import AdminUser, CatalogDep, ControlDep
@@ -28,15 +28,15 @@ class SecretRotation(BaseModel):
     grace_s: float = Field(
         default=86400.0,
         ge=0,
-        description="seconds the previous secret stays valid, unless the edge uses the new "
-        "one first; 0 revokes it now and closes a link authenticated with it",
+        description="seconds every secret valid now stays valid at least, unless the edge "
+        "uses a newer one first; 0 revokes them now and closes a link authenticated with one",
     )
 
 
 @router.post(
     "/edges/{edge_id}/secret",
     operation_id="rotateEdgeSecret",
-    summary="Issue a new shared secret for an edge; the previous one stays valid for a grace",
+    summary="Issue a new shared secret for an edge; the secrets valid now stay valid for a grace",
     tags=["edges"],
     responses=problems(401, 403, 404, 422),
 )
@@ -49,7 +49,9 @@ async def rotate_secret(
 ) -> EdgeSecret:
     edge = await catalog.get(EDGE, edge_id)
     grace_s = (body or SecretRotation()).grace_s
-    return EdgeSecret(id=edge_id, secret=await control.rotate_secret(edge, grace_s))
+    rotation = await control.rotate_secret(edge, grace_s)
+    valid = [ValidSecret(**entry) for entry in rotation.valid]
+    return EdgeSecret(id=edge_id, secret=rotation.secret, valid=valid)
 
 
 router.include_router(crud_router(EDGE, after_create=_issue_secret, create_model=EdgeCreated))

@@ -88,3 +88,42 @@ class BootGate:
             headers={"Retry-After": str(max(1, round(self.boot.expected_wait_s)))},
         )
         await response(scope, receive, send)
+
+
+#: Set in the scope of a HEAD request answered as GET: an endpoint that streams without
+#: end (the status stream) answers its head alone.
+HEAD_REQUEST = "engine.head"
+
+
+class HeadAsGet:
+    """Answers ``HEAD`` wherever ``GET`` answers, with the same status and headers and no
+    body: uptime checkers and load balancers probe with it, and a 405 reads as down.
+
+    The request goes on as a ``GET`` (so every route, the proxy and the redirects treat
+    it alike) and whatever body comes back is dropped here, whichever server runs this.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        ended = False
+
+        async def send_head(message: Message) -> None:
+            nonlocal ended
+            if ended:
+                return
+            if message["type"] == "http.response.body":
+                ended = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        as_get = {**scope, "method": "GET", HEAD_REQUEST: True}
+        try:
+            await self.app(as_get, receive, send_head)
+        finally:
+            if "route" in as_get:  # the metrics name the operation that answered
+                scope["route"] = as_get["route"]

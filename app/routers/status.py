@@ -26,6 +26,7 @@ from app.models import StatusSnapshot
 from app.node import Node
 from app.routers.crud import problems
 from app.routers.deps import CurrentUser, NodeDep, access_token, bearer
+from app.routers.middleware import HEAD_REQUEST
 from app.routers.problems import status_of
 from app.services.auth import Principal
 from app.services.status import StatusBoard
@@ -45,6 +46,8 @@ def install(app: FastAPI, node: Node) -> None:
         node.control,
         node_name=node.settings.node_name,
         edge_id=node.settings.edge_id,
+        master_url=node.settings.master_url,
+        keepalive_s=node.settings.status_keepalive_s,
     )
     app.mount(ASSETS_URL, StaticFiles(directory=STATIC_DIR), name="status-assets")
     app.include_router(router)
@@ -88,20 +91,26 @@ async def status(board: BoardDep, user: CurrentUser) -> Response:
     description=(
         "`event: status` carries the snapshot of `GET /api/status`, sent at once and"
         " whenever it changes (looked for four times a second); a comment line every"
-        " 15 s keeps a quiet stream alive; `event: error` (problem details) ends the"
-        " stream when the token stops being valid."
+        " `keepalive_s` (ENGINE_STATUS_KEEPALIVE_S, 3 s) keeps a quiet stream alive, so a"
+        " client that hears nothing for longer knows the server stopped answering;"
+        " `event: error` (problem details) ends the stream when the token stops being"
+        " valid."
     ),
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, **problems(401)},
 )
 async def stream(
+    request: Request,
     board: BoardDep,
     node: NodeDep,
     _user: CurrentUser,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     query_token: Annotated[str | None, Depends(access_token)],
-) -> StreamingResponse:
+) -> Response:
     token = credentials.credentials if credentials else query_token
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if request.scope.get(HEAD_REQUEST):  # a stream has no end to wait for: its head alone
+        return Response(media_type="text/event-stream", headers=headers)
 
     async def current_user() -> Principal:
         return await node.auth.authenticate(token)
@@ -118,8 +127,4 @@ async def stream(
             error = {"status": status, "title": title, "detail": exc.detail}
             yield f"event: error\ndata: {json.dumps(error)}\n\n"
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

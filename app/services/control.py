@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.control.clock import now_utc
 from app.control.windows import RestoreWindow
@@ -19,6 +19,9 @@ from app.models import DEFAULT_FAILOVER_TIMEOUT_S
 from app.runtime.reports import RepositoryOutcome
 from app.services.routing import Placement
 from app.store.base import Document, DocumentNotFound, Store
+
+if TYPE_CHECKING:
+    from app.services.secrets import Rotation
 
 
 class StoreHealth:
@@ -75,8 +78,8 @@ class ControlService(Protocol):
         """What ``/api/ready`` adds about control: the store's writes, the link."""
         ...
 
-    async def rotate_secret(self, edge: Document, grace_s: float) -> str:
-        """A new secret for the edge; the previous one stays valid for ``grace_s``."""
+    async def rotate_secret(self, edge: Document, grace_s: float) -> Rotation:
+        """A new secret for the edge; every secret valid now stays valid ``grace_s``."""
         ...
 
     async def witness(

@@ -13,6 +13,11 @@ It has to stay cheap with a thousand locations and several pages open. So:
   shared by every viewer; what differs per user (who they are, where they may operate)
   is laid over it per snapshot;
 * a live view compares versions of that shared view, not whole snapshots.
+
+A snapshot also says what the page needs to stay truthful when something is wrong: the
+keep-alive interval (a page that hears nothing for longer knows the server stopped
+answering), this server's own health (the store on the master, the link on an edge)
+and, on an edge, the state of its link to the master in one word.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.control.clock import now_utc
@@ -34,6 +40,10 @@ from app.store.base import Document, FeedCompacted, Store
 RECENT_EVENTS = 8
 #: How often a live view looks for changes: well inside the page's one-second promise.
 POLL_INTERVAL_S = 0.25
+#: Seconds a quiet live view waits before it shows it is alive (ENGINE_STATUS_KEEPALIVE_S).
+KEEPALIVE_S = 3.0
+#: An edge's link to the master, in one word: up, or why not (see :func:`master_link`).
+LINK_STATES = ("up", "closed", "refused", "tls", "unreachable")
 #: Fields that change on every look without anything happening (the countdown).
 _VOLATILE = frozenset({"retry_after"})
 #: Past this many changes since the last look, reloading everything is cheaper.
@@ -76,14 +86,18 @@ class StatusBoard:
         *,
         node_name: str,
         edge_id: str | None,
+        master_url: str | None = None,
         poll_interval_s: float = POLL_INTERVAL_S,
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._control = control
         self._node_name = node_name
         self._edge_id = edge_id
+        self._master_url = master_url
         self._poll_interval_s = poll_interval_s
+        self._keepalive_s = keepalive_s
         self._configuration: _Configuration | None = None
         self._view: _View | None = None
         self._lock = asyncio.Lock()
@@ -94,36 +108,58 @@ class StatusBoard:
         return self._for(user, view, self._operable(user, view))
 
     async def changes(
-        self, user: Callable[[], Awaitable[Principal]], *, heartbeat_s: float = 15.0
+        self, user: Callable[[], Awaitable[Principal]], *, heartbeat_s: float | None = None
     ) -> AsyncIterator[dict[str, Any] | None]:
         """The snapshot now, then each one that differs, looked for every poll interval.
 
-        ``None`` comes when nothing changed for ``heartbeat_s``, so a quiet stream still
-        shows it is alive. ``user`` is awaited before each look and returns the current
-        principal: a revoked token ends the stream with what the authenticator raises.
+        ``None`` comes when nothing was sent for ``heartbeat_s`` (the keep-alive interval
+        by default), so a quiet stream still shows it is alive and a page that hears
+        nothing for longer knows the server stopped answering. ``user`` is awaited before
+        each look and returns the current principal: a revoked token ends the stream with
+        what the authenticator raises.
         """
+        heartbeat_s = self._keepalive_s if heartbeat_s is None else heartbeat_s
         previous: Any = None
         last_sent = time.monotonic()
         while True:
             principal = await user()
             view = await self._current_view()
             operable = self._operable(principal, view)
-            seen = (view.version, principal, operable)
+            health = self._control.health()
+            seen = (view.version, principal, operable, health)
             if seen != previous:
                 previous = seen
                 last_sent = time.monotonic()
-                yield self._for(principal, view, operable)
+                yield self._for(principal, view, operable, health)
             elif time.monotonic() - last_sent >= heartbeat_s:
                 last_sent = time.monotonic()
                 yield None
-            await asyncio.sleep(self._poll_interval_s)
+            await asyncio.sleep(min(self._poll_interval_s, heartbeat_s))
 
-    def _for(self, user: Principal, view: _View, operable: tuple[bool, ...]) -> dict[str, Any]:
+    def _for(
+        self,
+        user: Principal,
+        view: _View,
+        operable: tuple[bool, ...],
+        health: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """``view`` as ``user`` sees it; ``operable``: where they may restore or take over."""
+        health = self._control.health() if health is None else health
+        own = view.locations[0]["control"] if self._edge_id and view.locations else None
         return {
             "node": self._node_name,
             "role": "edge" if self._edge_id else "master",
             "server_time": now_utc().isoformat(),
+            # A page that hears nothing (no snapshot, no keep-alive) for longer than this
+            # knows the server stopped answering.
+            "keepalive_s": self._keepalive_s,
+            # This server's own health, as /api/ready reports it.
+            "health": health,
+            "master_link": (
+                master_link(health.get("link") or {}, own, self._master_url)
+                if self._edge_id
+                else None
+            ),
             "user": {"id": user.user_id, "name": user.name, "admin": user.admin},
             # Restore and takeover are the master's decisions; an edge links to it.
             "operations_here": self._edge_id is None,
@@ -254,6 +290,74 @@ class StatusBoard:
             if self._edge_id is None or location == self._edge_id:
                 systems.setdefault(location, []).append(system.body.get("name", system.id))
         return {k: tuple(v) for k, v in systems.items()}
+
+
+def master_link(
+    link: Mapping[str, Any], control: Mapping[str, Any] | None, master_url: str | None
+) -> dict[str, Any]:
+    """An edge's link to the master in one word, with why and since when.
+
+    ``state`` is ``up``, or why not: ``refused`` (the master answers and refuses this
+    edge), ``tls`` (the master answers, TLS failed), ``closed`` (the link closed; whether
+    the master lives is not known yet) or ``unreachable`` (nothing answers).
+    ``master_alive`` says whether the latest failure proved the master answers (None:
+    unknown). The link reports these itself (``link_state``, ``master_alive``,
+    ``link_state_since``); from a link that only reports ``connected`` and its last
+    ``error``, they are read from the error's words and from what the master's witness
+    last said (``control``'s ``witness``).
+    """
+    error, error_at = link.get("error"), link.get("error_at")
+    state = link.get("link_state")
+    alive = link.get("master_alive")
+    if state not in LINK_STATES:
+        state, alive = _classify(bool(link.get("connected")), error, alive)
+    witness = (control or {}).get("witness") or {}
+    if (
+        state == "closed"
+        and alive is not True
+        and witness.get("result") == "unreachable"
+        and _not_before(witness.get("checked_at"), error_at)
+    ):
+        state, alive = "unreachable", False  # the witness asked since, and nothing answered
+    if state == "up":
+        alive = True
+    return {
+        "state": state,
+        "master_alive": alive,
+        # Only a link that tracks its state knows since when; the last error has its time.
+        "since": link.get("link_state_since"),
+        "error": None if state == "up" else error,
+        "error_at": error_at,
+        "master_url": master_url,
+    }
+
+
+def _not_before(moment: str | None, other: str | None) -> bool:
+    """Whether the ISO instant ``moment`` is not before ``other`` (no ``other``: True)."""
+    if moment is None:
+        return False
+    if other is None:
+        return True
+    try:
+        return datetime.fromisoformat(moment) >= datetime.fromisoformat(other)
+    except (TypeError, ValueError):
+        return False
+
+
+def _classify(connected: bool, error: str | None, alive: bool | None) -> tuple[str, bool | None]:
+    """``(state, master_alive)`` from a link's last error, in the words the edge uses."""
+    if connected:
+        return "up", True
+    text = (error or "").lower()
+    if any(word in text for word in ("refused this edge", "failed authentication", "revoked")):
+        return "refused", True
+    if any(word in text for word in ("ssl", "certificate", "tls")):
+        return "tls", True
+    if "invalidstatus" in text or "http " in text:
+        return "closed", True  # an HTTP answer: someone is there
+    if any(word in text for word in ("the link dropped", "closed the connection", "link closed")):
+        return "closed", alive
+    return "unreachable", False if alive is None else alive
 
 
 def _may_operate(user: Principal, edge: Document) -> bool:

@@ -21,6 +21,7 @@ import httpx
 import trustme
 
 from app.node_process import NodeProcess, free_port
+from tests.support.wait import wait_until
 
 TOKEN = "site-admin"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -120,10 +121,18 @@ class Site:
         ``env`` adds settings; ``api_url`` records the edge's URL in its document, where
         clients are sent and the master asks its witness; without ``start`` its server
         is left for the test to start.
+
+        A location is awaited from its creation: with failover on, the master takes it
+        over after ``timeout`` unless its edge connects first. Timeouts here are shorter
+        than an edge's start, so an edge started here is created with failover off and
+        given the failover asked for once it is online.
         """
         port = free_port()
         if api_url:
             fields = {**fields, "api_url": f"http://127.0.0.1:{port}"}
+        failover = fields.get("failover", True)
+        if start:
+            fields = {**fields, "failover": False}
         created = await self.post("/api/edges", {"name": name, **fields})
         system_id, module_id = await self.add_room(
             f"{name} room", driver=driver, module=module, edge_control_id=created["id"]
@@ -142,7 +151,24 @@ class Site:
         if start:
             await process.start()
             await process.wait_ready()
+            if failover:
+                await wait_until(lambda: self._online(edge), timeout=20, message=f"{name} online")
+                await self.set_failover(edge, True)
         return edge
+
+    async def _online(self, edge: Edge) -> bool:
+        return bool((await self.control(edge))["online"])
+
+    async def set_failover(self, edge: Edge, on: bool) -> None:
+        """Turn the location's failover on or off, and wait until the master applies it
+        (the configuration watcher applies a write after it is stored)."""
+        await self.patch_edge(edge, {"failover": on})
+        line = f'engine_location_failover_enabled{{edge_id="{edge.id}"}} {1.0 if on else 0.0}'
+
+        async def applied() -> bool:
+            return line in (await self.http.get("/metrics")).text
+
+        await wait_until(applied, timeout=20, message=f"the master to apply failover {on}")
 
     async def add_room(
         self,
@@ -195,10 +221,11 @@ class Site:
         return result
 
     async def events(self, edge: Edge) -> list[dict[str, Any]]:
-        """The edge's control decisions, oldest first."""
+        """The edge's control decisions, oldest first, from its first connection on (the
+        master's note that it awaits a new location's edge is left out)."""
         response = await self.http.get(f"/api/edges/{edge.id}/events")
         assert response.status_code == 200, response.text
-        return list(reversed(response.json()))
+        return [event for event in reversed(response.json()) if event["kind"] != "created"]
 
     async def probe(self, server: NodeProcess, edge: Edge) -> int:
         """The status of the controller probe for ``edge`` on ``server``."""

@@ -74,15 +74,28 @@ async def test_status_takeover_and_restore(site: Site) -> None:
         "Sydney", "office", "edge", "yes", "1", "no"
     ]  # fmt: skip
 
-    takeover = await site.ctl("takeover", site.edge, script=True)
+    # A change needs a confirmation, and a script has no terminal to ask on.
+    unconfirmed = await site.ctl("takeover", site.edge)
+    assert unconfirmed.code == 2
+    assert "pass --yes" in unconfirmed.err
+    takeover = await site.ctl("takeover", site.edge, "--yes", script=True)
     assert takeover.code == 0, takeover.err
     assert takeover.out.startswith(f"{site.edge}: controller master, epoch 2, edge online")
     assert location_line((await site.ctl("status")).out, site.edge)[3:6] == ["master", "yes", "2"]
 
     # Asked of the edge, which sends control decisions to the master: ctl follows.
-    restore = await site.ctl("restore", site.edge, "--json", "--url", site.edge_url)
+    # (the URL may leave its scheme out)
+    edge_address = site.edge_url.removeprefix("http://")
+    restore = await site.ctl("restore", site.edge, "--json", "--yes", "--url", edge_address)
     assert restore.code == 0, restore.err
     assert json.loads(restore.out)["controller"] == "edge"
+
+    rotated = await site.ctl("rotate-secret", site.edge, "--yes", "--grace", "600")
+    assert rotated.code == 0, rotated.err
+    valid = rotated.out.splitlines()[2:]
+    assert len(valid) == 2, rotated.out
+    assert valid[0].endswith("the new one, valid until the next rotation")
+    assert "(the edge's live link uses it)" in valid[1]
 
     events = await site.ctl("events", site.edge, "--limit", "2")
     lines = events.out.splitlines()
@@ -103,7 +116,7 @@ async def test_errors_are_one_line_and_a_non_zero_exit(site: Site) -> None:
         "error: 401 Unauthorized: the bearer token is not valid (unknown or revoked)"
     ]
 
-    unknown = await site.ctl("restore", "edge-nope", script=True)
+    unknown = await site.ctl("restore", "edge-nope", "--yes", script=True)
     assert unknown.code == 1
     assert unknown.err.splitlines() == ["error: 404 Not Found: edge 'edge-nope' does not exist"]
 

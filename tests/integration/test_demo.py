@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.demo import RunningDemo, running_demo
 from tests.support.engine import ROOT
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +60,30 @@ async def test_the_demo_serves_a_call_restarts_the_edge_and_stops_cleanly(
     new_edge_pid = int((await demo.read_until(r"the edge is up again \(pid (\d+)\)")).group(1))
     assert new_edge_pid != edge_pid
 
+    # The master killed: the demo goes on, and so does the room, at the edge (once the
+    # edge started again runs its room: "up again" means ready, not yet negotiated).
+    async with httpx.AsyncClient(headers=auth, timeout=10) as http:
+
+        async def edge_in_control() -> bool:
+            control = (await http.get(f"{names['API']}/edges/{names['EDGE']}/control")).json()
+            return bool(control["controller"] == "edge" and control["online"])
+
+        await wait_until(edge_in_control, timeout=30, message="the edge back in control")
+    os.kill(master_pid, signal.SIGKILL)
+    await demo.read_until(r"the master stopped \(killed by SIGKILL\); the edge goes on running")
+    async with httpx.AsyncClient(headers=auth, timeout=10) as http:
+        at_edge = await http.post(
+            f"{names['EDGE_URL']}/api/systems/{names['ROOM']}/exec", json=CALL
+        )
+    assert at_edge.json() == {"result": "POWER ON"}, at_edge.text
+    os.kill(demo.process.pid, signal.SIGUSR1)
+    # The edge may relink before the master answers its readiness: either line first.
+    heard: dict[str, str] = {}
+    while len(heard) < 2:
+        line = await demo.read_until(r"the master is up again \(pid (\d+)\)|edge: linked to")
+        heard["master" if line.group(1) else "edge"] = line.group(1) or ""
+    master_pid = int(heard["master"])
+
     demo.process.send_signal(signal.SIGINT)
     await demo.read_until(r"demo stopped", timeout=30)
     assert await asyncio.wait_for(demo.process.wait(), 10) == 0
@@ -93,6 +118,12 @@ EXPECTED_OUTPUT = [
     ],
     [r'"controller":"master","epoch":2,"online":true,"failover_active":true'],
     [r'"controller":"edge","epoch":3,"online":true', r"restored?\b.*by user-admin"],
+    [
+        r'\{"result":"POWER ON"\}',
+        r"edge:edge-\S+: MASTER UNREACHABLE to the master http://127\.0\.0\.1:\d+",
+        r"this edge runs its location on its own",
+        r'"controller":"edge","epoch":3,"online":true',
+    ],
     [r'"id":"edge-[^"]+".*"secret":"', r'"name":"Display","ip":"127.0.0.1","port":4999'],
     [r'"status":422', r'"field":"window_start"'],
 ]

@@ -289,3 +289,39 @@ async def test_a_partition_heals_to_one_controller_within_one_negotiation(
         assert "already runs its devices" in control["reason"]
         assert await decisions(site, room) == ["connected", "disconnected", "failover", "connected"]
         assert room.watch.owners() == ["partitioned", "master"]
+
+
+async def test_a_location_whose_edge_never_connects_is_taken_over_after_its_timeout(
+    site: Site, rooms: Rooms
+) -> None:
+    timeout = 2.0
+    created = time.monotonic()
+    room = await rooms.add("never", timeout=timeout, start=False)
+
+    taken = await room.watch.wait_held_by("master", timeout=3 - (time.monotonic() - created))
+    report("a new location's creation to the master on its device (timeout 2 s)", taken - created)
+    control = await site.control(room.edge)
+    assert (control["controller"], control["failover_active"]) == ("master", True)
+    assert taken - created <= 3
+    events = (await site.http.get(f"/api/edges/{room.edge.id}/events")).json()
+    assert [event["kind"] for event in reversed(events)] == ["created", "failover"]
+    assert "its edge has not connected yet" in events[-1]["reason"]
+    await room.watch.keeps(["master"], seconds=0.5)
+    assert room.watch.owners() == ["master"]
+    assert room.device.max_concurrent == 1
+
+
+async def test_a_location_nobody_runs_says_so_and_how_to_start_it(site: Site, rooms: Rooms) -> None:
+    room = await rooms.add("idle", timeout=1, failover=False, start=False)
+
+    async def said() -> bool:
+        return "nobody runs its devices" in (await site.control(room.edge))["reason"]
+
+    await wait_until(said, timeout=5, message="the reason to say nobody runs it")
+    status = (await site.http.get("/api/status")).json()
+    [location] = [loc for loc in status["locations"] if loc["id"] == room.edge.id]
+    assert location["control"]["controller"] == "none"
+    refused = await send(site, room, "anyone?")
+    assert refused.status_code == 503
+    assert "nobody runs its devices" in refused.json()["detail"]
+    await room.watch.keeps([], seconds=1.5)

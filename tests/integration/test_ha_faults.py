@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import time
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from app.link.auth import witness_question_proof
 from app.urls import LINK_PATH, websocket_url
 from tests.integration.rooms import (
     TIMEOUT_S,
@@ -205,8 +208,10 @@ async def _seen_alive(site: Site, room: Room) -> bool:
 async def test_a_rotated_secret_keeps_the_edge_in_until_it_uses_the_new_one(
     site: Site, rooms: Rooms
 ) -> None:
-    timeout = 5.0  # longer than a restart takes: restarts never fail over
-    room = await rooms.add("rotated", timeout=timeout, api_url=True)
+    # The restarts run with failover off, so how fast an edge boots never matters; it is
+    # turned on for the revocation, whose failover the test follows.
+    timeout = 5.0
+    room = await rooms.add("rotated", timeout=timeout, api_url=True, failover=False)
     await room.watch.wait_held_by("rotated", timeout=10)
     process = room.edge.process
     old = room.edge.secret
@@ -235,6 +240,7 @@ async def test_a_rotated_secret_keeps_the_edge_in_until_it_uses_the_new_one(
 
         # Grace 0: the live link, authenticated with the secret now revoked, closes at once.
         await room.watch.wait_held_by("rotated", timeout=5)
+        await site.set_failover(room.edge, True)
         newest = (await site.post(f"/api/edges/{room.edge.id}/secret", {"grace_s": 0}))["secret"]
         revoked_at = time.monotonic()
 
@@ -256,6 +262,50 @@ async def test_a_rotated_secret_keeps_the_edge_in_until_it_uses_the_new_one(
     assert_one_truth(sampler)
     assert room.watch.owners()[-2:] == ["rotated", "master"]
     assert room.device.max_concurrent == 1
+
+
+async def test_two_rotations_in_a_row_keep_the_edge_linked(site: Site, rooms: Rooms) -> None:
+    """Rotated twice with the default grace, the edge keeps its link and its devices: the
+    secret it uses stays valid, and each answer names every valid secret's end."""
+    timeout = 2.0
+    room = await rooms.add("rotated-twice", timeout=timeout, api_url=True)
+    await room.watch.wait_held_by("rotated-twice", timeout=10)
+    epoch = (await site.control(room.edge))["epoch"]
+
+    async with ControllerSampler(site, room.edge) as sampler:
+        path = f"/api/edges/{room.edge.id}/secret"
+        first = await site.post(path, {})
+        second = await site.post(path, {})
+        assert [v["current"] for v in first["valid"]] == [True, False]
+        assert [v["current"] for v in second["valid"]] == [True, False, False]
+        assert [v["in_use"] for v in second["valid"]] == [False, False, True]
+        day = time.time() + 86400
+        for valid in second["valid"][1:]:
+            ends = datetime.fromisoformat(valid["until"]).timestamp()
+            assert abs(ends - day) < 60, valid
+        assert second["secret"] not in str(second["valid"])
+        # Longer than the failover timeout plus the retries a closed link would take.
+        await room.watch.keeps(["rotated-twice"], seconds=timeout + 4 * RETRY_S)
+        assert await online(site, room)
+
+    # Every secret it was given still authenticates it (asked of the master's witness).
+    for secret in (room.edge.secret, first["secret"], second["secret"]):
+        assert await _witness_status(site, room, secret) == 200
+    assert await _witness_status(site, room, "not-a-secret") == 401
+    assert_one_truth(sampler)
+    control = await site.control(room.edge)
+    assert (control["controller"], control["epoch"], control["link_error"]) == ("edge", epoch, None)
+    assert "failover" not in await decisions(site, room)
+    assert room.watch.owners() == ["rotated-twice"]
+
+
+async def _witness_status(site: Site, room: Room, secret: str) -> int:
+    """The master's witness's status for a question signed with ``secret``."""
+    nonce, asker = secrets.token_hex(16), f"edge:{room.edge.id}"
+    proof = witness_question_proof(secret, room.edge.id, nonce, asker)
+    params = {"nonce": nonce, "asker": asker, "proof": proof}
+    response = await site.http.get(f"/api/edges/{room.edge.id}/witness", params=params)
+    return response.status_code
 
 
 async def _restart(site: Site, room: Room, secret: str) -> None:

@@ -62,9 +62,10 @@ async def test_no_credential_reaches_either_log(tmp_path: Path) -> None:
                     "role": "service",
                 },
             )
+            # Failover on once the edge runs: a new location is awaited from its creation.
             created = await http.post(
                 "/api/edges",
-                json={"name": "Site", "timeout": 1, "failover": True, "api_url": edge.url},
+                json={"name": "Site", "timeout": 1, "failover": False, "api_url": edge.url},
             )
             secret = created.json()["secret"]
             edge_id = created.json()["id"]
@@ -96,6 +97,8 @@ async def test_no_credential_reaches_either_log(tmp_path: Path) -> None:
                 return bool(control.json()["controller"] == "edge" and control.json()["online"])
 
             await wait_until(edge_controls, timeout=15, message="the edge to take control")
+            patched = await http.patch(f"/api/edges/{edge_id}", json={"failover": True})
+            assert patched.status_code == 200, patched.text
 
             for process in (master, edge):
                 await talk_over_ws(process, token)

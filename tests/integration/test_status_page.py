@@ -6,10 +6,12 @@ page, Swagger UI and ReDoc must bring every asset from the server itself.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +38,7 @@ LIVE_S = 1.0
 #: Run in the page: stop the stream, then render the last snapshot with every optional
 #: field of the control document set.
 UNUSUAL_CONTROL = """
-stream.abort(); stream = null;
+stopFollowing();
 const snapshot = structuredClone(latest);
 const control = snapshot.locations[0].control;
 const now = new Date().toISOString();
@@ -119,6 +121,18 @@ async def test_an_operator_watches_a_failover_and_restores_the_edge(demo: Runnin
         wait_for(driver, "the countdown", lambda: "Failover in" in text_of(driver, countdown))
         assert "1 failover pending" in text_of(driver, "#summary")
         assert driver.title.startswith("⚠ ")
+        # Never coloured healthy while it awaits a failover: the card and its countdown,
+        # read together.
+        counting, tone, words = driver.execute_script(
+            "const card = document.querySelector(arguments[0]);"
+            "return [card.querySelector('[data-countdown]').textContent,"
+            " card.dataset.condition, card.textContent];",
+            card,
+        )
+        assert tone != "healthy", (counting, tone)
+        if counting.startswith("Failover in"):  # read before the master took over
+            assert tone == "pending", tone
+            assert "awaiting failover" in words
         wait_for(driver, "master in control", lambda: text_of(driver, controller) == "master", 30)
         shown_at = time.time()
         taken_over = await control()
@@ -153,7 +167,7 @@ async def test_an_operator_watches_a_failover_and_restores_the_edge(demo: Runnin
         driver.execute_script(UNUSUAL_CONTROL)
         wait_for(driver, "the link error", lambda: "bad proof" in text_of(driver, card))
         shown = text_of(driver, card)
-        assert "Link refused" in shown
+        assert "Last link error" in shown  # the edge is online: the error is history
         assert "the other side cannot be reached" in shown
         assert "Waiting for the store to record “takeover”: store unwritable" in shown
 
@@ -183,3 +197,139 @@ async def test_an_operator_watches_a_failover_and_restores_the_edge(demo: Runnin
 
 async def _controller_is(control: Any, expected: str) -> bool:
     return bool((await control())["controller"] == expected)
+
+
+# --- a frozen master ---------------------------------------------------------------------
+
+#: The pages' keep-alive interval here: the master's page must say it is not live within
+#: twice that.
+KEEPALIVE_S = 2.0
+#: Run in the page: record every change of the live indicator in ``window.liveLog``.
+WATCH_LIVE = """
+window.liveLog = [];
+new MutationObserver(() => window.liveLog.push(document.getElementById("live").textContent))
+  .observe(document.getElementById("live"), {childList: true, characterData: true, subtree: true});
+"""
+
+
+def signed_in(driver: WebDriver, url: str, token: str) -> None:
+    driver.get(f"{url}/")
+    wait_for(driver, "the sign-in form", lambda: text_of(driver, "#sign-in"))
+    driver.find_element("id", "token").send_keys(token)
+    driver.find_element("id", "sign-in-button").click()
+    wait_for(driver, "the live stream", lambda: text_of(driver, "#live") == "live")
+
+
+async def test_both_pages_tell_a_frozen_master_and_recover_without_a_reload(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP the master: its page says it is not live within twice the keep-alive
+    interval and greys what it last heard; the edge's page says the master is
+    unreachable. SIGCONT: both are live and linked again, no reload."""
+    from tests.integration.rooms import Rooms
+    from tests.integration.sites import TOKEN, open_site
+
+    keepalive = {"ENGINE_STATUS_KEEPALIVE_S": f"{KEEPALIVE_S:g}"}
+    async with open_site(tmp_path, tls=False, **keepalive) as site, AsyncExitStack() as stack:
+        room = await Rooms(site, stack).add("frozen", timeout=30, env=keepalive, api_url=True)
+        await room.watch.wait_held_by("frozen", timeout=10)
+        master, edge = site.master, room.edge.process
+        card = f"[data-location='{room.edge.id}']"
+        with browser.chromium() as master_page, browser.chromium() as edge_page:
+            signed_in(master_page, master.url, TOKEN)
+            signed_in(edge_page, edge.url, TOKEN)
+            link = "[data-field=master-link]"
+            wait_for(
+                edge_page,
+                "the edge linked",
+                lambda: text_of(edge_page, link) == "linked to the master",
+            )
+            wait_for(
+                master_page, "the edge healthy", lambda: _condition(master_page, card) == "healthy"
+            )
+            # Quiet for a while: keep-alives alone keep the page live, not a moment off.
+            master_page.execute_script(WATCH_LIVE)
+            await asyncio.sleep(2 * KEEPALIVE_S)
+            assert master_page.execute_script("return window.liveLog") == []
+            assert text_of(master_page, "#live") == "live"
+
+            os.kill(master.pid, signal.SIGSTOP)
+            frozen_at = time.monotonic()
+            try:
+                wait_for(
+                    master_page,
+                    "the master's page to say it is not live",
+                    lambda: text_of(master_page, "#live").startswith("not live"),
+                    timeout=10,
+                )
+                noticed = time.monotonic() - frozen_at
+                print(
+                    f"\nthe master's page noticed the frozen master after {noticed:.2f} s "
+                    f"(keep-alive {KEEPALIVE_S:g} s)"
+                )
+                assert noticed <= 2 * KEEPALIVE_S, f"noticed after {noticed:.2f} s"
+                assert "no word from the server" in text_of(master_page, "#live")
+                assert "Not live: what you see is as of" in text_of(master_page, "#stale")
+                assert master_page.execute_script(
+                    "return document.body.classList.contains('stale')"
+                )
+
+                wait_for(
+                    edge_page,
+                    "the edge's page to say the master is unreachable",
+                    lambda: text_of(edge_page, link) == "master unreachable",
+                    timeout=20,
+                )
+                print(
+                    f"the edge's page said the master is unreachable after "
+                    f"{time.monotonic() - frozen_at:.2f} s"
+                )
+                assert "master unreachable" in text_of(edge_page, "#summary")
+                assert text_of(edge_page, "#live") == "live"  # the edge itself answers
+                assert "master unreachable" in text_of(edge_page, card)
+            finally:
+                os.kill(master.pid, signal.SIGCONT)
+            resumed_at = time.monotonic()
+
+            wait_for(
+                master_page,
+                "the master's page live again",
+                lambda: text_of(master_page, "#live") == "live",
+                20,
+            )
+            print(
+                f"the master's page was live again {time.monotonic() - resumed_at:.2f} s "
+                "after SIGCONT"
+            )
+            assert not text_of(master_page, "#stale")
+            assert not master_page.execute_script(
+                "return document.body.classList.contains('stale')"
+            )
+            wait_for(
+                edge_page,
+                "the edge linked again",
+                lambda: text_of(edge_page, link) == "linked to the master",
+                30,
+            )
+            wait_for(
+                master_page,
+                "the edge healthy again",
+                lambda: _condition(master_page, card) == "healthy",
+                30,
+            )
+            # Neither page was reloaded: the sign-in form never came back.
+            for page in (master_page, edge_page):
+                assert not text_of(page, "#sign-in")
+                assert (
+                    page.execute_script("return performance.getEntriesByType('navigation').length")
+                    == 1
+                )
+
+
+def _condition(driver: WebDriver, card: str) -> str:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("css selector", card).get_attribute("data-condition"))
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""

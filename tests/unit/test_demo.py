@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import signal
+import socket
 from pathlib import Path
 
 import httpx
@@ -22,8 +23,10 @@ from app.demo import (
     control_line,
     exit_description,
     instructions,
+    link_line,
     remove_pid_file,
 )
+from app.node_process import free_port
 
 PORTS = DevicePorts(edge_displays=(4101, 4102), master_display=4103, lighting=4104)
 
@@ -92,6 +95,7 @@ def test_the_instructions_export_everything_the_commands_use(tmp_path: Path) -> 
         "EDGE": "edge-1",
         "ROOM": "sys-room",
         "LOBBY": "sys-lobby",
+        "EDGE_URL": "http://127.0.0.1:8101",
         "DEMO": str(config.data_dir.resolve()),
         "ENGINE_URL": "http://127.0.0.1:8100",
         "ENGINE_TOKEN": "t0ken",
@@ -106,6 +110,43 @@ def test_the_instructions_export_everything_the_commands_use(tmp_path: Path) -> 
     assert "kill -USR1 $(cat $DEMO/demo.pid)" in text
     assert "ctl restore $EDGE" in text
     assert "waits 10 s" in text
+    assert "kill -9 $(cat $DEMO/master.pid)" in text
+    assert "$EDGE_URL/api/systems/$ROOM/exec" in text
+
+
+def test_the_demo_says_when_the_edge_loses_its_master() -> None:
+    down = {"connected": False, "error": "ConnectionRefusedError: connect call failed"}
+    assert link_line(down) == (
+        "edge: its link to the master is down (ConnectionRefusedError: connect call failed); "
+        "it runs the room on its own"
+    )
+    assert link_line({"connected": True}) == "edge: linked to the master again"
+
+
+def test_a_busy_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = argparse.Namespace(
+            data_dir=tmp_path, master_port=port, edge_port=0, token="t", failover_timeout=4.0
+        )
+        with pytest.raises(DemoError) as refused:
+            config_from(args)
+    assert str(refused.value) == (
+        f"cannot listen on 127.0.0.1:{port}: the port is in use (another server or demo?); "
+        "choose another with --master-port (0: any free port)"
+    )
+
+
+def test_a_data_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    args = argparse.Namespace(
+        data_dir=tmp_path / "file" / "demo", master_port=0, edge_port=0, token="t",
+        failover_timeout=4.0,
+    )  # fmt: skip
+    with pytest.raises(DemoError, match=r"^--data-dir: cannot create the directory .*/file/demo"):
+        config_from(args)
 
 
 def test_a_control_line_is_printed_only_when_control_changes() -> None:
@@ -156,12 +197,13 @@ def test_options_pick_free_ports_and_the_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENGINE_ADMIN_TOKEN", "from-env")
+    chosen = free_port()
     args = argparse.Namespace(
-        data_dir=tmp_path, master_port=0, edge_port=8001, token=None, failover_timeout=4.0
+        data_dir=tmp_path, master_port=0, edge_port=chosen, token=None, failover_timeout=4.0
     )
     config = config_from(args)
     assert config.master_port > 0
-    assert config.edge_port == 8001
+    assert config.edge_port == chosen
     assert config.token == "from-env"
 
     with pytest.raises(DemoError, match="above 0"):

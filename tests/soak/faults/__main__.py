@@ -196,6 +196,8 @@ async def soak(args: argparse.Namespace, plan: list[Step], workdir: Path) -> Non
             raise SystemExit(
                 "faults: the site never settled; see the servers' logs in " + str(workdir)
             )
+        if not await site.enable_failover():
+            raise SystemExit("faults: failover was not applied; see " + str(workdir))
         t0 = time.monotonic()
         history.write(run_info(args, site, t0))
         observer.start()

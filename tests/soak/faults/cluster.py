@@ -313,7 +313,9 @@ class Site:
             {
                 "name": name,
                 "timeout": self.timeout,
-                "failover": True,
+                # On once every edge holds its devices (enable_failover): a new location
+                # is awaited from its creation, and an edge may take longer to start.
+                "failover": False,
                 "api_url": f"https://127.0.0.1:{edge_api.port}",
             },
         )
@@ -349,6 +351,21 @@ class Site:
         self.edges[name] = edge
         await server.start()
         return edge
+
+    async def enable_failover(self) -> bool:
+        """Turn failover on at every location; True once the master applies it to all."""
+        ids = [edge.edge_id for edge in self.edges.values()]
+        for edge_id in ids:
+            await self.api("PATCH", f"/api/edges/{edge_id}", {"failover": True})
+        lines = [f'engine_location_failover_enabled{{edge_id="{i}"}} 1.0' for i in ids]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = (await self.http.get(f"{self.master.url}/metrics", timeout=10)).text
+            if all(line in text for line in lines):
+                return True
+            await asyncio.sleep(0.05)
+        print("faults: gave up waiting for the master to apply failover", flush=True)
+        return False
 
     async def clone(self, edge: EdgeSite) -> Server:
         """A second process for ``edge``: the same id and secret, a copy of its replica."""

@@ -28,6 +28,7 @@ from app.control.supervisor import (
     FailoverTimerFired,
     LinkDown,
     LinkUp,
+    LocationCreated,
     Persist,
     RecordEvent,
     Reject,
@@ -366,6 +367,30 @@ def test_an_absent_edge_without_failover_is_left_alone() -> None:
 def test_an_edge_never_seen_before_gets_a_failover_timer() -> None:
     moved = step(SupervisorState.at_master_boot(None, FAILOVER, at(0)), BootWaitOver(at(6)))
     assert effects(moved) == [StartFailoverTimer(at(26))]
+
+
+def test_a_location_created_later_is_awaited_from_its_creation() -> None:
+    created = SupervisorState.at_master_boot(None, FAILOVER, at(0))
+    moved = step(created, LocationCreated(at(0)))
+    assert_decided(moved, "created")
+    assert effects(moved) == [StartFailoverTimer(at(20))]
+    assert moved.state.control.reason.startswith(
+        "the location was created and its edge has not connected yet; the master takes over at"
+    )
+    assert_unchanged(step(moved.state, LocationCreated(at(1))), moved.state)
+    taken = step(moved.state, FailoverTimerFired(at(20)))
+    assert_decided(taken, "failover")
+    assert taken.state.control.controller == "master"
+
+
+def test_a_location_nobody_runs_says_so_and_how_to_start_it() -> None:
+    created = SupervisorState.at_master_boot(None, NO_FAILOVER, at(0))
+    moved = step(created, LocationCreated(at(0)))
+    assert effects(moved) == []
+    reason = moved.state.control.reason
+    assert moved.state.control.controller == "none"
+    assert "failover is off: nobody runs its devices until its edge connects" in reason
+    assert "takeover" in reason
 
 
 def test_an_edge_that_connected_during_the_wait_is_left_to_negotiation() -> None:

@@ -87,7 +87,7 @@ class Secrets:
     async def valid(self, edge_id: str) -> list[str]:
         return [SECRET] if edge_id == EDGE else []
 
-    async def end_grace(self, edge_id: str) -> None:
+    async def end_grace(self, edge_id: str, used: str) -> None:
         pass
 
 

@@ -121,3 +121,49 @@ async def test_metrics_pass_promtool(api: httpx.AsyncClient, tmp_path: Path) -> 
         "engine_control_events_pruned_total",
     ):
         assert f"\n{name}" in text, name
+
+
+async def test_metrics_show_each_location_and_count_its_handovers(api: httpx.AsyncClient) -> None:
+    edge = (await api.post("/api/edges", json={"name": "Away", "timeout": 0.2})).json()
+    labels = f'edge_id="{edge["id"]}"'
+
+    async def taken_over() -> bool:
+        text = (await api.get("/metrics")).text
+        return f'engine_location_controller{{controller="master",{labels}}} 1.0' in text
+
+    await wait_until(taken_over, timeout=10, message="the failover of an edge never seen")
+    text = (await api.get("/metrics")).text
+    for line in (
+        f"engine_location_online{{{labels}}} 0.0",
+        f"engine_location_epoch{{{labels}}} 1.0",
+        f"engine_location_failover_pending{{{labels}}} 0.0",
+        f"engine_location_controlled_here{{{labels}}} 1.0",
+        f"engine_location_failover_enabled{{{labels}}} 1.0",
+        f'engine_handovers_total{{{labels},reason="failover",to="master"}} 1.0',
+    ):
+        assert line in text, line
+    assert f"engine_location_seconds_since_decision{{{labels}}}" in text
+    assert 'engine_build_info{python="' in text and 'role="master"' in text
+
+    await api.post(f"/api/edges/{edge['id']}/takeover")  # already the master's: no handover
+    assert (
+        "engine_handovers_total{" + labels + ',reason="takeover"'
+        not in (await api.get("/metrics")).text
+    )
+
+
+async def test_head_answers_wherever_get_does(api: httpx.AsyncClient) -> None:
+    for path in ("/", "/api/health", "/api/ready", "/metrics", "/api/edges", "/api/status"):
+        got, head = await api.get(path), await api.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers["x-engine-node"] == "master"
+    # A stream without end answers its head alone.
+    stream = await api.head("/api/status/stream")
+    assert (stream.status_code, stream.content) == (200, b"")
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert (await api.head("/api/nowhere")).status_code == 404
+    assert (await api.head("/api/edges", headers={"Authorization": ""})).status_code == 401
+    text = (await api.get("/metrics")).text
+    assert 'engine_http_requests_total{method="HEAD",operation="getHealth",status="200"}' in text
