@@ -18,6 +18,7 @@ from app.master.supervision import EdgeSupervisor, load_persisted
 from app.services.control import StoreHealth, history
 from app.store.base import Document, JsonObject, StoreUnavailable
 from app.store.sqlite import SqliteStore
+from tests.support.stores import opened_as
 from tests.support.wait import wait_until
 from tests.unit.master.test_supervision import EDGE, Master
 
@@ -46,10 +47,8 @@ class RefusingStore(SqliteStore):
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[RefusingStore]:
-    store = RefusingStore(tmp_path / "engine.db")
-    await store.open()
-    yield store
-    await store.close()
+    async with opened_as(RefusingStore, tmp_path / "engine.db") as store:
+        yield store
 
 
 def watched(store: SqliteStore, master: Master, health: StoreHealth, **control: Any) -> Any:
@@ -144,42 +143,42 @@ class CountingStore(SqliteStore):
         return await super().upsert_many(docs)
 
 
-async def test_the_writer_puts_concurrent_records_in_shared_transactions(tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "engine.db")
-    await store.open()
-    try:
-        writer = RecordWriter(store)
-        await asyncio.gather(
-            *(writer.write([(f"state::{n}", "control_state", {"n": n})]) for n in range(100))
-        )
-        assert store.transactions == 1, "every write queued before the transaction shares it"
-        assert (await store.get("state::99")).body == {"n": 99}
-
-        store.refusing = True
-        results = await asyncio.gather(
-            *(writer.write([(f"state::{n}", "control_state", {})]) for n in range(3)),
-            return_exceptions=True,
-        )
-        assert all(isinstance(result, StoreUnavailable) for result in results)
-    finally:
-        await store.close()
+@pytest.fixture
+async def counting(tmp_path: Path) -> AsyncIterator[CountingStore]:
+    async with opened_as(CountingStore, tmp_path / "engine.db") as store:
+        yield store
 
 
-async def test_the_later_write_of_a_record_wins_within_a_transaction(tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "engine.db")
-    await store.open()
-    try:
-        writer = RecordWriter(store)
-        first = asyncio.create_task(writer.write([("state::a", "control_state", {"v": 0})]))
-        await asyncio.sleep(0)
-        await asyncio.gather(
-            writer.write([("state::a", "control_state", {"v": 1})]),
-            writer.write([("state::a", "control_state", {"v": 2})]),
-            first,
-        )
-        assert (await store.get("state::a")).body == {"v": 2}
-    finally:
-        await store.close()
+async def test_the_writer_puts_concurrent_records_in_shared_transactions(
+    counting: CountingStore,
+) -> None:
+    writer = RecordWriter(counting)
+    await asyncio.gather(
+        *(writer.write([(f"state::{n}", "control_state", {"n": n})]) for n in range(100))
+    )
+    assert counting.transactions == 1, "every write queued before the transaction shares it"
+    assert (await counting.get("state::99")).body == {"n": 99}
+
+    counting.refusing = True
+    results = await asyncio.gather(
+        *(writer.write([(f"state::{n}", "control_state", {})]) for n in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, StoreUnavailable) for result in results)
+
+
+async def test_the_later_write_of_a_record_wins_within_a_transaction(
+    counting: CountingStore,
+) -> None:
+    writer = RecordWriter(counting)
+    first = asyncio.create_task(writer.write([("state::a", "control_state", {"v": 0})]))
+    await asyncio.sleep(0)
+    await asyncio.gather(
+        writer.write([("state::a", "control_state", {"v": 1})]),
+        writer.write([("state::a", "control_state", {"v": 2})]),
+        first,
+    )
+    assert (await counting.get("state::a")).body == {"v": 2}
 
 
 class RecordingStore(CountingStore):
@@ -196,10 +195,8 @@ class RecordingStore(CountingStore):
 
 @pytest.fixture
 async def recording(tmp_path: Path) -> AsyncIterator[RecordingStore]:
-    store = RecordingStore(tmp_path / "engine.db")
-    await store.open()
-    yield store
-    await store.close()
+    async with opened_as(RecordingStore, tmp_path / "engine.db") as store:
+        yield store
 
 
 async def test_each_decision_writes_its_state_and_its_event_in_one_transaction(

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from app.services.secrets import EdgeSecrets
-from tests.support.stores import opened
+from app.store import SqliteStore
 
 
 @pytest.fixture
-async def secrets(tmp_path: Path) -> AsyncIterator[EdgeSecrets]:
-    async with opened(tmp_path / "engine.db") as store:
-        yield EdgeSecrets(store)
+def secrets(store: SqliteStore) -> EdgeSecrets:
+    return EdgeSecrets(store)
 
 
 async def test_the_previous_secret_stays_valid_during_the_grace(secrets: EdgeSecrets) -> None:
