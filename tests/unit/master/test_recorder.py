@@ -117,11 +117,14 @@ async def test_a_failover_that_must_wait_for_the_store_is_tried_again(
 
     await supervisor.handle(LinkDown(datetime.now(UTC)))  # not recorded, but the timer runs
     assert supervisor.unrecorded is not None
-    await asyncio.sleep(0.2)
+
+    def failover_waiting() -> bool:
+        waiting = supervisor.unrecorded
+        return waiting is not None and waiting.decision.startswith("failover")
+
+    await wait_until(failover_waiting, timeout=3, message="the failover to wait for the store")
     assert master.calls == [], "no epoch to take over with yet"
-    waiting = supervisor.unrecorded
-    assert waiting is not None and waiting.decision.startswith("failover"), waiting
-    assert "waits for it" in waiting.reason
+    assert supervisor.unrecorded is not None and "waits for it" in supervisor.unrecorded.reason
     store.refusing = False
 
     await wait_until(lambda: bool(master.calls), timeout=3, message="the failover after all")
