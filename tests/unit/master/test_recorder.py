@@ -134,13 +134,21 @@ async def test_a_failover_that_must_wait_for_the_store_is_tried_again(
 
 
 class CountingStore(SqliteStore):
-    """Counts the write transactions of ``upsert_many``; fails them while ``refusing``."""
+    """Keeps the documents of each write transaction of ``upsert_many``, refused ones
+    included; fails them while ``refusing``."""
 
-    transactions = 0
     refusing = False
 
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.written: list[list[tuple[str, str]]] = []
+
+    @property
+    def transactions(self) -> int:
+        return len(self.written)
+
     async def upsert_many(self, docs: Any) -> list[Document]:
-        self.transactions += 1
+        self.written.append([(doc_type, doc_id) for doc_id, doc_type, _ in docs])
         if self.refusing:
             raise StoreUnavailable("disk I/O error")
         return await super().upsert_many(docs)
@@ -184,46 +192,28 @@ async def test_the_later_write_of_a_record_wins_within_a_transaction(
     assert (await counting.get("state::a")).body == {"v": 2}
 
 
-class RecordingStore(CountingStore):
-    """Keeps the documents of every write transaction it took, refused ones included."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.written: list[list[tuple[str, str]]] = []
-
-    async def upsert_many(self, docs: Any) -> list[Document]:
-        self.written.append([(doc_type, doc_id) for doc_id, doc_type, _ in docs])
-        return await super().upsert_many(docs)
-
-
-@pytest.fixture
-async def recording(tmp_path: Path) -> AsyncIterator[RecordingStore]:
-    async with opened_as(RecordingStore, tmp_path / "engine.db") as store:
-        yield store
-
-
 async def test_each_decision_writes_its_state_and_its_event_in_one_transaction(
-    recording: RecordingStore,
+    counting: CountingStore,
 ) -> None:
-    supervisor = watched(recording, Master(), StoreHealth())
+    supervisor = watched(counting, Master(), StoreHealth())
     await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
     await supervisor.handle(LinkDown(datetime.now(UTC)))
-    for transaction in recording.written:
+    for transaction in counting.written:
         kinds = sorted(doc_type for doc_type, _ in transaction)
-        assert kinds == ["control_event", "control_state"], recording.written
-    assert len(recording.written) == 2
+        assert kinds == ["control_event", "control_state"], counting.written
+    assert len(counting.written) == 2
     supervisor.close()
 
 
 async def test_a_decision_refused_before_it_is_carried_out_leaves_no_event_behind(
-    recording: RecordingStore,
+    counting: CountingStore,
 ) -> None:
-    supervisor = watched(recording, Master(), StoreHealth())
-    recording.refusing = True
+    supervisor = watched(counting, Master(), StoreHealth())
+    counting.refusing = True
     with pytest.raises(StoreRefused):
         await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
-    recording.refusing = False
+    counting.refusing = False
     await supervisor.handle(LinkDown(datetime.now(UTC)))
-    kinds = [event["kind"] for event in await history(recording, EDGE, 10)]
+    kinds = [event["kind"] for event in await history(counting, EDGE, 10)]
     assert kinds == ["disconnected"], "the refused takeover left no event of its own"
     supervisor.close()
