@@ -157,7 +157,8 @@ def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ctl = commands.add_parser(
         "ctl",
         parents=[common],
-        help="operate a running server: status, events, restore, takeover, rotate-secret",
+        help="operate a running server: status, events, restore, takeover, rotate-secret, "
+        "panel-key",
         description="Operate a running server over its API. The server comes from "
         f"ENGINE_URL (default {DEFAULT_URL}) or --url, the token from ENGINE_TOKEN or "
         "--token. Errors are one line on stderr and a non-zero exit status.",
@@ -192,6 +193,16 @@ def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="S",
         help="seconds the previous secret stays valid at most (server default: one day)",
     )
+    panel_key = ctl_commands.add_parser(
+        "panel-key",
+        parents=[common],
+        help="issue a device key for a room's panel (printed once); list or revoke them",
+    )
+    panel_key.add_argument("system", metavar="SYSTEM", help="the room's system id")
+    panel_key.add_argument("--name", help="what the key is for (default: panel)")
+    chosen = panel_key.add_mutually_exclusive_group()
+    chosen.add_argument("--list", action="store_true", help="list the room's keys (ids only)")
+    chosen.add_argument("--revoke", metavar="KEY_ID", help="revoke the key with that id")
 
 
 def _add_couchbase(

@@ -53,7 +53,7 @@ class Client:
                 url = str(response.url.join(response.headers["location"]))
                 continue
             if response.is_success:
-                return response.json()
+                return response.json() if response.content else None
             raise CtlError(_problem(response))
         raise CtlError(f"{method} {path}: more than {MAX_REDIRECTS} redirects")
 
@@ -179,6 +179,8 @@ def _command(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     if command == "status":
         snapshot = client.call("GET", "/api/status")
         return snapshot, table(status_rows(snapshot))
+    if command == "panel-key":
+        return _panel_key(client, args)
     edge = _segment(args.edge)
     if command == "events":
         events = client.call("GET", f"/api/edges/{edge}/events?limit={args.limit}")
@@ -197,6 +199,27 @@ def _command(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
             f"or {grace} at most"
         )
     raise CtlError(f"unknown command {command!r}")
+
+
+def _panel_key(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    """Issue a room's device key (the panel link with it), list the keys, or revoke one."""
+    keys = f"/api/systems/{_segment(args.system)}/keys"
+    if args.list:
+        listed = client.call("GET", keys)
+        lines = [
+            f"{k['id']}  {k['name']}  created {k['created_at']} by {k['created_by']}"
+            for k in listed
+        ]
+        return listed, "\n".join(lines) or f"{args.system} has no device keys"
+    if args.revoke:
+        client.call("DELETE", f"{keys}/{_segment(args.revoke)}")
+        revoked = {"id": args.revoke, "system_id": args.system, "revoked": True}
+        return revoked, f"revoked {args.revoke}: a panel using it is refused at its next call"
+    issued = client.call("POST", keys, {"name": args.name} if args.name else {})
+    return issued, (
+        f"device key {issued['id']} for {args.system} (shown once): {issued['key']}\n"
+        f"open the room's panel with it: {issued['panel_url']}"
+    )
 
 
 def _segment(value: str) -> str:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app import openapi
 from app.logging_filters import install_redaction
 from app.node import Node
 from app.routers import (
     client_ws,
     control,
+    device_keys,
+    discovery,
     docs,
     driver_ops,
     drivers,
@@ -22,6 +24,7 @@ from app.routers import (
     link_ws,
     module_ops,
     modules,
+    panel,
     placeos,
     problems,
     routing,
@@ -34,8 +37,6 @@ from app.routers.limits import RequestLimits
 from app.routers.middleware import BootGate, EngineHeaders
 from app.routers.routing import EDGE_CONFIGURATION_WRITES
 from app.settings import Settings, load_settings
-
-API_VERSION = "1.0.0"
 
 
 def compose(settings: Settings) -> Node:
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
 
     app = FastAPI(
         title="Engine HA",
-        version=API_VERSION,
+        version=openapi.api_version(),
         summary="Building-automation control engine with master/edge high availability",
         lifespan=lifespan,
         # Served by app.routers.docs from local bundles: a site network has no CDN.
@@ -77,14 +78,7 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
     app.state.node = node
     problems.install(app)
     routing.install(app)
-    default_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = default_openapi()  # cached by FastAPI; the rewrite below is idempotent
-        problems.document_problems(schema)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    openapi.install(app)
     for module in (
         edges,
         control,
@@ -95,10 +89,13 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
         drivers,
         driver_ops,
         users,
+        device_keys,
     ):
         app.include_router(module.router, prefix="/api")
+    app.include_router(discovery.router)
     app.include_router(health.router)
     status.install(app, node)
+    panel.install(app, node)
     docs.install(app)
     app.include_router(client_ws.router)
     app.include_router(placeos.authority_router)
@@ -127,6 +124,8 @@ def create_app(settings: Settings | None = None, *, node: Node | None = None) ->
             ],
             max_age=600,
         )
+    if settings.is_edge:  # outside CORSMiddleware, which refuses other origins' preflights
+        app.add_middleware(panel.PanelCors, origins=panel.panel_origins(settings.master_url))
     app.add_middleware(EngineHeaders, node_name=settings.node_name, metrics=node.metrics)
     return app
 

@@ -17,6 +17,7 @@ from app.control.windows import validate_cron, validate_timezone
 
 Role = Literal["device", "service", "logic"]
 Controller = Literal["edge", "master", "none"]
+WitnessResult = Literal["controls", "does_not_control", "unreachable", "refused"]
 
 Name = Field(min_length=1, max_length=200)
 
@@ -28,10 +29,16 @@ class Fields(BaseModel):
 
 
 class Stored(BaseModel):
-    """The identity every stored document carries."""
+    """The identity every stored document carries, and when it was written."""
 
     id: str
     version: str
+    created_at: datetime | None = Field(
+        default=None, description="written by the system (absent on older documents)"
+    )
+    updated_at: datetime | None = Field(
+        default=None, description="written by the system at every change"
+    )
 
 
 # --- EdgeControl -------------------------------------------------------------------
@@ -243,3 +250,292 @@ class PageOut(BaseModel, Generic[ItemT]):
     items: list[ItemT]
     total: int
     next: str | None = None
+
+
+# --- API answers -------------------------------------------------------------------
+#
+# What the API answers beyond the documents, one model per answer. They describe the
+# answers for clients (the OpenAPI document); the routes send what the services build,
+# so each model admits fields it does not name yet: a field added to an answer reaches
+# clients at once, and belongs here too (tests/unit/test_models.py checks the
+# services' answers against these models).
+
+
+class Answer(BaseModel):
+    """An API answer: typed for clients, open to fields added later."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class FieldProblem(Answer):
+    field: str = Field(description="where: `timeout`, `modules[2]`, `body`")
+    reason: str
+
+
+class Problem(Answer):
+    """RFC 9457 problem details, as every error (and a redirect) is answered."""
+
+    type: str = Field(description="always about:blank: the status and title say it all")
+    title: str
+    status: int
+    detail: str
+    field: str | None = Field(default=None, description="the request field refused (400, 422)")
+    reason: str | None = Field(default=None, description="why that field was refused")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="422: every field refused, the first one as `field`"
+    )
+    location: str | None = Field(default=None, description="307: where to ask instead")
+    controller: str | None = Field(
+        default=None, description="the server that controls the target (client routing)"
+    )
+    module_id: str | None = None
+    system_id: str | None = None
+    phase: str | None = Field(default=None, description="503 while booting: the boot phase")
+
+
+class RestoreWindowSpan(Answer):
+    """A restore window: the one open now, else the next."""
+
+    start: datetime
+    end: datetime
+
+
+class WitnessReport(Answer):
+    """What this server last learnt by asking the other side's witness."""
+
+    checked_at: datetime
+    result: WitnessResult
+    detail: str | None = None
+    last_alive_at: datetime | None = Field(
+        default=None, description="the last sign of life the witness gave"
+    )
+
+
+class PendingDecision(Answer):
+    """A decision carried out (or waiting) that the store has not recorded yet."""
+
+    decision: str
+    reason: str
+    since: datetime
+
+
+class ControlDocument(Answer):
+    """Who controls an edge's devices now, why, and where clients reach both servers.
+
+    ``GET /api/edges/{id}/control``, and the answer of a restore or a takeover.
+    """
+
+    edge_id: str
+    controller: Controller
+    epoch: int
+    online: bool
+    failover_active: bool
+    failover_time: datetime | None = Field(
+        default=None, description="when the master takes over if nothing changes"
+    )
+    since: datetime | None = Field(default=None, description="since when the controller holds")
+    reason: str
+    retry_after: float | None = Field(
+        default=None, description="seconds until a pending failover acts"
+    )
+    next_restore_window: RestoreWindowSpan | None = Field(
+        default=None, description="null: restore is manual"
+    )
+    edge_url: str | None = Field(default=None, description="the edge's api_url")
+    master_url: str | None = None
+    replication_error: str | None = Field(
+        default=None,
+        description="what was last left out of the edge's replica, or on an edge why its "
+        "replica cannot catch up; null: whole",
+    )
+    replication_error_since: datetime | None = Field(
+        default=None, description="on an edge: since when its catch-ups fail"
+    )
+    replication_retries: int | None = Field(
+        default=None, description="on an edge: how many times the failing catch-up was retried"
+    )
+    link_error: str | None = Field(
+        default=None, description="why the edge's link was last refused or failed"
+    )
+    link_error_at: datetime | None = None
+    witness: WitnessReport | None = None
+    pending: PendingDecision | None = None
+
+
+class RepositoryResult(Answer):
+    """The driver repository on the location's server after a repository request."""
+
+    commit: str | None = Field(description="the repository's HEAD")
+    reloaded: list[str] | None = Field(default=None, description="pull/reset with reload")
+    branch: str | None = Field(default=None, description="status: null when detached")
+    dirty: bool | None = Field(default=None, description="status: uncommitted changes")
+
+
+class Health(Answer):
+    status: Literal["ok"]
+    node: str = Field(description="`master` or `edge:<id>`")
+
+
+class StoreWrites(Answer):
+    """Whether this server's store takes control decisions' writes."""
+
+    writable: bool
+    error: str | None = None
+    since: datetime | None = None
+
+
+class LinkHealth(Answer):
+    """An edge's link to the master."""
+
+    connected: bool
+    error: str | None = Field(default=None, description="why it is refused or failing")
+    error_at: datetime | None = None
+
+
+class ReplicationFailure(Answer):
+    """An edge's replica cannot catch up (its disk is full, read-only or failing)."""
+
+    error: str
+    since: datetime
+    retries: int
+
+
+class ReplicaSetAside(Answer):
+    """The corrupt replica an edge moved aside at boot, to rebuild it from the master."""
+
+    problems: list[str]
+    moved_to: str
+    at: datetime
+
+
+class Ready(Answer):
+    """``GET /api/ready`` once boot is complete: the boot summary and live counts.
+
+    Which fields come depends on the role: the master's say how its edges and store
+    fare, an edge's how its link and replica do.
+    """
+
+    status: Literal["ready"]
+    node: str
+    phase: str
+    role: Literal["master", "edge"]
+    boot_seconds: float
+    modules_running: int
+    # The master's.
+    edges: int | None = None
+    edges_connected: int | None = None
+    edge_modules: int | None = None
+    modules_failed: dict[str, str] | None = Field(
+        default=None, description="modules that did not start at boot, with the reason"
+    )
+    store: StoreWrites | None = None
+    decisions_unrecorded: int | None = None
+    # An edge's.
+    edge_id: str | None = None
+    modules: int | None = Field(default=None, description="the modules of its location")
+    replica_seq: int | None = None
+    master_connected: bool | None = None
+    link: LinkHealth | None = None
+    controls: bool | None = Field(default=None, description="whether it runs its devices")
+    replication_error: ReplicationFailure | None = Field(
+        default=None, description="null while the replica catches up"
+    )
+    replica_set_aside: ReplicaSetAside | None = Field(
+        default=None, description="the corrupt replica moved aside at this boot, if any"
+    )
+
+
+class Viewer(Answer):
+    id: str
+    name: str
+    admin: bool
+
+
+class StatusLocation(Answer):
+    """One edge location on the status page."""
+
+    id: str
+    name: str
+    description: str | None = None
+    timezone: str
+    failover: bool
+    timeout: float | None = None
+    window_start: str | None = None
+    systems: list[str] = Field(description="the names of its systems")
+    control: ControlDocument
+    events: list[ControlEvent] = Field(description="its last decisions, newest first")
+    can_operate: bool = Field(description="whether the viewer may restore or take over")
+
+
+class StatusSnapshot(Answer):
+    """Every location this server shows (``GET /api/status``, the status stream)."""
+
+    node: str
+    role: Literal["master", "edge"]
+    server_time: datetime
+    user: Viewer
+    operations_here: bool = Field(description="restore and takeover are served here")
+    master_systems: list[str] = Field(description="the names of the master's own systems")
+    locations: list[StatusLocation]
+
+
+# --- PlaceOS answers (app/routers/placeos.py), as @placeos/ts-client reads them --------
+
+
+class PlaceSettings(Answer):
+    parent_id: str
+    encryption_level: int
+    settings_string: str = Field(description="the settings as JSON text")
+    keys: list[str]
+
+
+class PlaceModule(Answer):
+    """A module in PlaceOS's ``PlaceModule`` shape."""
+
+    id: str
+    name: str
+    custom_name: str = Field(description="what systems call it (Display)")
+    driver_id: str
+    control_system_id: str
+    edge_id: str | None = Field(description="the edge location that runs it; null: the master")
+    ip: str
+    port: int | None = Field(description="null when none is set")
+    uri: str
+    running: bool
+    version: int
+    created_at: int = Field(description="Unix seconds; 0: unknown")
+    updated_at: int = Field(description="Unix seconds; 0: unknown")
+    role: int | None = Field(
+        default=None, description="PlaceOS's PlaceDriverRole: 1 device, 2 service, 99 logic"
+    )
+    connected: bool | None = Field(
+        default=None, description="its device's connection, when this server reaches it"
+    )
+
+
+class PlaceSystem(Answer):
+    """A control system in PlaceOS's ``PlaceSystem`` shape."""
+
+    id: str
+    name: str
+    display_name: str
+    description: str
+    modules: list[str]
+    zones: list[str]
+    features: list[str]
+    images: list[str]
+    email: str
+    capacity: int
+    bookable: bool
+    public: bool
+    installed_ui_devices: int
+    support_url: str
+    timezone: str
+    version: int
+    created_at: int = Field(description="Unix seconds; 0: unknown")
+    updated_at: int = Field(description="Unix seconds; 0: unknown")
+    edge_control_id: str | None
+    settings: list[PlaceSettings | None] = Field(description="four levels of encryption")
+    module_data: list[PlaceModule] | None = Field(
+        default=None, description="with ?complete=true: its modules"
+    )

@@ -14,6 +14,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.link import DEFAULT_MAX_SIZE, LinkConnection, WebsocketsTransport
+from app.link.ops import EXEC
 from bench.support import run
 
 
@@ -28,7 +29,7 @@ async def echo_execs(websocket: ClientConnection) -> None:
 
     link = LinkConnection(
         WebsocketsTransport(websocket),
-        handlers={"exec": exec_},
+        handlers={EXEC.name: exec_},
         name="bench",
         max_size=DEFAULT_MAX_SIZE,
     )

@@ -51,7 +51,16 @@ from app.edge import uplink
 from app.edge.replica import fetch_changes
 from app.edge.uplink import CurrentLink, HelloFacts, Uplink
 from app.link import Control, Event, LinkConnection, Welcome
-from app.link.ops import Handler
+from app.link.ops import (
+    CACHE_EXPIRE,
+    CONTROL,
+    EXEC,
+    MODEL_UPDATED,
+    PING,
+    STATE_SYNC,
+    STATUS,
+    Handler,
+)
 from app.settings import Settings
 from bench.support import run
 
@@ -156,13 +165,13 @@ class SimulatedEdge:
             return handler
 
         return {
-            "ping": op(lambda args: {}),
-            "control": op(self._control),
-            "state.sync": op(lambda args: {}),
-            "status": op(lambda args: {self.module_id: {"state": self._state(), "funcs": {}}}),
-            "exec": op(lambda args: args.get("args", [None])[0]),
-            "model.updated": op(lambda args: {"replica_seq": self.seq}),
-            "cache.expire": op(lambda args: {}),
+            PING.name: op(lambda args: {}),
+            CONTROL.name: op(self._control),
+            STATE_SYNC.name: op(lambda args: {}),
+            STATUS.name: op(lambda args: {self.module_id: {"state": self._state(), "funcs": {}}}),
+            EXEC.name: op(lambda args: args.get("args", [None])[0]),
+            MODEL_UPDATED.name: op(lambda args: {"replica_seq": self.seq}),
+            CACHE_EXPIRE.name: op(lambda args: {}),
         }
 
     def _control(self, args: dict[str, Any]) -> dict[str, Any]:

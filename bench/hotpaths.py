@@ -35,6 +35,7 @@ import orjson
 from app.link import Request, Response, decode, encode
 from app.link.codec import read
 from app.link.messages import FRAME_ADAPTER
+from app.link.ops import EXEC
 from app.proxy_client import ProxyClient
 from app.runtime.deadlines import Deadlines
 from app.runtime.introspect import Arity
@@ -102,7 +103,7 @@ def _orjson_then_pydantic(text: str) -> Any:
 
 def codec(count: int, rounds: int) -> dict[str, Any]:
     frames: dict[str, Request | Response] = {
-        "exec request": Request(id=12345, op="exec", args=exec_args("mod-00001")),
+        "exec request": Request(id=12345, op=EXEC.name, args=dict(exec_args("mod-00001"))),
         "small response": Response.success(12345, PAYLOAD),
         "replica batch (1,000 changes)": _replica_batch(),
     }

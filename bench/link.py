@@ -38,9 +38,11 @@ import uvicorn
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from app.link import DEFAULT_MAX_SIZE, LinkConnection, Request, WebsocketsTransport, encode
+from app.link.ops import EXEC, ExecArgs
 from app.main import compose, create_app
 from app.node_process import HOST, ROOT, NodeProcess, free_port
 from app.runtime.handle import ModuleHandle
+from app.runtime.reports import JsonValue
 from app.settings import Settings
 from bench.report import Target
 from bench.stats import Latency
@@ -217,9 +219,9 @@ class LinkEcho(EchoPeer):
         super().__init__("link")
         self.link: LinkConnection | None = None
 
-    async def call(self, args: dict[str, Any]) -> Any:
+    async def call(self, args: ExecArgs) -> JsonValue:
         assert self.link is not None
-        return await self.link.request("exec", args)
+        return await EXEC.call(self.link, args)
 
     async def serve(self, connection: ServerConnection) -> None:
         self.link = LinkConnection(
@@ -261,7 +263,7 @@ async def throughput(call: Call, concurrency: int, duration: float) -> dict[str,
     }
 
 
-def exec_args(module_id: str) -> dict[str, Any]:
+def exec_args(module_id: str) -> ExecArgs:
     """The arguments of the ``exec`` request the master sends for ``Echo.echo(PAYLOAD)``."""
     return {
         "module_id": module_id,
@@ -359,7 +361,7 @@ async def _measure(
     async with linked_edge(workdir) as site, BareEcho() as bare, LinkEcho() as protocol:
         module = site.module
         args = exec_args(module.id)
-        frame = encode(Request(id=1, op="exec", args=args))
+        frame = encode(Request(id=1, op=EXEC.name, args=dict(args)))
         calls: dict[str, Call] = {
             "bare websocket": lambda: bare.call(frame),
             "link protocol": lambda: protocol.call(args),

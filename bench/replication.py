@@ -25,6 +25,7 @@ import httpx
 from app.edge.replica import BATCH, Replicator
 from app.edge.uplink import CurrentLink, HelloFacts, Uplink
 from app.link import Control, LinkConnection, Welcome
+from app.link.ops import PING
 from app.node_process import NodeProcess, free_port
 from app.settings import Settings
 from app.store.base import JsonObject
@@ -65,7 +66,7 @@ class CatchUp:
         self.uplink = Uplink(
             settings,
             current=CurrentLink(),
-            handlers={"ping": _pong},
+            handlers={PING.name: _pong},
             on_event=lambda event: None,
             listener=self,
             boot_time=time.time(),

@@ -14,6 +14,7 @@ from app.edge.linkstate import LinkEvents
 from app.edge.uplink import CurrentLink
 from app.edge.witness import MasterWitness
 from app.errors import ControlledElsewhere, NotFound
+from app.runtime.reports import RepositoryOutcome
 from app.services.control import describe, persisted_state
 from app.services.operations import Operations
 from app.services.witness import answer
@@ -103,7 +104,7 @@ class EdgeControl:
 
     async def repository(
         self, edge: Document, action: str, commit: str | None, reload: bool
-    ) -> dict[str, Any]:
+    ) -> RepositoryOutcome:
         if edge.id == self._edge_id:
             return await self._operations.repository(action, commit, reload)
         raise self._to_master("a repository request", f"/api/edges/{edge.id}/repository")

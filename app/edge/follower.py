@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from app.control.clock import now_utc
-from app.edge.replica import Replica, Requester
+from app.edge.replica import Replica
 from app.edge.uplink import CurrentLink
 from app.link import Event, LinkClosed
+from app.link.ops import Requester
 from app.metrics import Metrics
 from app.services.limits import describe_skipped
 from app.store.base import StoreError

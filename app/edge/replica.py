@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from app.link import ErrorCode, LinkRequestError
+from app.link.ops import REPLICA_CHANGES, REPLICA_FETCH, Requester
 from app.services.limits import describe_skipped
 from app.store.base import (
     MASTER_ONLY_TYPES,
@@ -48,17 +49,6 @@ CATCH_UP_TIMEOUT_S = 120.0
 #: How long an edge on Couchbase waits for XDCR before fetching over the link.
 XDCR_WAIT_S = 3.0
 XDCR_POLL_S = 0.1
-
-CHANGES_OP = "replica.changes"
-FETCH_OP = "replica.fetch"
-
-
-class Requester(Protocol):
-    """The part of a :class:`~app.link.LinkConnection` replication uses."""
-
-    async def request(
-        self, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None
-    ) -> Any: ...
 
 
 class Replica(Protocol):
@@ -110,8 +100,8 @@ def _resync_required(exc: LinkRequestError) -> bool:
 
 async def fetch_changes(link: Requester, since: int, limit: int, horizon: int = 0) -> ChangeBatch:
     """One batch of the master's feed after ``since``, master-only documents dropped."""
-    result = await link.request(
-        CHANGES_OP,
+    result = await REPLICA_CHANGES.call(
+        link,
         {"since": since, "limit": limit, "horizon": horizon},
         timeout=CATCH_UP_TIMEOUT_S,
     )
@@ -313,7 +303,7 @@ class XdcrReplicator:
 
     async def _fetch(self, link: Requester, doc_ids: Sequence[str]) -> None:
         """Write what the master holds now; what it no longer holds is deleted."""
-        result = await link.request(FETCH_OP, {"ids": list(doc_ids)})
+        result = await REPLICA_FETCH.call(link, {"ids": list(doc_ids)})
         found = {
             doc["id"]: doc for doc in result["documents"] if doc["type"] not in MASTER_ONLY_TYPES
         }

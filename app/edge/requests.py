@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from app.edge.controller import EdgeController
 from app.edge.forwarder import StatusForwarder
@@ -11,6 +10,22 @@ from app.edge.replica import Replica
 from app.edge.uplink import CurrentLink
 from app.errors import NotFound
 from app.link.ops import (
+    CACHE_EXPIRE,
+    CONTROL,
+    DEBUG_SUBSCRIBE,
+    DEBUG_UNSUBSCRIBE,
+    EXEC,
+    MASTER_TO_EDGE,
+    MODEL_UPDATED,
+    MODULE_START,
+    MODULE_STOP,
+    PING,
+    RELOAD,
+    REPOSITORY,
+    STATE_SYNC,
+    STATUS,
+    SYSTEM_START,
+    SYSTEM_STOP,
     ControlArgs,
     ControlObeyed,
     Empty,
@@ -20,7 +35,6 @@ from app.link.ops import (
     ModelUpdatedArgs,
     ModuleArgs,
     NoArgs,
-    Op,
     ReloadArgs,
     RepositoryArgs,
     StateSyncArgs,
@@ -30,6 +44,13 @@ from app.link.ops import (
     op_table,
 )
 from app.runtime.module import LocalModule
+from app.runtime.reports import (
+    DriverReloaded,
+    JsonValue,
+    ModuleDescription,
+    ModuleStatus,
+    RepositoryOutcome,
+)
 from app.services.modules import ModuleService
 from app.services.operations import Operations
 
@@ -58,53 +79,57 @@ class MasterRequests:
 
     def handlers(self) -> Mapping[str, Handler]:
         return op_table(
-            Op("exec", ExecArgs, self._exec),
-            Op("status", StatusArgs, self._status),
-            Op("module.start", ModuleArgs, self._module_start),
-            Op("module.stop", ModuleArgs, self._module_stop),
-            Op("system.start", SystemArgs, self._system_start),
-            Op("system.stop", SystemArgs, self._system_stop),
-            Op("repository", RepositoryArgs, self._repository),
-            Op("reload", ReloadArgs, self._reload),
-            Op("model.updated", ModelUpdatedArgs, self._model_updated),
-            Op("cache.expire", NoArgs, self._cache_expire),
-            Op("debug.subscribe", ModuleArgs, self._debug_subscribe),
-            Op("debug.unsubscribe", ModuleArgs, self._debug_unsubscribe),
-            Op("control", ControlArgs, self._control),
-            Op("state.sync", StateSyncArgs, self._state_sync),
-            Op("ping", NoArgs, self._ping),
+            MASTER_TO_EDGE,
+            EXEC.serve(self._exec),
+            STATUS.serve(self._status),
+            MODULE_START.serve(self._module_start),
+            MODULE_STOP.serve(self._module_stop),
+            SYSTEM_START.serve(self._system_start),
+            SYSTEM_STOP.serve(self._system_stop),
+            REPOSITORY.serve(self._repository),
+            RELOAD.serve(self._reload),
+            MODEL_UPDATED.serve(self._model_updated),
+            CACHE_EXPIRE.serve(self._cache_expire),
+            DEBUG_SUBSCRIBE.serve(self._debug_subscribe),
+            DEBUG_UNSUBSCRIBE.serve(self._debug_unsubscribe),
+            CONTROL.serve(self._control),
+            STATE_SYNC.serve(self._state_sync),
+            PING.serve(self._ping),
         )
 
-    async def _exec(self, args: ExecArgs) -> Any:
-        handle = self._loaded(args.module_id)
-        return await handle.exec(args.method, args.args, args.keywords, args.timeout)
+    async def _exec(self, args: ExecArgs) -> JsonValue:
+        handle = self._loaded(args["module_id"])
+        answer: JsonValue = await handle.exec(
+            args["method"], args["args"], args["kwargs"], args["timeout"]
+        )
+        return answer
 
-    async def _status(self, args: StatusArgs) -> dict[str, dict[str, Any]]:
-        return self._ops.status(args.module_ids)
+    async def _status(self, args: StatusArgs) -> dict[str, ModuleStatus]:
+        return self._ops.status(args.get("module_ids"))
 
-    async def _module_start(self, args: ModuleArgs) -> dict[str, Any]:
-        return await self._ops.start_module(args.module_id)
+    async def _module_start(self, args: ModuleArgs) -> ModuleDescription:
+        return await self._ops.start_module(args["module_id"])
 
-    async def _module_stop(self, args: ModuleArgs) -> dict[str, Any]:
-        return await self._ops.stop_module(args.module_id)
+    async def _module_stop(self, args: ModuleArgs) -> ModuleDescription:
+        return await self._ops.stop_module(args["module_id"])
 
     async def _system_start(self, args: SystemArgs) -> SystemStarted:
-        return {"failed": await self._ops.start_system(args.system_id)}
+        return {"failed": await self._ops.start_system(args["system_id"])}
 
     async def _system_stop(self, args: SystemArgs) -> Empty:
-        await self._ops.stop_system(args.system_id)
+        await self._ops.stop_system(args["system_id"])
         return {}
 
-    async def _repository(self, args: RepositoryArgs) -> dict[str, Any]:
-        return await self._ops.repository(args.action, args.commit, args.reload)
+    async def _repository(self, args: RepositoryArgs) -> RepositoryOutcome:
+        return await self._ops.repository(args["action"], args["commit"], args["reload"])
 
-    async def _reload(self, args: ReloadArgs) -> dict[str, Any]:
-        return await self._ops.reload_driver(args.driver_id, args.files)
+    async def _reload(self, args: ReloadArgs) -> DriverReloaded:
+        return await self._ops.reload_driver(args["driver_id"], args["files"])
 
     async def _model_updated(self, args: ModelUpdatedArgs) -> ModelUpdated:
         link = self._current.link
         if link is not None:
-            await self._replica.updated(link, args.versions)
+            await self._replica.updated(link, args["versions"])
         await self._modules.reconcile()
         return {"replica_seq": self._replica.seq}
 
@@ -113,19 +138,20 @@ class MasterRequests:
         return {}
 
     async def _debug_subscribe(self, args: ModuleArgs) -> Empty:
-        self._forwarder.debug(args.module_id, self._loaded(args.module_id))
+        module_id = args["module_id"]
+        self._forwarder.debug(module_id, self._loaded(module_id))
         return {}
 
     async def _debug_unsubscribe(self, args: ModuleArgs) -> Empty:
-        self._forwarder.debug(args.module_id, None)
+        self._forwarder.debug(args["module_id"], None)
         return {}
 
     async def _control(self, args: ControlArgs) -> ControlObeyed:
-        stopped = await self._controller.obey(args.controller, args.epoch)
+        stopped = await self._controller.obey(args["controller"], args["epoch"])
         return {"status": stopped, "controller": self._controller.state.controller}
 
     async def _state_sync(self, args: StateSyncArgs) -> Empty:
-        self._controller.hand_status(args.status)
+        self._controller.hand_status(args["status"])
         return {}
 
     async def _ping(self, args: NoArgs) -> Empty:

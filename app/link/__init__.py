@@ -1,7 +1,12 @@
 """The control link between the master and its edges (DESIGN §6).
 
-The protocol is pure (frames, codec, pending-request table, authentication, handshake);
-`connection` is the only module that does I/O.
+The protocol is pure: frames (``messages``), their text (``codec``), the ops each side
+serves, declared once (``ops``), the pending-request table, authentication and the
+handshake. ``connection`` is where it meets asyncio, over the websocket adapters of
+``transports``; ``answers`` and ``eager`` are its two helpers.
+
+Imports only ``app.errors`` of the engine, and ``app.runtime.reports`` for the shapes of
+the results the ops carry.
 """
 
 from __future__ import annotations
@@ -9,14 +14,7 @@ from __future__ import annotations
 from app.link.auth import AuthFailed, FailureThrottle, NonceRegistry
 from app.link.codec import DEFAULT_MAX_SIZE, FrameError, decode, encode
 from app.link.codes import CloseCode, ErrorCode
-from app.link.connection import (
-    FrameTransport,
-    LinkConnection,
-    StarletteTransport,
-    TransportClosed,
-    WebsocketsTransport,
-    receive_frame,
-)
+from app.link.connection import LinkConnection
 from app.link.handshake import EdgeHandshake, MasterHandshake
 from app.link.messages import (
     Challenge,
@@ -30,6 +28,13 @@ from app.link.messages import (
     Welcome,
 )
 from app.link.pending import LinkClosed, LinkRequestError, LinkTimeout, PendingRequests
+from app.link.transports import (
+    FrameTransport,
+    StarletteTransport,
+    TransportClosed,
+    WebsocketsTransport,
+    receive_frame,
+)
 
 #: Aliases of :class:`CloseCode` members, for callers not yet moved to the enum.
 CLOSE_AUTH_FAILED = CloseCode.AUTH_FAILED

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import msgspec
 import orjson
@@ -74,19 +74,23 @@ def encode(frame: Frame) -> str:
     return frame.model_dump_json()
 
 
-def encode_request(request_id: int, op: str, args: dict[str, Any]) -> str:
+def encode_request(request_id: int, op: str, args: Mapping[str, Any]) -> str:
     """A request frame's text, without building its model first (the hot path's way)."""
     wire = {"type": "request", "id": request_id, "op": op, "args": args}
-    return _dumps(wire) or Request(id=request_id, op=op, args=args).model_dump_json()
+    return _dumps(wire) or Request(id=request_id, op=op, args=dict(args)).model_dump_json()
 
 
-def encode_result(request_id: int, result: Any) -> str:
+def encode_result(request_id: int, result: object) -> str:
     """A successful response's text; raises ``PydanticSerializationError`` (not JSON)."""
     wire = {"type": "response", "id": request_id, "ok": True, "result": result}
     return _dumps(wire) or Response.success(request_id, result).model_dump_json()
 
 
-def preencoded(text: str | bytes) -> Any:
+Encoded: TypeAlias = orjson.Fragment
+"""A result that is JSON text already (`preencoded`)."""
+
+
+def preencoded(text: str | bytes) -> Encoded:
     """A result that is JSON text already: `encode_result` writes it into the frame as is.
 
     For a result many frames carry (a replica batch read by many edges at once), so it
@@ -130,7 +134,7 @@ class Reply(NamedTuple):
     """A successful response frame read by `read`: what a `Response` holds, without the model."""
 
     id: int
-    result: Any
+    result: object
     error: ErrorBody | None = None
 
 
@@ -141,7 +145,7 @@ _PARSER = msgspec.json.Decoder()
 #: goes the model's way. Every exec frame has a handful; a replica batch has thousands.
 _FAST_BRACKETS = 150
 
-_ABSENT: Any = object()
+_ABSENT = object()
 
 
 def read(data: str | bytes, *, max_size: int) -> Call | Reply | Frame:

@@ -9,11 +9,13 @@ from app.control.clock import now_utc
 from app.control.state import control_document
 from app.control.supervisor import RestoreRequested, TakeoverRequested, retry_after
 from app.link import LinkClosed
+from app.link.ops import REPOSITORY
 from app.master.edges import SupervisedEdges
 from app.master.links import LinkTable
 from app.master.requests import ReplicaFeed
 from app.master.witnesses import WitnessAsker
 from app.node import Services
+from app.runtime.reports import RepositoryOutcome
 from app.services.catalog import EDGE
 from app.services.control import StoreHealth, describe, persisted_state
 from app.services.modules import ModuleService
@@ -109,14 +111,12 @@ class MasterControl:
 
     async def repository(
         self, edge: Document, action: str, commit: str | None, reload: bool
-    ) -> dict[str, Any]:
+    ) -> RepositoryOutcome:
         """Run a repository request on the edge's server; record the commit it reports."""
         link = self._links.get(edge.id)
         if link is None:
             raise LinkClosed(f"edge {edge.id!r}")
-        result: dict[str, Any] = await link.request(
-            "repository", {"action": action, "commit": commit, "reload": reload}
-        )
+        result = await REPOSITORY.call(link, {"action": action, "commit": commit, "reload": reload})
         if result.get("commit") and result["commit"] != edge.body.get("commit"):
             await self._services.catalog.set_maintained(EDGE, edge.id, commit=result["commit"])
         return result

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from app.errors import ResyncRequired
-from app.link.codec import preencoded
+from app.link.codec import Encoded, preencoded
 from app.link.ops import ReplicaBatch, ReplicaChangesArgs, ReplicaDocuments, ReplicaFetchArgs
 from app.services.limits import unshippable
 from app.store.base import (
@@ -52,7 +52,7 @@ class EncodedAnswer:
     text: str
     skipped: Sequence[Mapping[str, Any]] = ()
 
-    def result(self) -> Any:
+    def result(self) -> Encoded:
         """What a link handler returns: the link writes the text into its frame as is."""
         return preencoded(self.text)
 
@@ -64,7 +64,7 @@ class EncodedAnswer:
 async def replica_changes(
     store: Store, args: ReplicaChangesArgs, *, max_bytes: int
 ) -> ReplicaBatch:
-    """One batch of the feed after ``args.since`` (``limit``, ``horizon`` as the edge asks)."""
+    """One batch of the feed after ``since`` (``limit``, ``horizon`` as the edge asks)."""
     return (await encoded_replica_changes(store, args, max_bytes=max_bytes)).as_json()
 
 
@@ -72,7 +72,7 @@ async def encoded_replica_changes(
     store: Store, args: ReplicaChangesArgs, *, max_bytes: int
 ) -> EncodedAnswer:
     """:func:`replica_changes` as JSON text; raises `ResyncRequired`."""
-    return _answer(await _read(store, args), args.since, max_bytes)
+    return _answer(await _read(store, args), args["since"], max_bytes)
 
 
 class SharedFeed:
@@ -104,7 +104,7 @@ class SharedFeed:
         if store.generation != self._generation:
             self._answers.clear()
             self._generation = store.generation
-        key = (args.since, _limit(args), args.horizon, max_bytes)
+        key = (args["since"], _limit(args), args["horizon"], max_bytes)
         answer = self._answers.get(key)
         if answer is None:
             read = asyncio.create_task(self._read(store, args, max_bytes, key))
@@ -132,7 +132,7 @@ class SharedFeed:
             raise
         if batch.generation != self._generation:
             self._forget(key)  # read after a write: true, but not for the generation asked
-        return _answer(batch, args.since, max_bytes)
+        return _answer(batch, args["since"], max_bytes)
 
     def _forget(self, key: tuple[int, int, int, int]) -> None:
         """Drop this read's answer (not a newer read's under the same key)."""
@@ -146,16 +146,17 @@ class SharedFeed:
 
 
 def _limit(args: ReplicaChangesArgs) -> int:
-    return max(1, min(MAX_BATCH if args.limit is None else args.limit, MAX_BATCH))
+    limit = args["limit"]
+    return max(1, min(MAX_BATCH if limit is None else limit, MAX_BATCH))
 
 
 async def _read(store: Store, args: ReplicaChangesArgs) -> EncodedChangeBatch:
     """The slice of the feed ``args`` asks for, as text; raises `ResyncRequired`."""
-    limit = _limit(args)
+    since, limit, horizon = args["since"], _limit(args), args["horizon"]
     try:
         if isinstance(store, EncodedFeed):
-            return await store.encoded_changes_since(args.since, limit=limit, horizon=args.horizon)
-        batch = await store.changes_since(args.since, limit=limit, horizon=args.horizon)
+            return await store.encoded_changes_since(since, limit=limit, horizon=horizon)
+        batch = await store.changes_since(since, limit=limit, horizon=horizon)
     except FeedCompacted as exc:
         raise ResyncRequired(str(exc)) from exc
     return EncodedChangeBatch(
@@ -230,7 +231,7 @@ async def changed_types(store: Store, since: int) -> set[str] | None:
     read, more = 0, True
     try:
         while more and read < TYPES_READ_AT_MOST:
-            batch = await _read(store, ReplicaChangesArgs(since=since))
+            batch = await _read(store, {"since": since, "limit": None, "horizon": 0})
             kinds.update(change.type for change in batch.changes)
             read += len(batch.changes)
             since, more = batch.last_seq, batch.more
@@ -257,7 +258,7 @@ async def versions_since(store: Store, seq: int) -> tuple[dict[str, str | None],
 
 async def replica_fetch(store: Store, args: ReplicaFetchArgs) -> ReplicaDocuments:
     """The master's current copy of the documents an edge asks for (never its secrets)."""
-    found = await store.get_many(args.ids)
+    found = await store.get_many(args["ids"])
     return {
         "documents": [doc.as_json() for doc in found.values() if doc.type not in MASTER_ONLY_TYPES]
     }

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
-from app.link import LinkClosed
+from app.link import LinkClosed, LinkConnection
+from app.link.ops import MODULE_START, MODULE_STOP, RELOAD, SYSTEM_START, SYSTEM_STOP
 from app.master.links import LinkTable
+from app.runtime.reports import DriverReloaded, ModuleDescription, ReloadFailed
 from app.services.modules import ModuleService
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,9 @@ class EdgeReloads:
         self._modules = modules
         self._links = links
 
-    async def __call__(self, driver_id: str, files: dict[str, str] | None) -> dict[str, Any]:
+    async def __call__(
+        self, driver_id: str, files: dict[str, str] | None
+    ) -> dict[str, DriverReloaded | ReloadFailed]:
         topology = await self._modules.topology()
         edges = {
             location
@@ -32,14 +35,14 @@ class EdgeReloads:
         targets = [(edge_id, self._links.get(edge_id)) for edge_id in sorted(edges)]
         results = await asyncio.gather(
             *(
-                link.request("reload", {"driver_id": driver_id, "files": files})
+                RELOAD.call(link, {"driver_id": driver_id, "files": files})
                 for _, link in targets
                 if link is not None
             ),
             return_exceptions=True,
         )
         linked = [edge_id for edge_id, link in targets if link is not None]
-        report: dict[str, Any] = {
+        report: dict[str, DriverReloaded | ReloadFailed] = {
             edge_id: {"error": "not connected"} for edge_id, link in targets if link is None
         }
         for edge_id, result in zip(linked, results, strict=True):
@@ -70,11 +73,25 @@ class LinkForwarder:
         topology = self._modules.cached_topology
         return self._linked(topology.location_of_system(system_id) if topology else None)
 
-    async def request(self, edge_id: str, op: str, args: dict[str, Any]) -> Any:
+    async def start_module(self, edge_id: str, module_id: str) -> ModuleDescription:
+        return await MODULE_START.call(self._link(edge_id), {"module_id": module_id})
+
+    async def stop_module(self, edge_id: str, module_id: str) -> ModuleDescription:
+        return await MODULE_STOP.call(self._link(edge_id), {"module_id": module_id})
+
+    async def start_system(self, edge_id: str, system_id: str) -> dict[str, str]:
+        answer = await SYSTEM_START.call(self._link(edge_id), {"system_id": system_id})
+        return dict(answer.get("failed", {}))
+
+    async def stop_system(self, edge_id: str, system_id: str) -> None:
+        await SYSTEM_STOP.call(self._link(edge_id), {"system_id": system_id})
+
+    def _link(self, edge_id: str) -> LinkConnection:
+        """Raises `LinkClosed` when the edge's link is down."""
         link = self._links.get(edge_id)
         if link is None:
             raise LinkClosed(f"edge {edge_id!r}")
-        return await link.request(op, args)
+        return link
 
     def _linked(self, edge_id: str | None) -> str | None:
         """The edge, when it runs the location now and its link is up."""

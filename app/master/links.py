@@ -46,7 +46,7 @@ from app.link import (
     receive_frame,
 )
 from app.link.messages import Event
-from app.link.ops import Handler
+from app.link.ops import PING, Handler
 from app.store.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class EdgeLinks:
             while True:
                 await asyncio.sleep(self._ping_interval)
                 try:
-                    await link.request("ping", {}, timeout=silence)
+                    await PING.call(link, {}, timeout=silence)
                 except LinkTimeout:
                     if stalls.responsive_since(answered, stalled) >= silence:
                         return True

@@ -8,6 +8,7 @@ from app.control.clock import now_utc
 from app.control.supervisor import LinkDown, LinkUp
 from app.errors import NotFound
 from app.link import Hello, LinkConnection
+from app.link.ops import STATUS
 from app.master.admissions import AdmissionGate
 from app.master.boot import MasterBoot
 from app.master.edges import SupervisedEdges
@@ -85,7 +86,7 @@ class LinkLifecycle:
     async def _refresh_mirror(self, edge_id: str, link: LinkConnection) -> None:
         """Ask the edge for the full status of its modules (after connect or handover)."""
         try:
-            modules = await link.request("status", {})
+            modules = await STATUS.call(link, {})
         except Exception as exc:
             log.info("no status from edge %s: %s", edge_id, exc)
             return

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.link import LinkClosed, LinkConnection
+from app.link.ops import DEBUG_SUBSCRIBE, DEBUG_UNSUBSCRIBE, EXEC, Empty, ModuleArgs, Op
 from app.master.links import LinkTable
 from app.runtime.handle import ModuleHandle
 from app.runtime.status import DebugCallback, StatusCallback, Subscribers, Unsubscribe
@@ -81,7 +82,7 @@ class DebugRelay:
     ) -> Unsubscribe:
         subscribers = self._subscribers.setdefault(module_id, Subscribers(module_id))
         if not subscribers:
-            self._send(link, "debug.subscribe", module_id)
+            self._send(link, DEBUG_SUBSCRIBE, module_id)
         remove = subscribers.add(callback)
         active = True
 
@@ -92,7 +93,7 @@ class DebugRelay:
             active = False
             remove()
             if not subscribers:
-                self._send(link, "debug.unsubscribe", module_id)
+                self._send(link, DEBUG_UNSUBSCRIBE, module_id)
 
         return unsubscribe
 
@@ -100,14 +101,16 @@ class DebugRelay:
         """A new link: ask again for every module someone listens to."""
         for module_id, subscribers in self._subscribers.items():
             if subscribers:
-                self._send(lambda: link, "debug.subscribe", module_id)
+                self._send(lambda: link, DEBUG_SUBSCRIBE, module_id)
 
     def deliver(self, module_id: str, level: str, message: str) -> None:
         subscribers = self._subscribers.get(module_id)
         if subscribers:
             subscribers.notify(level, message)
 
-    def _send(self, link: Callable[[], LinkConnection | None], op: str, module_id: str) -> None:
+    def _send(
+        self, link: Callable[[], LinkConnection | None], op: Op[ModuleArgs, Empty], module_id: str
+    ) -> None:
         connection = link()
         if connection is None:
             return  # resubscribed when the edge connects
@@ -116,11 +119,11 @@ class DebugRelay:
         task.add_done_callback(self._tasks.discard)
 
 
-async def _request(link: LinkConnection, op: str, module_id: str) -> None:
+async def _request(link: LinkConnection, op: Op[ModuleArgs, Empty], module_id: str) -> None:
     try:
-        await link.request(op, {"module_id": module_id})
+        await op.call(link, {"module_id": module_id})
     except Exception as exc:
-        log.info("%s for %s failed: %s", op, module_id, exc)
+        log.info("%s for %s failed: %s", op.name, module_id, exc)
 
 
 class RemoteModule:
@@ -164,8 +167,8 @@ class RemoteModule:
         if link is None:
             raise LinkClosed(f"edge {self.edge_id!r}")
         budget = timeout if timeout is not None else self._default_timeout
-        return await link.request(
-            "exec",
+        return await EXEC.call(
+            link,
             {
                 "module_id": self._id,
                 "method": method,

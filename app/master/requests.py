@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
-from app.link.ops import Handler, Op, ReplicaChangesArgs, ReplicaFetchArgs, op_table
+from app.link.codec import Encoded
+from app.link.ops import (
+    EDGE_TO_MASTER,
+    REPLICA_CHANGES,
+    REPLICA_FETCH,
+    Handler,
+    ReplicaChangesArgs,
+    op_table,
+)
 from app.master.admissions import AdmissionGate
 from app.master.feed import SharedFeed, replica_fetch
 from app.metrics import Metrics
@@ -34,11 +41,12 @@ class ReplicaFeed:
     def handlers(self, edge_id: str) -> Mapping[str, Handler]:
         """The table an edge's link serves, by op."""
         return op_table(
-            Op("replica.changes", ReplicaChangesArgs, lambda args: self._changes(edge_id, args)),
-            Op("replica.fetch", ReplicaFetchArgs, lambda args: replica_fetch(self._store, args)),
+            EDGE_TO_MASTER,
+            REPLICA_CHANGES.serve(lambda args: self._changes(edge_id, args)),
+            REPLICA_FETCH.serve(lambda args: replica_fetch(self._store, args)),
         )
 
-    async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> Any:
+    async def _changes(self, edge_id: str, args: ReplicaChangesArgs) -> Encoded:
         """The batch's text (a ``ReplicaBatch``), read once for every edge asking alike."""
         max_bytes = self._max_frame - LINK_ENVELOPE_BYTES
         await self._gate.quiet()

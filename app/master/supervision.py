@@ -38,6 +38,7 @@ from app.control.supervisor import (
 )
 from app.errors import Conflict, Unavailable
 from app.link import CloseCode, Control, LinkConnection
+from app.link.ops import CONTROL, STATE_SYNC, ControlObeyed
 from app.master.recorder import (
     MAX_RETRY_S,
     DecisionRecorder,
@@ -47,7 +48,7 @@ from app.master.recorder import (
 )
 from app.services.control import StoreHealth, control_id
 from app.services.tasks import BackgroundTasks
-from app.store.base import DocumentNotFound, JsonObject, Store
+from app.store.base import DocumentNotFound, Store
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ class EdgeSupervisor:
                     case StopMasterModules():
                         handoff.status = await self._handover.stop_modules(self.edge_id)
                     case TransferStatus(to="edge"):
-                        await self._send("state.sync", {"status": handoff.status})
+                        await self._sync_state(handoff.status)
                     case TransferStatus(to="master"):
                         if not handoff.status:
                             handoff.status = self._handover.mirrored_status(self.edge_id)
@@ -238,7 +239,7 @@ class EdgeSupervisor:
             raise
         self.state = after
 
-    async def _send_control(self, controller: str, epoch: int) -> Any:
+    async def _send_control(self, controller: str, epoch: int) -> ControlObeyed:
         """Tell the edge who controls now and return its answer.
 
         Raises _Unconfirmed, after closing the link, when the edge does not answer (or
@@ -249,7 +250,7 @@ class EdgeSupervisor:
         if link is None:  # gone since the decision: the edge runs its devices, disconnected
             raise _Unconfirmed(epoch, "its link had closed")
         try:
-            return await link.request("control", {"controller": controller, "epoch": epoch})
+            return await CONTROL.call(link, {"controller": controller, "epoch": epoch})
         except Exception as exc:
             log.warning(
                 "edge %s did not confirm control by %s: closing its link", self.edge_id, controller
@@ -262,15 +263,14 @@ class EdgeSupervisor:
         transition = step(self.state, ControlUnconfirmed(self._clock(), exc.epoch, exc.why))
         await self._execute(transition.actions, _Handoff(), transition.state)
 
-    async def _send(self, op: str, args: JsonObject) -> Any:
+    async def _sync_state(self, status: dict[str, dict[str, Any]]) -> None:
         link = self._handover.link(self.edge_id)
         if link is None:
-            return None
+            return
         try:
-            return await link.request(op, args)
+            await STATE_SYNC.call(link, {"status": status})
         except Exception as exc:  # the edge's side follows from the next negotiation
-            log.warning("edge %s did not take %s: %s", self.edge_id, op, exc)
-            return None
+            log.warning("edge %s did not take %s: %s", self.edge_id, STATE_SYNC.name, exc)
 
     def _arm(self, deadline: datetime) -> None:
         self._disarm()

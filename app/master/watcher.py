@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Any
 
+from app.link.ops import MODEL_UPDATED
 from app.master.edges import SupervisedEdges
 from app.master.feed import changed_types, versions_since
 from app.master.links import LinkTable
@@ -61,7 +61,7 @@ class ConfigurationWatcher:
             elif seq > announced:
                 versions, announced = await versions_since(self._store, announced)
                 if versions:
-                    self._broadcast_request("model.updated", {"versions": versions})
+                    self._broadcast_updated(versions)
             try:
                 kinds = None if everything else await changed_types(self._store, handled)
                 if kinds is None or EDGE.name in kinds:
@@ -73,12 +73,13 @@ class ConfigurationWatcher:
                 everything = True
                 log.exception("applying configuration changes failed")
 
-    def _broadcast_request(self, op: str, args: dict[str, Any]) -> None:
-        """Ask every connected edge, without waiting: the watcher must keep going."""
+    def _broadcast_updated(self, versions: dict[str, str | None]) -> None:
+        """Tell every connected edge, without waiting: the watcher must keep going."""
         for edge_id in self._links.connected():
             link = self._links.get(edge_id)
             if link is not None:
-                task = asyncio.create_task(_quietly(link.request(op, args), edge_id, op))
+                sent = MODEL_UPDATED.call(link, {"versions": versions})
+                task = asyncio.create_task(_quietly(sent, edge_id, MODEL_UPDATED.name))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
@@ -87,7 +88,7 @@ class ConfigurationWatcher:
             self._witnesses.forget(edge_id)
 
 
-async def _quietly(request: Awaitable[Any], edge_id: str, op: str) -> None:
+async def _quietly(request: Awaitable[object], edge_id: str, op: str) -> None:
     try:
         await request
     except Exception as exc:

@@ -16,12 +16,17 @@ so a slow method does not hold up the bindings; past ``MAX_CALLS`` in flight the
 reader stops reading until one finishes, so a client that sends too many at once is
 slowed down, never refused. When the socket closes, every subscription the client
 made is dropped.
+
+Every frame the client sends checks its token again (a cached lookup), so a revoked
+token or device key closes the socket (4401) at its next frame; a device key reaches
+its own system only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -43,7 +48,9 @@ from app.routers.client_protocol import (
 )
 from app.routers.deps import NodeDep
 from app.runtime.status import DebugCallback, StatusCallback, Unsubscribe
+from app.services.auth import Principal, require_room
 from app.services.resolve import RuntimeTargets
+from app.store.base import StoreUnavailable
 from app.urls import CLIENT_PATH, websocket_url
 
 log = logging.getLogger(__name__)
@@ -88,29 +95,47 @@ def websocket_credentials(websocket: WebSocket) -> str | None:
 
 
 async def client_websocket(websocket: WebSocket, node: NodeDep) -> None:
+    credentials = websocket_credentials(websocket)
     try:
-        await node.auth.authenticate(websocket_credentials(websocket))
+        principal = await node.auth.authenticate(credentials)
     except Unauthorized as exc:
         # Accepted only to close: a refused handshake would hide the reason from browsers.
         await websocket.accept()
         await websocket.close(CLOSE_UNAUTHORIZED, exc.detail)
         return
     await websocket.accept()
-    await ClientSession(websocket, RuntimeTargets(node.catalog, node.modules), node).serve()
+    targets = RuntimeTargets(node.catalog, node.modules)
+    await ClientSession(websocket, targets, node, SignedIn(principal, credentials)).serve()
 
 
 for _path in PATHS:
     router.add_api_websocket_route(_path, client_websocket, name=f"clientWebsocket {_path}")
 
 
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """The writer's last item: close the socket with ``code`` once the frames before are sent."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """Who opened the socket, and the credentials checked again at every frame they send."""
+
+    principal: Principal
+    credentials: str | None
+
+
 class Outbox:
     """Encoded messages waiting for the writer; filling up marks the client as too slow."""
 
     def __init__(self, limit: int) -> None:
-        self._queue: asyncio.Queue[str] = asyncio.Queue(limit)
+        self._queue: asyncio.Queue[str | Closing] = asyncio.Queue(limit)
         self.overflowed = asyncio.Event()
 
-    def put(self, frame: str) -> None:
+    def put(self, frame: str | Closing) -> None:
         """Never blocks: module callbacks call this."""
         if self.overflowed.is_set():
             return
@@ -119,17 +144,20 @@ class Outbox:
         except asyncio.QueueFull:
             self.overflowed.set()
 
-    async def get(self) -> str:
+    async def get(self) -> str | Closing:
         return await self._queue.get()
 
 
 class ClientSession:
     """One client connection: its bindings, debug watches and calls in flight."""
 
-    def __init__(self, websocket: WebSocket, targets: RuntimeTargets, node: Node) -> None:
+    def __init__(
+        self, websocket: WebSocket, targets: RuntimeTargets, node: Node, signed_in: SignedIn
+    ) -> None:
         self._websocket = websocket
         self._targets = targets
         self._node = node
+        self._signed_in = signed_in
         self._outbox = Outbox(OUTBOX_LIMIT)
         self._bindings: dict[BindingKey, Unsubscribe] = {}
         self._watches: dict[str, Unsubscribe] = {}
@@ -166,7 +194,11 @@ class ClientSession:
     async def _write(self) -> None:
         try:
             while True:
-                await self._websocket.send_text(await self._outbox.get())
+                frame = await self._outbox.get()
+                if isinstance(frame, Closing):
+                    await self._websocket.close(frame.code, frame.reason)
+                    return
+                await self._websocket.send_text(frame)
         except WebSocketDisconnect:
             return
 
@@ -181,6 +213,8 @@ class ClientSession:
             await self._receive(text)
 
     async def _receive(self, text: str) -> None:
+        if not await self._still_signed_in():
+            return
         if text == protocol.PING:
             self._outbox.put(protocol.PONG)
             return
@@ -193,6 +227,18 @@ class ClientSession:
             await self._start_call(request)
         else:
             await self._respond(request)
+
+    async def _still_signed_in(self) -> bool:
+        """Whether the token or key that opened the socket is still valid; a revoked one
+        closes the socket (4401) at the client's next frame, ``ping`` included."""
+        try:
+            await self._node.auth.authenticate(self._signed_in.credentials)
+        except Unauthorized as exc:
+            self._outbox.put(Closing(CLOSE_UNAUTHORIZED, exc.detail))
+            return False
+        except StoreUnavailable:
+            pass  # valid when the socket opened; the store cannot say otherwise now
+        return True
 
     async def _start_call(self, request: Exec) -> None:
         """Run the call in its own task; with every slot taken, wait (and read nothing)."""
@@ -222,6 +268,9 @@ class ClientSession:
             self._send(reply)
 
     async def _perform(self, request: ClientRequest) -> list[Message]:
+        # A device key reaches only its own system (a module watched by id: none).
+        room = request.key.sys if isinstance(request, Bind | Unbind | Exec) else request.target.sys
+        require_room(self._signed_in.principal, room)
         match request:
             case Bind():
                 return await self._bind(request)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import Unauthorized, Unavailable
+from app.models import ControlDocument, ControlEvent, RepositoryResult
 from app.routers.conditional import cached_json
-from app.routers.crud import problems
+from app.routers.crud import NOT_MODIFIED, problems
 from app.routers.deps import CatalogDep, ControlDep, CurrentUser, NodeDep
 from app.services.auth import require_edge_admin
 from app.services.catalog import EDGE
@@ -31,6 +33,12 @@ async def administered_edge(edge_id: str, catalog: CatalogDep, user: CurrentUser
 AdministeredEdge = Annotated[Document, Depends(administered_edge)]
 
 
+def answer(content: Any) -> JSONResponse:
+    """``content`` as the service built it: the route's model documents it, and fields
+    it does not name yet pass through (app/models.py, API answers)."""
+    return JSONResponse(jsonable_encoder(content))
+
+
 class RepositoryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,8 +50,9 @@ class RepositoryRequest(BaseModel):
 @router.get(
     "/control",
     operation_id="getEdgeControl",
-    summary="Who controls the edge's devices now, and where clients reach both servers",
-    responses=problems(401, 404),
+    summary="Get who controls the edge's devices now, and where clients reach both servers",
+    response_model=ControlDocument,
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def get_control(
     request: Request, edge_id: str, control: ControlDep, catalog: CatalogDep, _user: CurrentUser
@@ -56,28 +65,33 @@ async def get_control(
     "/restore",
     operation_id="restoreEdge",
     summary="Hand control back to a connected edge now",
+    description="Answers the control document once the edge runs its devices. 409 when the "
+    "edge is not connected; 503 (Retry-After) when it does not confirm the change.",
+    response_model=ControlDocument,
     responses=problems(401, 403, 404, 409, 503),
 )
-async def restore(edge: AdministeredEdge, control: ControlDep, user: CurrentUser) -> dict[str, Any]:
-    return await control.restore(edge, by=user.user_id)
+async def restore(edge: AdministeredEdge, control: ControlDep, user: CurrentUser) -> Response:
+    return answer(await control.restore(edge, by=user.user_id))
 
 
 @router.post(
     "/takeover",
     operation_id="takeoverEdge",
-    summary="The master takes control of the edge's devices now (planned maintenance)",
+    summary="Have the master take control of the edge's devices now (planned maintenance)",
+    description="Answers the control document once the master runs the devices. 503 "
+    "(Retry-After) when a connected edge does not confirm the change.",
+    response_model=ControlDocument,
     responses=problems(401, 403, 404, 503),
 )
-async def takeover(
-    edge: AdministeredEdge, control: ControlDep, user: CurrentUser
-) -> dict[str, Any]:
-    return await control.takeover(edge, by=user.user_id)
+async def takeover(edge: AdministeredEdge, control: ControlDep, user: CurrentUser) -> Response:
+    return answer(await control.takeover(edge, by=user.user_id))
 
 
 @router.get(
     "/events",
     operation_id="listEdgeEvents",
-    summary="The history of control decisions, newest first",
+    summary="List the history of control decisions, newest first",
+    response_model=list[ControlEvent],
     responses=problems(401, 404),
 )
 async def events(
@@ -86,21 +100,21 @@ async def events(
     catalog: CatalogDep,
     _user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
+) -> Response:
     await catalog.get(EDGE, edge_id)
-    return await history(node.store, edge_id, limit)
+    return answer(await history(node.store, edge_id, limit))
 
 
 @router.get(
     "/controller",
     operation_id="probeEdgeController",
-    summary="200 on the server that controls the location now, 503 elsewhere (load balancers)",
+    summary="Probe whether this server controls the location now: 200, else 503",
     responses=problems(404, 503),
 )
 @router.head(
     "/controller",
     operation_id="headEdgeController",
-    summary="The controller probe without a body",
+    summary="Probe the controller without a body",
     responses=problems(404, 503),
 )
 async def controller_probe(
@@ -127,7 +141,7 @@ class WitnessAnswer(BaseModel):
 @router.get(
     "/witness",
     operation_id="askEdgeWitness",
-    summary="Whether this server controls the location now, signed with the edge's secret",
+    summary="Ask whether this server controls the location now (signed with the secret)",
     description="Asked by the other side of a link that is down before it takes control "
     "(DESIGN §5). `proof` is the hex HMAC-SHA256 with the edge's secret over "
     '`["engine witness v1: question", edge_id, nonce, asker]` (JSON). Needs no token: '
@@ -154,9 +168,10 @@ async def witness(
     "/repository",
     operation_id="edgeRepository",
     summary="Run a repository request (pull, reset, status) on the location's server",
+    response_model=RepositoryResult,
     responses=problems(401, 403, 404, 409, 503),
 )
 async def repository(
     body: RepositoryRequest, edge: AdministeredEdge, control: ControlDep
-) -> dict[str, Any]:
-    return await control.repository(edge, body.action, body.commit, body.reload)
+) -> Response:
+    return answer(await control.repository(edge, body.action, body.commit, body.reload))

@@ -9,7 +9,7 @@ from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredent
 from starlette.requests import HTTPConnection, Request
 
 from app.node import Node
-from app.services.auth import Principal, require_admin
+from app.services.auth import Principal, require_admin, require_room
 from app.services.catalog import Catalog
 from app.services.control import ControlService, PlacementSource
 
@@ -66,7 +66,25 @@ async def current_user(
     query_token: Annotated[str | None, Depends(access_token)],
     key: Annotated[str | None, Depends(api_key)],
 ) -> Principal:
-    return await node.auth.authenticate(chosen_token(credentials, key, query_token))
+    """The caller; a room panel's device key is refused (403) unless the route takes
+    :data:`RoomUser` instead."""
+    principal = await node.auth.authenticate(chosen_token(credentials, key, query_token))
+    require_room(principal, None)
+    return principal
+
+
+async def room_user(
+    connection: HTTPConnection,
+    node: NodeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    query_token: Annotated[str | None, Depends(access_token)],
+    key: Annotated[str | None, Depends(api_key)],
+) -> Principal:
+    """The caller of a route about the system in its ``system_id`` path parameter: any
+    user, or a device key of that very system (README: Room panels)."""
+    principal = await node.auth.authenticate(chosen_token(credentials, key, query_token))
+    require_room(principal, connection.path_params.get("system_id"))
+    return principal
 
 
 def chosen_token(
@@ -86,6 +104,7 @@ async def presented_token(request: Request) -> str | None:
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
+RoomUser = Annotated[Principal, Depends(room_user)]
 
 
 async def admin_user(user: CurrentUser) -> Principal:

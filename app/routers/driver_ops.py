@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.routers.crud import problems
 from app.routers.deps import AdminUser, NodeDep
+from app.runtime.reports import DriverReloaded
 
 
 class ReloadBody(BaseModel):
@@ -49,6 +50,6 @@ async def reload_driver(
     node: NodeDep,
     _admin: AdminUser,
     body: Annotated[ReloadBody | None, Body()] = None,
-) -> dict[str, Any]:
+) -> DriverReloaded:
     files = body.files if body is not None else None
     return await node.operations.reload_driver(driver_id, files)

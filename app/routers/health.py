@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
+from app.models import Health, Ready
 from app.routers.crud import problems
 from app.routers.deps import NodeDep
 from app.routers.problems import problem
@@ -15,20 +14,26 @@ from app.services.tasks import describe_dead
 router = APIRouter(tags=["health"])
 
 
-@router.get("/api/health", operation_id="getHealth", summary="200 while the process runs")
-async def health(node: NodeDep) -> dict[str, Any]:
-    return {"status": "ok", "node": node.settings.node_name}
+@router.get(
+    "/api/health",
+    operation_id="getHealth",
+    summary="Check that the process runs (200 while it does)",
+    response_model=Health,
+)
+async def health(node: NodeDep) -> Health:
+    return Health(status="ok", node=node.settings.node_name)
 
 
 @router.get(
     "/api/ready",
     operation_id="getReady",
-    summary="503 with Retry-After until boot is complete, then the boot summary",
+    summary="Check that boot is complete (503 with Retry-After until it is)",
     description="Once ready, the body also says whether the store takes control decisions' "
     "writes (master: `store`, `decisions_unrecorded`) and how the link fares (edge: `link` "
     "with the last `error` when it is refused or failing, `controls`; `replication_error` "
     "while its replica cannot catch up). A background task that died makes it 503, "
     "naming the task in `dead_tasks`, at any time.",
+    response_model=Ready,
     responses=problems(503),
 )
 async def ready(node: NodeDep) -> Response:
@@ -66,7 +71,7 @@ async def ready(node: NodeDep) -> Response:
 @router.get(
     "/metrics",
     operation_id="getMetrics",
-    summary="Prometheus metrics",
+    summary="Read the Prometheus metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}}},
 )

@@ -15,20 +15,25 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.routers.conditional import cached_json
-from app.routers.crud import problems
+from app.routers.crud import NOT_MODIFIED, problems
 from app.routers.deps import AdminUser, CurrentUser, NodeDep
 from app.routers.routing import BY_MODULE
+from app.runtime.reports import ModuleDescription
 from app.services.resolve import RuntimeTargets
 
 #: Status changes all the time: a cache may keep it only to revalidate (304).
 LIVE_CACHE = "no-cache"
 
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "not modified"}}
 
-
-def runtime_problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Problems of a runtime route, with client routing's 307 and 503 (DESIGN §4)."""
-    return problems(307, *statuses, 503)
+#: What a method call answers besides its result (README, API: modules and systems).
+EXEC_PROBLEMS = problems(
+    401,
+    (404, "no such system, module or method"),
+    (409, "the module is not running here"),
+    (422, "a field is not acceptable, or the arguments do not fit the method"),
+    (500, "the driver raised: detail carries its message; the module keeps running"),
+    (504, "the method did not answer in time"),
+)
 
 
 async def runtime_targets(node: NodeDep) -> RuntimeTargets:
@@ -104,10 +109,10 @@ router = APIRouter(prefix="/modules", tags=["modules"], dependencies=[BY_MODULE]
     operation_id="startModule",
     summary="Start a module this server runs",
     response_model=ModuleRuntime,
-    responses=runtime_problems(401, 403, 404, 409, 500),
+    responses=problems(401, 403, 404, 409, 500),
     dependencies=[ACTS_ON_MODULE],
 )
-async def start_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict[str, Any]:
+async def start_module(module_id: str, node: NodeDep, _admin: AdminUser) -> ModuleDescription:
     return await node.operations.start_module(module_id)
 
 
@@ -116,19 +121,19 @@ async def start_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict
     operation_id="stopModule",
     summary="Stop a module this server runs",
     response_model=ModuleRuntime,
-    responses=runtime_problems(401, 403, 404, 409),
+    responses=problems(401, 403, 404, 409),
     dependencies=[ACTS_ON_MODULE],
 )
-async def stop_module(module_id: str, node: NodeDep, _admin: AdminUser) -> dict[str, Any]:
+async def stop_module(module_id: str, node: NodeDep, _admin: AdminUser) -> ModuleDescription:
     return await node.operations.stop_module(module_id)
 
 
 @router.get(
     "/{module_id}/state",
     operation_id="getModuleState",
-    summary="A module's status variables",
+    summary="Read a module's status variables",
     response_model=dict[str, Any],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404, 409)},
+    responses={**NOT_MODIFIED, **problems(401, 404, 409)},
 )
 async def module_state(
     request: Request, module_id: str, targets: TargetsDep, _user: CurrentUser
@@ -142,7 +147,7 @@ async def module_state(
     operation_id="execModule",
     summary="Run one of a module's methods",
     response_model=ExecResult,
-    responses=runtime_problems(401, 404, 409, 422, 500, 504),
+    responses=EXEC_PROBLEMS,
 )
 async def exec_module(
     module_id: str, body: ExecBody, targets: TargetsDep, _user: CurrentUser

@@ -14,21 +14,23 @@ redirect to another origin.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from app.errors import NotFound
+from app.models import PlaceSystem
+from app.openapi import header_refs
 from app.routers.conditional import cached_json
-from app.routers.crud import problems
-from app.routers.deps import CatalogDep, CurrentUser, NodeDep
-from app.routers.module_ops import NOT_MODIFIED, TargetsDep, live_json, runtime_problems
+from app.routers.crud import NOT_MODIFIED, next_link, problems
+from app.routers.deps import CatalogDep, CurrentUser, NodeDep, RoomUser
+from app.routers.module_ops import EXEC_PROBLEMS, TargetsDep, live_json
 from app.routers.routing import RoutedBy
 from app.runtime.handle import ModuleHandle
-from app.services.catalog import MODULE, SYSTEM
+from app.services.catalog import DRIVER, MODULE, SYSTEM, Catalog
 from app.services.resolve import RuntimeTargets
 from app.store.base import Document
 
@@ -60,7 +62,7 @@ class Authority(BaseModel):
 @authority_router.get(
     "/auth/authority",
     operation_id="getAuthority",
-    summary="The PlaceOS authority document front-end libraries fetch first (public)",
+    summary="Get the PlaceOS authority document front-end libraries fetch first (public)",
     response_model=Authority,
 )
 async def authority(request: Request, node: NodeDep) -> Authority:
@@ -77,6 +79,10 @@ async def authority(request: Request, node: NodeDep) -> Authority:
         config={},
         version=PLACEOS_API_VERSION,
     )
+
+
+#: PlaceOS's ``PlaceDriverRole`` numbers, for the roles that mean the same here.
+PLACEOS_ROLES = {"device": 1, "service": 2, "logic": 99}
 
 
 def placeos_system(doc: Document) -> dict[str, Any]:
@@ -99,6 +105,7 @@ def placeos_system(doc: Document) -> dict[str, Any]:
         "support_url": "",
         "timezone": "",
         "version": int(doc.version) if doc.version.isdigit() else 0,
+        **epoch_times(body),
         "edge_control_id": body.get("edge_control_id"),
         "settings": [
             {
@@ -115,21 +122,44 @@ def placeos_system(doc: Document) -> dict[str, Any]:
     return system
 
 
-def placeos_module(doc: Document, system_id: str) -> dict[str, Any]:
-    """A Module in PlaceOS's ``PlaceModule`` shape: ``custom_name`` is what systems call it."""
+def placeos_module(
+    doc: Document, system: Document, role: str | None, state: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A Module of ``system`` in PlaceOS's ``PlaceModule`` shape: ``custom_name`` is what
+    systems call it, ``role`` its driver's, ``connected`` what its status says when this
+    server reaches it (absent otherwise, as PlaceOS leaves it when unknown)."""
     body = doc.body
-    return {
+    module = {
         "id": doc.id,
         "name": body.get("name", ""),
         "custom_name": body.get("name", ""),
         "driver_id": body.get("driver_id", ""),
-        "control_system_id": system_id,
+        "control_system_id": system.id,
+        "edge_id": system.body.get("edge_control_id"),
         "ip": body.get("ip") or "",
-        "port": body.get("port") or 0,
+        "port": body.get("port"),
         "uri": body.get("uri") or "",
         "running": bool(body.get("running", True)),
         "version": int(doc.version) if doc.version.isdigit() else 0,
+        **epoch_times(body),
     }
+    if role in PLACEOS_ROLES:
+        module["role"] = PLACEOS_ROLES[role]
+    if state is not None and isinstance(state.get("connected"), bool):
+        module["connected"] = state["connected"]
+    return module
+
+
+def epoch_times(body: dict[str, Any]) -> dict[str, int]:
+    """``created_at`` and ``updated_at`` as PlaceOS sends them: Unix seconds (0: unknown)."""
+    return {name: _unix_seconds(body.get(name)) for name in ("created_at", "updated_at")}
+
+
+def _unix_seconds(instant: object) -> int:
+    try:
+        return int(datetime.fromisoformat(str(instant)).timestamp()) if instant else 0
+    except ValueError:  # not written by the catalog
+        return 0
 
 
 def _settings_string(settings: dict[str, Any]) -> str:
@@ -139,9 +169,13 @@ def _settings_string(settings: dict[str, Any]) -> str:
 @router.get(
     "",
     operation_id="placeosQuerySystems",
-    summary="Systems in PlaceOS's shape (querySystems); X-Total-Count and Link for paging",
-    response_model=list[dict[str, Any]],
-    responses={**NOT_MODIFIED, **problems(401, 422)},
+    summary="List systems in PlaceOS's shape (querySystems); X-Total-Count and Link for paging",
+    response_model=list[PlaceSystem],
+    responses={
+        200: header_refs("Link", "X-Total-Count"),
+        **NOT_MODIFIED,
+        **problems(401, 422),
+    },
 )
 async def query_systems(
     request: Request,
@@ -165,40 +199,57 @@ async def query_systems(
     page = systems[offset : offset + limit]
     headers = {"X-Total-Count": str(len(systems))}
     if offset + limit < len(systems):
-        query = {**request.query_params, "offset": str(offset + limit), "limit": str(limit)}
-        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+        headers["Link"] = next_link(request, offset=str(offset + limit), limit=str(limit))
     return cached_json(request, [placeos_system(s) for s in page], headers=headers)
 
 
 @router.get(
     "/{system_id}",
     operation_id="placeosShowSystem",
-    summary="One system in PlaceOS's shape (showSystem)",
-    response_model=dict[str, Any],
+    summary="Get a system in PlaceOS's shape (showSystem)",
+    response_model=PlaceSystem,
     responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def show_system(
     request: Request,
     system_id: str,
     catalog: CatalogDep,
-    _user: CurrentUser,
+    targets: TargetsDep,
+    _user: RoomUser,
     complete: Annotated[bool, Query(description="with module_data: the system's modules")] = False,
 ) -> Response:
     doc = await catalog.get(SYSTEM, system_id)
     system = placeos_system(doc)
     if complete:
-        modules = [await catalog.get(MODULE, module_id) for module_id in system["modules"]]
-        system["module_data"] = [placeos_module(module, system_id) for module in modules]
+        system["module_data"] = await module_data(catalog, targets, doc)
     return cached_json(request, system)
+
+
+async def module_data(catalog: Catalog, targets: RuntimeTargets, system: Document) -> list[Any]:
+    """The system's modules in PlaceOS's shape, each with its driver's role."""
+    roles: dict[str, str | None] = {}
+    data = []
+    for module_id in system.body.get("modules", []):
+        module = await catalog.get(MODULE, module_id)
+        driver_id = str(module.body.get("driver_id"))
+        if driver_id not in roles:
+            try:
+                roles[driver_id] = (await catalog.get(DRIVER, driver_id)).body.get("role")
+            except NotFound:
+                roles[driver_id] = None
+        handle = targets.reachable(module_id)
+        state = handle.state() if handle is not None else None
+        data.append(placeos_module(module, system, roles[driver_id], state))
+    return data
 
 
 @router.get(
     "/{system_id}/count",
     operation_id="placeosModuleCount",
-    summary="How many modules of each name (moduleTypes), or of one (moduleCount)",
+    summary="Count the modules of each name (moduleTypes), or of one (moduleCount)",
     response_model=dict[str, int],
     dependencies=[BY_SYSTEM_PROXIED],
-    responses=runtime_problems(401, 404),
+    responses=problems(401, 404),
 )
 async def module_count(
     system_id: str,
@@ -215,10 +266,10 @@ async def module_count(
 @router.get(
     "/{system_id}/functions/{module_key}",
     operation_id="placeosFunctionList",
-    summary="A module's methods in PlaceOS's shape (functionList)",
+    summary="List a module's methods in PlaceOS's shape (functionList)",
     response_model=dict[str, Any],
     dependencies=[BY_SYSTEM_PROXIED],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def function_list(
     request: Request, system_id: str, module_key: str, targets: TargetsDep
@@ -230,10 +281,10 @@ async def function_list(
 @router.get(
     "/{system_id}/{module_key}",
     operation_id="placeosModuleState",
-    summary="A module's status variables (systemModuleState), module_key as Display_1",
+    summary="Read a module's status variables (systemModuleState), module_key as Display_1",
     response_model=dict[str, Any],
     dependencies=[BY_SYSTEM_PROXIED],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def module_state(
     request: Request, system_id: str, module_key: str, targets: TargetsDep
@@ -245,10 +296,10 @@ async def module_state(
 @router.get(
     "/{system_id}/{module_key}/{status}",
     operation_id="placeosLookupModuleState",
-    summary="One status variable of a module (lookupSystemModuleState)",
+    summary="Read one status variable of a module (lookupSystemModuleState)",
     response_model=Any,
     dependencies=[BY_SYSTEM_PROXIED],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def lookup_module_state(
     request: Request, system_id: str, module_key: str, status: str, targets: TargetsDep
@@ -265,7 +316,7 @@ async def lookup_module_state(
     summary="Run a method of a module (executeOnSystem); the body is the arguments array",
     response_model=Any,
     dependencies=[BY_SYSTEM_PROXIED],
-    responses=runtime_problems(401, 404, 409, 422, 500, 504),
+    responses=EXEC_PROBLEMS,
 )
 async def execute(
     system_id: str,

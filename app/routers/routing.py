@@ -39,8 +39,9 @@ from app.errors import (
     Unavailable,
 )
 from app.node import Node
-from app.routers.deps import CurrentUser, NodeDep, PlacementDep, presented_token
+from app.routers.deps import NodeDep, PlacementDep, RoomUser, presented_token
 from app.routers.problems import error_response, unexpected_error_response
+from app.services.auth import require_room
 from app.services.routing import (
     Local,
     Placement,
@@ -104,7 +105,7 @@ class RoutedBy:
         self.param = param
         self.prefer = prefer
 
-    async def __call__(self, request: Request, node: NodeDep, _user: CurrentUser) -> None:
+    async def __call__(self, request: Request, node: NodeDep, _user: RoomUser) -> None:
         target = await self.placement(node, request.path_params)
         await route(node, request, target, self.default(node))
 
@@ -242,8 +243,7 @@ async def edge_configuration_writes(
     if (
         not isinstance(connection, Request)  # the same object the route reads its body from
         or not node.settings.is_edge
-        or scope["method"] in READ_METHODS
-        or not CONFIG_PATH.match(scope["path"])
+        or not sent_to_master(scope["method"], scope["path"])
         or _declares_routing(scope.get("route"))
     ):
         return
@@ -254,18 +254,24 @@ async def edge_configuration_writes(
 EDGE_CONFIGURATION_WRITES = Depends(edge_configuration_writes)
 
 
-def _declares_routing(matched: object) -> bool:
-    """Whether the route a request reached carries a :class:`RoutedBy` declaration."""
-    return isinstance(matched, APIRoute) and _routing_declaration(matched) is not None
+def sent_to_master(method: str, path: str) -> bool:
+    """Whether an edge sends a request to the master: a configuration write (unless its
+    route declares routing of its own)."""
+    return method not in READ_METHODS and CONFIG_PATH.match(path) is not None
 
 
-def _routing_declaration(route: object) -> RoutedBy | None:
+def routing_declaration(route: object) -> RoutedBy | None:
     """The :class:`RoutedBy` declaration among a route's dependencies, if it has one."""
     dependant = getattr(route, "dependant", None)
     for dependency in dependant.dependencies if dependant is not None else ():
         if isinstance(dependency.call, RoutedBy):
             return dependency.call
     return None
+
+
+def _declares_routing(matched: object) -> bool:
+    """Whether the route a request reached carries a :class:`RoutedBy` declaration."""
+    return isinstance(matched, APIRoute) and routing_declaration(matched) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +329,7 @@ def _path(route: RouteContext) -> _Path | None:
     return _Path(
         pattern,
         frozenset(methods) if methods is not None else None,
-        _routing_declaration(route),
+        routing_declaration(route),
         route.original_route,
     )
 
@@ -371,7 +377,8 @@ class ForwardRouted:
         node = self._node
         request = Request(scope, receive)
         try:
-            await node.auth.authenticate(await presented_token(request))
+            principal = await node.auth.authenticate(await presented_token(request))
+            require_room(principal, path_params.get("system_id"))
             target = await declaration.placement(node, path_params)
         except Exception:  # refused, or the store failed: FastAPI asks again and answers
             return None

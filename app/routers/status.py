@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 
 from app.errors import EngineError
+from app.models import StatusSnapshot
 from app.node import Node
 from app.routers.crud import problems
 from app.routers.deps import CurrentUser, NodeDep, access_token, bearer
@@ -71,8 +72,8 @@ async def page() -> FileResponse:
 @router.get(
     "/api/status",
     operation_id="getStatus",
-    summary="Every location this server shows: controller, countdown, window, last decisions",
-    response_model=dict[str, Any],
+    summary="Get every location this server shows: controller, countdown, window, decisions",
+    response_model=StatusSnapshot,
     responses=problems(401),
 )
 async def status(board: BoardDep, user: CurrentUser) -> Response:
@@ -83,7 +84,7 @@ async def status(board: BoardDep, user: CurrentUser) -> Response:
 @router.get(
     "/api/status/stream",
     operation_id="streamStatus",
-    summary="The status snapshot as server-sent events: now, then at every change",
+    summary="Stream the status snapshot as server-sent events: now, then at every change",
     description=(
         "`event: status` carries the snapshot of `GET /api/status`, sent at once and"
         " whenever it changes (looked for four times a second); a comment line every"

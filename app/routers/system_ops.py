@@ -11,15 +11,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from app.routers.deps import AdminUser, CurrentUser, NodeDep
+from app.routers.crud import NOT_MODIFIED, problems
+from app.routers.deps import AdminUser, NodeDep, RoomUser
 from app.routers.module_ops import (
     ACTS_ON_SYSTEM,
-    NOT_MODIFIED,
+    EXEC_PROBLEMS,
     ExecBody,
     ExecResult,
     TargetsDep,
     live_json,
-    runtime_problems,
 )
 from app.routers.routing import BY_SYSTEM
 
@@ -44,7 +44,7 @@ router = APIRouter(prefix="/systems", tags=["systems"], dependencies=[BY_SYSTEM]
     operation_id="startSystem",
     summary="Start the system's modules",
     response_model=SystemStarted,
-    responses=runtime_problems(401, 403, 404, 409),
+    responses=problems(401, 403, 404, 409),
     dependencies=[ACTS_ON_SYSTEM],
 )
 async def start_system(system_id: str, node: NodeDep, _admin: AdminUser) -> SystemStarted:
@@ -57,7 +57,7 @@ async def start_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Syst
     summary="Stop the system's modules",
     status_code=204,
     response_class=Response,
-    responses=runtime_problems(401, 403, 404, 409),
+    responses=problems(401, 403, 404, 409),
     dependencies=[ACTS_ON_SYSTEM],
 )
 async def stop_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Response:
@@ -68,12 +68,12 @@ async def stop_system(system_id: str, node: NodeDep, _admin: AdminUser) -> Respo
 @router.get(
     "/{system_id}/state",
     operation_id="getSystemState",
-    summary="Every module's status variables, keyed Display_1",
+    summary="Read every module's status variables, keyed Display_1",
     response_model=dict[str, dict[str, Any]],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def system_state(
-    request: Request, system_id: str, targets: TargetsDep, _user: CurrentUser
+    request: Request, system_id: str, targets: TargetsDep, _user: RoomUser
 ) -> Response:
     await targets.ensure_known_system(system_id)
     return live_json(request, targets.systems.state(system_id))
@@ -82,15 +82,15 @@ async def system_state(
 @router.get(
     "/{system_id}/funcs",
     operation_id="getSystemFuncs",
-    summary="The methods of module module_index, with their parameters",
+    summary="List the methods of one of the system's modules, with their parameters",
     response_model=dict[str, dict[str, Any]],
-    responses={**NOT_MODIFIED, **runtime_problems(401, 404)},
+    responses={**NOT_MODIFIED, **problems(401, 404)},
 )
 async def system_funcs(
     request: Request,
     system_id: str,
     targets: TargetsDep,
-    _user: CurrentUser,
+    _user: RoomUser,
     module: Annotated[str, Query(min_length=1, description="the module's name (Display)")],
     index: Annotated[int, Query(ge=1, description="1-based among modules of that name")] = 1,
 ) -> Response:
@@ -101,12 +101,12 @@ async def system_funcs(
 @router.post(
     "/{system_id}/exec",
     operation_id="execSystem",
-    summary="Run a method of module module_index",
+    summary="Run a method of one of the system's modules (module, index)",
     response_model=ExecResult,
-    responses=runtime_problems(401, 404, 409, 422, 500, 504),
+    responses=EXEC_PROBLEMS,
 )
 async def exec_system(
-    system_id: str, body: SystemExecBody, targets: TargetsDep, _user: CurrentUser
+    system_id: str, body: SystemExecBody, targets: TargetsDep, _user: RoomUser
 ) -> ExecResult:
     handle = await targets.system_module(system_id, body.module, body.index)
     return ExecResult(result=await handle.exec(body.method, body.args, body.kwargs))

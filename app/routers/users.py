@@ -19,7 +19,7 @@ router = APIRouter(tags=["users"])
 @router.get(
     "/users/current",
     operation_id="getCurrentUser",
-    summary="The user the bearer token belongs to",
+    summary="Get the user the token belongs to",
     response_model=User,
     responses=problems(401),
 )
@@ -48,7 +48,7 @@ async def issue_token(
 @router.get(
     "/users/{user_id}/tokens",
     operation_id="listUserTokens",
-    summary="A user's tokens, without their secret part",
+    summary="List a user's tokens, without their secret part",
     responses=problems(401, 403, 404),
 )
 async def list_tokens(user_id: str, node: NodeDep, user: CurrentUser) -> list[TokenInfo]:

@@ -20,6 +20,7 @@ from app.runtime.driver import Driver, Role
 from app.runtime.handle import ModuleHandle, ModuleLookup
 from app.runtime.loader import load_driver_class
 from app.runtime.module import LocalModule
+from app.runtime.reports import ModuleDescription
 from app.runtime.repository import DriverRepository
 from app.runtime.spec import ModuleSpec, SystemSpec
 from app.runtime.systems import Systems
@@ -88,7 +89,7 @@ class ModuleManager:
     def running_ids(self) -> list[str]:
         return [module.id for module in self._modules.values() if module.running]
 
-    def describe(self, module_id: str) -> dict[str, Any]:
+    def describe(self, module_id: str) -> ModuleDescription:
         """What the engine knows of a loaded module beyond its status."""
         module = self.handle(module_id)
         spec = module.spec

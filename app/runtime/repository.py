@@ -11,9 +11,9 @@ import os
 import re
 import shutil
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from app.errors import Conflict, InvalidField
+from app.runtime.reports import RepositoryStatus
 
 _AUTHOR = ("-c", "user.name=engine", "-c", "user.email=engine@localhost")
 _NO_SIGNING = ("-c", "commit.gpgsign=false")
@@ -70,8 +70,8 @@ class DriverRepository:
             await self._git("reset", "--quiet", "--hard", target)
             return await self._read_head()
 
-    async def status(self) -> dict[str, Any]:
-        """``{"commit", "branch" (None when detached), "dirty"}``."""
+    async def status(self) -> RepositoryStatus:
+        """Where the repository stands: its commit, its branch, whether it is dirty."""
         async with self._lock:
             commit = await self._read_head()
             code, branch, _ = await self._run("symbolic-ref", "--quiet", "--short", "HEAD")

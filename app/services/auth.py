@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.models import IssuedToken, TokenInfo
-from app.services.catalog import USER, Catalog, Kind
+from app.services.catalog import SYSTEM, USER, Catalog, Kind
 from app.store.base import Document, DocumentNotFound, Store
 
 BOOTSTRAP_USER_ID = "user-admin"
@@ -25,11 +25,16 @@ TOKEN_PREFIX = "eng_"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The user a request acts for."""
+    """The user a request acts for, or a room panel's device key.
+
+    A device key (see :mod:`app.services.device_keys`) sets ``system_id``: it may read
+    and call that one system and nothing else (:func:`require_room`).
+    """
 
     user_id: str
     name: str
     admin: bool
+    system_id: str | None = None
 
 
 def token_hash(token: str) -> str:
@@ -63,7 +68,10 @@ class Authenticator:
         found = await self._store.find("token", where={"hash": digest}, limit=1)
         if not found.items:
             raise Unauthorized("the bearer token is not valid (unknown or revoked)")
-        user_id = str(found.items[0].body["user_id"])
+        token = found.items[0]
+        if token.body.get("system_id"):
+            return device_principal(token)
+        user_id = str(token.body["user_id"])
         try:
             user = await self._store.get(user_id)
         except DocumentNotFound:
@@ -75,8 +83,9 @@ class Authenticator:
         self._cache.clear()
 
     def changed(self, kind: Kind, doc_id: str) -> None:
-        """A configuration write here: a user deleted or demoted counts from the next request."""
-        if kind is USER:
+        """A configuration write here: a user deleted or demoted, or a system deleted with
+        its device keys, counts from the next request."""
+        if kind in (USER, SYSTEM):
             self.forget()
 
     async def bootstrap_admin(self, token: str) -> None:
@@ -123,6 +132,25 @@ class Authenticator:
 
     async def _user(self, user_id: str) -> Document:
         return await self._catalog.get(USER, user_id)
+
+
+def device_principal(token: Document) -> Principal:
+    """The principal of a device key: no user, no admin, one system."""
+    return Principal(
+        f"key:{token.id}", str(token.body.get("name", "")), False, str(token.body["system_id"])
+    )
+
+
+def require_room(principal: Principal, system_id: str | None) -> None:
+    """A device key reads and calls only its own system; a user's token is not limited here.
+
+    ``system_id`` is the system a request is about (None: it is about no one system).
+    """
+    if principal.system_id is not None and principal.system_id != system_id:
+        raise Forbidden(
+            f"a device key reads and calls only its own room ({principal.system_id!r}), "
+            "nothing else"
+        )
 
 
 def require_admin(principal: Principal) -> None:

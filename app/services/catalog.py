@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.control.clock import now_utc
 from app.errors import Conflict, InvalidField, NotFound, PreconditionFailed
 from app.models import (
     ControlSystem,
@@ -111,7 +112,7 @@ class Catalog:
     async def create(self, kind: Kind, data: object) -> Document:
         model = parse(kind.create_model, data)
         body = parse(kind.fields_model, model.model_dump(include=_field_names(kind)))
-        stored = body.model_dump(mode="json")
+        stored = written(body.model_dump(mode="json"), created=True)
         self._check_size(kind.name, None, stored)
         await self._check_references(kind, None, stored)
         target_system = getattr(model, "system_id", None)
@@ -140,11 +141,10 @@ class Catalog:
         fields = parse(kind.fields_model, merge_patch(editable, patch)).model_dump(mode="json")
         await self._check_references(kind, doc_id, fields)
         maintained = {k: v for k, v in current.body.items() if k not in names}
-        self._check_size(kind.name, doc_id, {**maintained, **fields})
+        body = written({**maintained, **fields})
+        self._check_size(kind.name, doc_id, body)
         try:
-            doc = await self._store.replace(
-                doc_id, {**maintained, **fields}, expected_version=current.version
-            )
+            doc = await self._store.replace(doc_id, body, expected_version=current.version)
         except VersionConflict as exc:
             raise PreconditionFailed(
                 f"{kind.name} {doc_id!r} changed while it was being updated; "
@@ -252,8 +252,10 @@ class Catalog:
             for owned in (secret_id(doc_id), control_id(doc_id)):
                 with suppress(DocumentNotFound):
                     await self._store.delete(owned)
-        elif kind is USER:
-            tokens = await self._store.find("token", where={"user_id": doc_id})
+        elif kind is USER or kind is SYSTEM:
+            # A user's tokens, or a system's device keys (README: Room panels).
+            owner = "user_id" if kind is USER else "system_id"
+            tokens = await self._store.find("token", where={owner: doc_id})
             for token in tokens.items:
                 with suppress(DocumentNotFound):
                     await self._store.delete(token.id)
@@ -264,13 +266,20 @@ class Catalog:
         """Read-modify-write with CAS, retried so that concurrent writers lose nothing."""
         for _ in range(CAS_RETRIES):
             current = await self._store.get(doc_id)
-            body = change(current.body)
+            body = written(change(current.body))
             self._check_size(current.type, doc_id, body)
             try:
                 return await self._store.replace(doc_id, body, expected_version=current.version)
             except VersionConflict:
                 continue
         raise Conflict(f"{doc_id!r} is being changed by others; try again")
+
+
+def written(body: JsonObject, *, created: bool = False) -> JsonObject:
+    """``body`` stamped with the time of this write (``updated_at``; ``created_at`` too
+    for a new document), as PlaceOS front ends read documents."""
+    now = now_utc().isoformat()
+    return {**body, **({"created_at": now} if created else {}), "updated_at": now}
 
 
 def _field_names(kind: Kind) -> set[str]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from app.control.clock import now_utc
 from app.control.windows import RestoreWindow
 from app.models import DEFAULT_FAILOVER_TIMEOUT_S
+from app.runtime.reports import RepositoryOutcome
 from app.services.routing import Placement
 from app.store.base import Document, DocumentNotFound, Store
 
@@ -63,7 +64,7 @@ class ControlService(Protocol):
 
     async def repository(
         self, edge: Document, action: str, commit: str | None, reload: bool
-    ) -> dict[str, Any]: ...
+    ) -> RepositoryOutcome: ...
 
     def controls(self, edge_id: str) -> bool:
         """Whether this server runs that location's devices now."""

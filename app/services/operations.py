@@ -6,10 +6,17 @@ ones when the master asks over the control link — one implementation, two call
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from app.errors import InvalidField
 from app.runtime.manager import ModuleManager
+from app.runtime.reports import (
+    DriverReloaded,
+    ModuleDescription,
+    ModuleStatus,
+    ReloadFailed,
+    RepositoryOutcome,
+)
 from app.runtime.repository import DriverRepository
 from app.services.catalog import DRIVER, SYSTEM, Catalog
 from app.services.modules import ModuleService
@@ -21,17 +28,25 @@ class ReloadFanout(Protocol):
 
     async def __call__(
         self, driver_id: str, files: dict[str, str] | None
-    ) -> dict[str, Any] | None: ...
+    ) -> dict[str, DriverReloaded | ReloadFailed] | None: ...
 
 
 class Forwarder(Protocol):
-    """Finds the edge that runs a module or system and passes a request to it."""
+    """Finds the edge that runs a module or system and passes a start or stop to it."""
 
     def edge_for_module(self, module_id: str) -> str | None: ...
 
     def edge_for_system(self, system_id: str) -> str | None: ...
 
-    async def request(self, edge_id: str, op: str, args: dict[str, Any]) -> Any: ...
+    async def start_module(self, edge_id: str, module_id: str) -> ModuleDescription: ...
+
+    async def stop_module(self, edge_id: str, module_id: str) -> ModuleDescription: ...
+
+    async def start_system(self, edge_id: str, system_id: str) -> dict[str, str]:
+        """The system's modules that did not start, with the reason."""
+        ...
+
+    async def stop_system(self, edge_id: str, system_id: str) -> None: ...
 
 
 async def no_fanout(driver_id: str, files: dict[str, str] | None) -> None:
@@ -47,8 +62,21 @@ class NoForwarding:
     def edge_for_system(self, system_id: str) -> str | None:
         return None
 
-    async def request(self, edge_id: str, op: str, args: dict[str, Any]) -> Any:
-        raise AssertionError(f"an edge forwards no {op} (to edge {edge_id!r})")
+    async def start_module(self, edge_id: str, module_id: str) -> ModuleDescription:
+        raise _forwards_nothing(edge_id)
+
+    async def stop_module(self, edge_id: str, module_id: str) -> ModuleDescription:
+        raise _forwards_nothing(edge_id)
+
+    async def start_system(self, edge_id: str, system_id: str) -> dict[str, str]:
+        raise _forwards_nothing(edge_id)
+
+    async def stop_system(self, edge_id: str, system_id: str) -> None:
+        raise _forwards_nothing(edge_id)
+
+
+def _forwards_nothing(edge_id: str) -> AssertionError:
+    return AssertionError(f"an edge forwards nothing (to edge {edge_id!r})")
 
 
 class Operations:
@@ -84,28 +112,27 @@ class Operations:
     def forwards_system(self, system_id: str) -> bool:
         return self._forward.edge_for_system(system_id) is not None
 
-    async def start_module(self, module_id: str) -> dict[str, Any]:
+    async def start_module(self, module_id: str) -> ModuleDescription:
         if (edge := self._edge_for_module(module_id)) is not None:
-            return dict(await self._forward.request(edge, "module.start", {"module_id": module_id}))
+            return await self._forward.start_module(edge, module_id)
         await self.manager.start(module_id)
         return self.manager.describe(module_id)
 
-    async def stop_module(self, module_id: str) -> dict[str, Any]:
+    async def stop_module(self, module_id: str) -> ModuleDescription:
         if (edge := self._edge_for_module(module_id)) is not None:
-            return dict(await self._forward.request(edge, "module.stop", {"module_id": module_id}))
+            return await self._forward.stop_module(edge, module_id)
         await self.manager.stop(module_id)
         return self.manager.describe(module_id)
 
     async def start_system(self, system_id: str) -> dict[str, str]:
         """Start the system's modules where they run; returns those that failed."""
         if (edge := self._edge_for_system(system_id)) is not None:
-            answer = await self._forward.request(edge, "system.start", {"system_id": system_id})
-            return dict(answer.get("failed", {}))
+            return await self._forward.start_system(edge, system_id)
         return await self.manager.start_many(await self._local_modules(system_id))
 
     async def stop_system(self, system_id: str) -> None:
         if (edge := self._edge_for_system(system_id)) is not None:
-            await self._forward.request(edge, "system.stop", {"system_id": system_id})
+            await self._forward.stop_system(edge, system_id)
             return
         await self.manager.stop_many(await self._local_modules(system_id))
 
@@ -115,10 +142,10 @@ class Operations:
     def _edge_for_system(self, system_id: str) -> str | None:
         return self._forward.edge_for_system(system_id)
 
-    def status(self, module_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    def status(self, module_ids: list[str] | None = None) -> dict[str, ModuleStatus]:
         """State, commands and lifecycle of loaded modules (all when ``module_ids`` is None)."""
         ids = self.manager.loaded_ids() if module_ids is None else module_ids
-        described = {}
+        described: dict[str, ModuleStatus] = {}
         for module_id in ids:
             if self.manager.is_loaded(module_id):
                 handle = self.manager.handle(module_id)
@@ -131,14 +158,16 @@ class Operations:
 
     async def repository(
         self, action: str, commit: str | None = None, reload: bool = False
-    ) -> dict[str, Any]:
+    ) -> RepositoryOutcome:
         """``pull``, ``reset`` (to ``commit``) or ``status``; optionally reload drivers."""
         if action == "pull":
             head = await self._repository.pull()
         elif action == "reset":
             head = await self._repository.reset(commit)
         elif action == "status":
-            return {**await self._repository.status(), "commit": self._repository.head()}
+            status = await self._repository.status()
+            head = self._repository.head()
+            return {"commit": head, "branch": status["branch"], "dirty": status["dirty"]}
         else:
             raise InvalidField("action", f"must be pull, reset or status, not {action!r}")
         reloaded = await self._reload_running_drivers() if reload else []
@@ -146,7 +175,7 @@ class Operations:
 
     async def reload_driver(
         self, driver_id: str, files: dict[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> DriverReloaded:
         """Load a driver's code afresh (after writing inline edits) and restart its modules."""
         driver = await self._catalog.get(DRIVER, driver_id)
         head = await self.manager.reload_driver(
@@ -157,7 +186,7 @@ class Operations:
             for m in self.manager.loaded_ids()
             if self.manager.handle(m).spec.driver_id == driver_id
         ]
-        result: dict[str, Any] = {"commit": head, "modules": restarted}
+        result: DriverReloaded = {"commit": head, "modules": restarted}
         edges = await self._fanout(driver_id, files)
         if edges is not None:
             result["edges"] = edges

@@ -41,6 +41,10 @@ class RuntimeTargets:
             raise await self._not_loaded(module_id)
         return handle
 
+    def reachable(self, module_id: str) -> ModuleHandle | None:
+        """The module's handle when this server reaches it now, else None."""
+        return self._manager.find(module_id)
+
     async def system_module(self, system_id: str, name: str, index: int = 1) -> ModuleHandle:
         """Module ``name_index`` of a system; ``UnknownSystem`` or ``UnknownModule`` if missing."""
         await self.ensure_known_system(system_id)

@@ -14,16 +14,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from app.control.clock import now_utc
 from app.link.auth import new_nonce, verify, witness_answer_proof, witness_question_proof
+from app.models import WitnessResult
 
 log = logging.getLogger(__name__)
-
-WitnessResult = Literal["controls", "does_not_control", "unreachable", "refused"]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ INDEXED_FIELDS: Mapping[str, frozenset[str]] = {
     "system": frozenset({"edge_control_id", "modules"}),
     "module": frozenset({"driver_id"}),
     "user": frozenset({"email"}),
-    "token": frozenset({"user_id", "hash"}),
+    "token": frozenset({"user_id", "system_id", "hash"}),
     "control_event": frozenset({"edge_id"}),
     "edge": frozenset({"admins"}),
 }

@@ -9,6 +9,15 @@ import { createInterface } from 'node:readline';
 import websocket from 'websocket';
 
 const PAGE = 'http://panel.test/';
+// The library's options besides the server: a token in a header, no login page.
+const OPTIONS = {
+    token_header: true,
+    handle_login: false,
+    redirect_uri: `${PAGE}oauth-resp.html`,
+    auth_uri: '/auth/oauth/authorize',
+    token_uri: '/auth/token',
+    scope: 'public',
+};
 
 function memoryStorage() {
     const items = new Map();
@@ -91,6 +100,68 @@ async function openSocket() {
     await until(() => place.is_connected());
 }
 
+// Following a room's servers, as a front end built on the library can: ask any server it
+// knows which servers serve the system (GET /api/systems/{sys}/servers, the controller
+// first), point the library at the first that answers with setup(), and do it again each
+// time the library's socket drops. The library then reconnects there and binds again.
+const following = { sys: null, known: [], headers: {}, moving: false };
+
+async function discover(base) {
+    const response = await fetch(`${base}/api/systems/${encodeURIComponent(following.sys)}/servers`, {
+        headers: following.headers,
+        signal: AbortSignal.timeout(2000),
+    });
+    if (!response.ok) throw new Error(`${base}: HTTP ${response.status}`);
+    const answer = await response.json();
+    const urls = answer.servers.map((server) => server.url);
+    following.known = [...new Set([...urls, ...following.known])];
+    return answer;
+}
+
+// The first server, in the answer's order, that answers for itself; else the one that answered.
+async function chooseServer() {
+    for (const base of following.known) {
+        let answer;
+        try {
+            answer = await discover(base);
+        } catch {
+            continue;
+        }
+        for (const server of answer.servers) {
+            if (server.url === base) return base;
+            try {
+                await discover(server.url);
+                return server.url;
+            } catch {
+                continue;
+            }
+        }
+        return base;
+    }
+    return null;
+}
+
+async function moveTo(base) {
+    const { host, protocol } = new URL(base);
+    if (host === place.host()) return;
+    await place.setup({ ...OPTIONS, host, secure: protocol === 'https:' });
+    emit({ event: 'moved', host });
+}
+
+async function followAgain() {
+    if (following.moving) return;
+    following.moving = true;
+    try {
+        for (;;) {
+            const base = await chooseServer();
+            if (base) return await moveTo(base);
+            await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+    } finally {
+        following.moving = false;
+    }
+}
+
 const bindings = new Map();
 const REST = [
     'querySystems',
@@ -111,20 +182,25 @@ const operations = {
         if (api_key) location.hash = `#x-api-key=${encodeURIComponent(api_key)}`;
         place.status().subscribe((connected) => emit({ event: 'connected', connected }));
         place.debug_events.subscribe((line) => emit({ event: 'debug', ...line }));
-        await place.setup({
-            host,
-            secure,
-            version,
-            token_header: true,
-            handle_login: false,
-            redirect_uri: `${PAGE}oauth-resp.html`,
-            auth_uri: '/auth/oauth/authorize',
-            token_uri: '/auth/token',
-            scope: 'public',
-        });
+        await place.setup({ ...OPTIONS, host, secure, version });
         if (!api_key) place.setToken(token);
         await openSocket();
         return place.authority();
+    },
+    // Set up at the server that serves ``sys`` now, found from ``servers`` (base URLs),
+    // and follow it from then on (see followAgain).
+    async follow({ sys, servers, api_key }) {
+        location.hash = `#x-api-key=${encodeURIComponent(api_key)}`;
+        Object.assign(following, { sys, known: servers, headers: { 'X-API-Key': api_key } });
+        const base = await chooseServer();
+        if (!base) throw new Error('no server answers');
+        await moveTo(base);
+        place.status().subscribe((connected) => {
+            emit({ event: 'connected', connected });
+            if (!connected) followAgain();
+        });
+        await openSocket();
+        return place.host();
     },
     async bind(target) {
         const binding = variable(target);

@@ -2,7 +2,7 @@
 
 Schemathesis generates valid and invalid requests from the document the app serves
 (the one ``python -m app openapi`` commits) and checks each answer: never a 500, and
-always a status code, content type and body the document declares. Generation is
+always a status code, content type, headers and body the document declares. Generation is
 derandomized so a failure reproduces, and bounded so the whole run takes seconds.
 
 Generated ids almost never name a document, so every operation with ids in its path
@@ -53,6 +53,7 @@ CONFIG = schemathesis.Config.from_dict(
             "status_code_conformance": {"enabled": True},
             "content_type_conformance": {"enabled": True},
             "response_schema_conformance": {"enabled": True},
+            "response_headers_conformance": {"enabled": True},
         },
     }
 )
@@ -263,7 +264,7 @@ def undeclared(operation: dict[str, Any], response: requests.Response) -> str | 
 @pytest.mark.parametrize("gap", [gap.param() for gap in EDGE_CASES])
 def test_unparseable_and_invalid_input_is_documented(gap: Gap, master: Master) -> None:
     operation = DOCUMENT["paths"][gap.path][gap.method.lower()]
-    names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+    names = [p["name"] for p in map(resolve, operation.get("parameters", [])) if p["in"] == "path"]
     url = gap.path.format(**master.path_ids(gap.path, dict.fromkeys(names, "x")))
     with in_process(master.app) as client:
         response = client.request(gap.method, f"{url}?{gap.query}", **gap.request)
@@ -355,7 +356,7 @@ def hostile_requests(
 @pytest.mark.parametrize(("method", "path"), operations())
 def test_hostile_input_is_a_documented_4xx(method: str, path: str, master: Master) -> None:
     operation = DOCUMENT["paths"][path][method.lower()]
-    names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+    names = [p["name"] for p in map(resolve, operation.get("parameters", [])) if p["in"] == "path"]
     url = path.format(**master.path_ids(path, dict.fromkeys(names, "x"))) if names else path
     problems = []
     with in_process(master.app) as client:

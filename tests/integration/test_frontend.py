@@ -199,3 +199,41 @@ async def _set(panel: FrontEnd, edge: Edge, name: str, value: Any) -> bool:
 
 async def _online(site: Site, edge: Edge) -> bool:
     return bool((await site.control(edge))["online"])
+
+
+async def test_a_placeos_front_end_follows_its_room_with_discovery(site: Site, edge: Edge) -> None:
+    """A kiosk built on the library finds its room's server with discovery and moves with
+    ``setup()`` when its server goes: to the master when the edge dies, back to the edge
+    when the master dies after a restore (client.mjs, ``follow``)."""
+    issued = await site.post(f"/api/systems/{edge.system_id}/keys", {"name": "kiosk"})
+    master_host, edge_host = urlsplit(site.master.url).netloc, urlsplit(edge.process.url).netloc
+    async with front_end(site.certificates.ca) as kiosk:
+        host = await kiosk.call(
+            "follow", sys=edge.system_id, servers=[site.master.url], api_key=issued["key"]
+        )
+        assert host == edge_host, "discovery names the edge, which controls the room"
+        volume = await kiosk.call("bind", **target(edge, "volume"))
+        await wait_until(lambda: _set(kiosk, edge, "volume", 1), timeout=20, message="a call")
+        await kiosk.wait_for(lambda e: e.get("key") == volume and e["value"] == 1)
+
+        kiosk.events.clear()
+        await edge.process.kill()
+        await kiosk.wait_for(lambda e: e.get("event") == "moved" and e["host"] == master_host)
+        await wait_until(
+            lambda: controller_is(site, edge, "master"), timeout=20, message="the takeover"
+        )
+        await wait_until(lambda: _set(kiosk, edge, "volume", 2), timeout=20, message="a call")
+        await kiosk.wait_for(lambda e: e.get("key") == volume and e["value"] == 2)
+
+        await edge.process.start()
+        await edge.process.wait_ready()
+        await wait_until(lambda: _online(site, edge), timeout=20, message="the edge to reconnect")
+        restored = await site.http.post(f"/api/edges/{edge.id}/restore")
+        assert restored.status_code == 200, restored.text
+        kiosk.events.clear()
+        await site.master.kill()
+        await kiosk.wait_for(lambda e: e.get("event") == "moved" and e["host"] == edge_host)
+        await wait_until(lambda: _set(kiosk, edge, "volume", 3), timeout=20, message="a call")
+        await kiosk.wait_for(lambda e: e.get("key") == volume and e["value"] == 3)
+        state = await site.module_state(edge.process, edge.module_id)
+        assert state["volume"] == 3, "the call reached the edge's module"

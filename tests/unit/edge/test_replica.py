@@ -14,7 +14,16 @@ import pytest
 from app.edge.replica import Replicator, XdcrReplicator, replica_for
 from app.errors import ResyncRequired
 from app.link import LinkClosed, LinkConnection, LinkRequestError
-from app.link.ops import ReplicaBatch, ReplicaChangesArgs
+from app.link.ops import (
+    EDGE_TO_MASTER,
+    REPLICA_CHANGES,
+    REPLICA_FETCH,
+    ReplicaBatch,
+    ReplicaChangesArgs,
+    ReplicaDocuments,
+    ReplicaFetchArgs,
+    op_table,
+)
 from app.master.feed import replica_changes
 from app.store import (
     Change,
@@ -48,18 +57,16 @@ class FakeMaster:
         #: Called before answering the n-th request (1-based); may break the link.
         self.before_answer: Callable[[int], Awaitable[None]] | None = None
 
-    async def changes(self, args: dict[str, Any]) -> ReplicaBatch:
+    async def changes(self, args: ReplicaChangesArgs) -> ReplicaBatch:
         self.asked.append(dict(args))
         if self.before_answer is not None:
             await self.before_answer(len(self.asked))
         await self.gate.wait()
-        answer = await replica_changes(
-            self.store, ReplicaChangesArgs.model_validate(args), max_bytes=1 << 20
-        )
+        answer = await replica_changes(self.store, args, max_bytes=1 << 20)
         answer["changes"] += [change.as_json() for change in self.extra]
         return answer
 
-    async def fetch(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def fetch(self, args: ReplicaFetchArgs) -> ReplicaDocuments:
         self.fetched.append(list(args["ids"]))
         found = await self.store.get_many(args["ids"])
         return {"documents": [doc.as_json() for doc in found.values()]}
@@ -88,7 +95,9 @@ async def linked(master: FakeMaster) -> AsyncIterator[tuple[LinkConnection, Link
     master_end, edge_end = memory_pair()
     to_edge = LinkConnection(
         master_end,
-        handlers={"replica.changes": master.changes, "replica.fetch": master.fetch},
+        handlers=op_table(
+            EDGE_TO_MASTER, REPLICA_CHANGES.serve(master.changes), REPLICA_FETCH.serve(master.fetch)
+        ),
         name="edge 'edge-1'",
     )
     to_master = LinkConnection(edge_end, handlers={}, name="master")

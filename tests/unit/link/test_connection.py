@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from typing_extensions import TypedDict
 
 from app.errors import ContentTooLarge, NotFound
 from app.link.codec import FrameError, encode
 from app.link.codes import CloseCode
-from app.link.connection import LinkConnection, TransportClosed, receive_frame
+from app.link.connection import LinkConnection
 from app.link.messages import Challenge, Event, Hello, Request
-from app.link.ops import Args, Handler, Op
+from app.link.ops import Handler, Op
 from app.link.pending import LinkClosed, LinkRequestError, LinkTimeout
+from app.link.transports import TransportClosed, receive_frame
 from tests.support.wait import wait_until
 
 from .memory import MemoryTransport, memory_pair
@@ -113,12 +115,15 @@ async def test_requests_flow_both_ways_on_one_link() -> None:
         assert await edge.request("status") == "master ok"
 
 
-class PowerArgs(Args):
+class PowerArgs(TypedDict):
     on: bool
 
 
+POWER: Op[PowerArgs, bool] = Op("power", PowerArgs)
+
+
 async def power(args: PowerArgs) -> bool:
-    return args.on
+    return args["on"]
 
 
 async def takes_no_args(args: dict[str, Any]) -> None:
@@ -165,7 +170,7 @@ async def test_handler_failures_become_error_responses(
     ``internal`` and logged with its traceback."""
     master, edge = connect(
         {
-            "power": Op("power", PowerArgs, power).handler(),
+            "power": POWER.serve(power).handler,
             "no_args": takes_no_args,
             "find": raises_not_found,
             "buggy": raises_a_bug,

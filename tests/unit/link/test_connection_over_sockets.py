@@ -19,18 +19,18 @@ from websockets.asyncio.server import ServerConnection, serve
 from app.link.auth import AuthFailed, NonceRegistry
 from app.link.codec import encode
 from app.link.codes import CloseCode
-from app.link.connection import (
+from app.link.connection import LinkConnection
+from app.link.handshake import EdgeHandshake, MasterHandshake
+from app.link.messages import Challenge, Hello, Welcome
+from app.link.ops import Handler
+from app.link.pending import LinkClosed
+from app.link.transports import (
     FrameTransport,
-    LinkConnection,
     StarletteTransport,
     TransportClosed,
     WebsocketsTransport,
     receive_frame,
 )
-from app.link.handshake import EdgeHandshake, MasterHandshake
-from app.link.messages import Challenge, Hello, Welcome
-from app.link.ops import Handler
-from app.link.pending import LinkClosed
 from tests.support.wait import wait_until
 
 SECRET = "edge-secret"

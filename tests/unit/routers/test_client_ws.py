@@ -472,3 +472,41 @@ async def test_a_binding_waits_for_a_module_that_runs_nowhere_yet(
         }
         await server.node.modules.manager.handle(module_id).exec("set", ["power", "on"])
         assert await panel.until(is_notify("power", "on"))
+
+
+async def test_a_device_key_binds_and_calls_its_own_room_only(server: Server, room: Room) -> None:
+    issued = await server.http.post(f"/api/systems/{room.system_id}/keys", json={})
+    other = await create(server.http, "/api/systems", {"name": "Other"})
+    key = issued.json()["key"]
+    async with connect(f"{server.ws_url}?api-key={key}") as websocket:
+        panel = Client(websocket)
+        bound = await panel.request({"id": 1, "cmd": "bind", **meta(room, "Echo", "power")})
+        assert bound["type"] == "success"
+        called = await panel.request(
+            {"id": 2, "cmd": "exec", **meta(room, "Echo", "echo"), "args": ["hi"]}
+        )
+        assert called["value"] == "hi"
+        for request in (
+            {"id": 3, "cmd": "bind", **meta(room, "Echo", "power"), "sys": other["id"]},
+            {"id": 4, "cmd": "debug", "mod_id": room.echo_module},
+            {"id": 5, "cmd": "debug", "mod": room.echo_module},
+        ):
+            refused = await panel.request(request)
+            assert (refused["type"], refused["code"]) == ("error", 2), refused
+            assert "only its own room" in refused["msg"]
+
+
+async def test_a_revoked_token_closes_the_socket_at_its_next_frame(
+    server: Server, room: Room
+) -> None:
+    issued = (await server.http.post(f"/api/systems/{room.system_id}/keys", json={})).json()
+    async with connect(f"{server.ws_url}?api-key={issued['key']}") as websocket:
+        panel = Client(websocket)
+        await panel.request({"id": 1, "cmd": "bind", **meta(room, "Echo", "power")})
+        revoked = await server.http.delete(f"/api/systems/{room.system_id}/keys/{issued['id']}")
+        assert revoked.status_code == 204
+        await panel.send("ping")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(drain(websocket), WAIT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    assert "revoked" in closed.value.rcvd.reason

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from app.node import Node
+from app.node_process import free_port
 from app.routers.placeos import module_position, placeos_functions
 from app.services.routing import Placement
 from tests.unit.routers.test_crud import create
@@ -62,6 +64,41 @@ async def test_systems_in_placeos_shape(api: httpx.AsyncClient, room: Room) -> N
     assert [m["id"] for m in complete["module_data"]] == [room.first, room.second]
     assert complete["module_data"][0]["custom_name"] == "Echo"
     assert (await api.get(f"{V2}/sys-nope")).status_code == 404
+
+
+async def test_module_and_system_fields_as_placeos_front_ends_read_them(
+    api: httpx.AsyncClient, room: Room, node: Node
+) -> None:
+    """PlaceOS's numbers for the driver's role, Unix seconds for the times, ``connected``
+    from the device's status, and no port where none is set (``PlaceModule``)."""
+    driver_id = await add_driver(api, "generic/tcp_line.py", "TcpLine", "device")
+    display = await add_module(
+        api, driver_id, "Display", ip="127.0.0.1", port=free_port(), system_id=room.system_id
+    )
+    await wait_running(node, display)
+    shown = (await api.get(f"{V2}/{room.system_id}", params={"complete": "true"})).json()
+    echo, _, device = shown["module_data"]
+    assert (echo["role"], device["role"]) == (2, 1)
+    assert echo["port"] is None and device["port"] > 0
+    assert "connected" not in echo, "a service has no device to be connected to"
+    assert device["connected"] is False
+    now = time.time()
+    for resource in (shown, echo, device):
+        assert now - 60 < resource["created_at"] <= resource["updated_at"] <= now + 1
+
+
+async def test_paging_links_encode_a_space_as_percent_20(api: httpx.AsyncClient) -> None:
+    """``decodeURIComponent`` (ts-client) reads %20 as a space, but + as a plus."""
+    for index in range(3):
+        await create(api, "/api/systems", {"name": f"meeting room {index}"})
+    listed = await api.get(V2, params={"q": "meeting room", "limit": 1})
+    link = listed.headers["link"]
+    assert "q=meeting%20room" in link and "+" not in link, link
+    following = link.split(">")[0].lstrip("<")
+    page = await api.get(following)
+    assert page.status_code == 200, page.text
+    first, second = listed.json()[0]["name"], page.json()[0]["name"]
+    assert first != second and {first, second} <= {f"meeting room {i}" for i in range(3)}
 
 
 async def test_module_calls_state_functions_and_counts(api: httpx.AsyncClient, room: Room) -> None:
