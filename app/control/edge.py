@@ -10,6 +10,7 @@ attempt the edge keeps doing what it did, so a short blip changes nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -45,13 +46,14 @@ class EdgeControlState:
     ``controller`` is who runs them as far as the edge knows ("edge" exactly when its
     modules run); ``epoch`` is that of the last control message obeyed;
     ``link_lost_at`` is when the link to the master went (or, at boot, when the edge
-    started without one).
+    started without one); ``linked_since_boot`` whether the link has come up since.
     """
 
     controller: Controller
     epoch: int
     link_up: bool
     link_lost_at: datetime | None
+    linked_since_boot: bool = False
 
     @classmethod
     def at_boot(cls, now: datetime) -> EdgeControlState:
@@ -63,9 +65,24 @@ class EdgeControlState:
         """Whether the edge runs its modules (``devices_loaded`` in the link's hello)."""
         return self.controller == "edge"
 
+    def unlinked_for(self, now: datetime) -> float:
+        """For how long the master may have been without this edge's link, in seconds.
+
+        Since the link went; before it first comes up after a boot, without bound: it
+        went before this process started, and the master's failover timer may have
+        been running since (README, "Rotation has a grace, and refusals are
+        explained"). 0 while the link is up.
+        """
+        if self.link_up:
+            return 0.0
+        if not self.linked_since_boot or self.link_lost_at is None:
+            return math.inf
+        return (as_utc(now) - self.link_lost_at).total_seconds()
+
     def on_link_up(self) -> EdgeTransition:
         """The link to the master is up; control waits for the master's message."""
-        return EdgeTransition(replace(self, link_up=True, link_lost_at=None), ())
+        linked = replace(self, link_up=True, link_lost_at=None, linked_since_boot=True)
+        return EdgeTransition(linked, ())
 
     def on_control(self, controller: Side, epoch: int) -> EdgeTransition:
         """The master says who controls the devices; a message older than the last is ignored."""

@@ -52,13 +52,14 @@ class MasterWitness:
         """Whether the master, alive, refuses this edge and is about to take its devices.
 
         Both the link and the witness refuse the edge's secret (revoked, say): the master
-        answers, so it is no partition, and it will fail over after ``timeout``. The edge
-        yields two retry intervals before that moment, so the devices never have two
-        controllers; with failover off it keeps them.
+        answers, so it is no partition, and it will fail over ``timeout`` after it lost
+        the link. The edge yields two retry intervals before that moment, so the devices
+        never have two controllers; an edge not linked since it booted cannot know that
+        moment and yields at once. With failover off it keeps them.
         """
         report = self.report
-        lost = self._controller.state.link_lost_at
-        if report is None or report.result != "refused" or lost is None:
+        state = self._controller.state
+        if report is None or report.result != "refused" or state.link_up:
             return False
         try:
             edge = await self._store.get(self._edge_id)
@@ -67,7 +68,7 @@ class MasterWitness:
         if not edge.body.get("failover", True):
             return False
         margin = 2 * self._settings.link_retry_s
-        waited = (now_utc() - lost).total_seconds()
+        waited = state.unlinked_for(now_utc())
         timeout = failover_timeout(edge)
         if waited < timeout - margin:
             return False

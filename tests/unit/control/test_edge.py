@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -93,6 +94,13 @@ def test_an_edge_that_boots_without_a_master_runs_locally_after_the_retry_delay(
     booted = EdgeControlState.at_boot(T0)
     assert booted.on_reconnect_failed(at(1), RETRY_S).actions == ()
     assert booted.on_reconnect_failed(at(3), RETRY_S).actions == (StartLocalModules(),)
+
+
+def test_the_time_without_a_link_counts_from_its_loss_and_is_unknown_before_the_first() -> None:
+    booted = EdgeControlState.at_boot(T0)
+    assert booted.unlinked_for(at(1)) == math.inf, "the link went before this process began"
+    assert connected().unlinked_for(at(60)) == 0
+    assert connected().on_link_lost(at(10)).state.unlinked_for(at(14)) == 4
 
 
 def test_a_failed_attempt_while_the_link_is_up_is_ignored() -> None:
