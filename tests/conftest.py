@@ -11,7 +11,9 @@ import pytest
 from app.main import compose, create_app
 from app.node import Node
 from app.settings import Settings
+from app.store import SqliteStore
 from tests.support.etcd import NOT_INSTALLED, EtcdCluster, etcd_available, running_cluster
+from tests.support.stores import opened
 from tests.support.wait import wait_until
 
 ADMIN_TOKEN = "test-admin-token"
@@ -48,6 +50,17 @@ async def api(settings: Settings, node: Node) -> AsyncIterator[httpx.AsyncClient
             yield client
     finally:
         await node.stop()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An embedded store, empty and open for the test; ``store.path`` is its file.
+
+    Modules about another backend (Couchbase, etcd, the contract suite) override it with
+    theirs, and a few with a store of their own kind (one that refuses writes).
+    """
+    async with opened(tmp_path / "store.db") as store:
+        yield store
 
 
 @pytest.fixture(scope="session")

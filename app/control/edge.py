@@ -15,8 +15,9 @@ attempt the edge keeps doing what it did, so a short blip changes nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from app.control.clock import as_utc
 from app.control.state import Controller, Side
@@ -50,15 +51,17 @@ class EdgeControlState:
     ``controller`` is who runs them as far as the edge knows ("edge" exactly when its
     modules run); ``epoch`` is that of the last control message obeyed;
     ``link_lost_at`` is when the link to the master went (or, at boot, when the edge
-    started without one). ``duplicate``: the master refused this process because
-    another process of the edge held the link; it starts nothing until it is let in,
-    or it would run beside that one as soon as the master is out of reach.
+    started without one); ``linked_since_boot`` whether the link has come up since.
+    ``duplicate``: the master refused this process because another process of the edge
+    held the link; it starts nothing until it is let in, or it would run beside that
+    one as soon as the master is out of reach.
     """
 
     controller: Controller
     epoch: int
     link_up: bool
     link_lost_at: datetime | None
+    linked_since_boot: bool = False
     duplicate: bool = False
 
     @classmethod
@@ -71,9 +74,25 @@ class EdgeControlState:
         """Whether the edge runs its modules (``devices_loaded`` in the link's hello)."""
         return self.controller == "edge"
 
+    def unlinked_for(self, now: datetime) -> float:
+        """For how long the master may have been without this edge's link, in seconds.
+
+        Since the link went; before it first comes up after a boot, without bound: it
+        went before this process started, and the master's failover timer may have
+        been running since (README, "Rotation has a grace, and refusals are
+        explained"). 0 while the link is up.
+        """
+        if self.link_up:
+            return 0.0
+        if not self.linked_since_boot or self.link_lost_at is None:
+            return math.inf
+        return (as_utc(now) - self.link_lost_at).total_seconds()
+
     def on_link_up(self) -> EdgeTransition:
         """The link to the master is up; control waits for the master's message."""
-        linked = replace(self, link_up=True, link_lost_at=None, duplicate=False)
+        linked = replace(
+            self, link_up=True, link_lost_at=None, linked_since_boot=True, duplicate=False
+        )
         return EdgeTransition(linked, ())
 
     def on_control(self, controller: Side, epoch: int) -> EdgeTransition:
@@ -139,7 +158,7 @@ class EdgeControlState:
 def yield_due(
     now: datetime,
     *,
-    link_lost_at: datetime,
+    unlinked_s: float,
     vouched_at: datetime | None,
     timeout: float,
     margin: float,
@@ -147,11 +166,13 @@ def yield_due(
     """Whether an edge whose master is alive but out of reach should let its devices go.
 
     The master fails over ``timeout`` after the edge's last sign of life: the link's
-    loss, or the last time its witness asked this edge and heard "I control" (which
-    holds the failover off). The edge yields ``margin`` before that moment, so the
-    devices get a short gap rather than two controllers.
+    loss, ``unlinked_s`` ago as far as the edge can tell (without bound before it first
+    linked since its boot: :meth:`EdgeControlState.unlinked_for`), or the last time its
+    witness asked this edge and heard "I control" (which holds the failover off). The
+    edge yields ``margin`` before that moment, so the devices get a short gap rather
+    than two controllers.
     """
-    last_sign = as_utc(link_lost_at)
+    since_sign = unlinked_s
     if vouched_at is not None:
-        last_sign = max(last_sign, as_utc(vouched_at))
-    return as_utc(now) >= last_sign + timedelta(seconds=max(0.0, timeout - margin))
+        since_sign = min(since_sign, (as_utc(now) - as_utc(vouched_at)).total_seconds())
+    return since_sign >= timeout - margin

@@ -178,11 +178,12 @@ class MasterWitness:
         partition, and it takes the devices ``timeout`` after the edge's last sign of
         life unless failover is off. The edge yields two retry intervals before that
         moment (:func:`app.control.edge.yield_due`), so the devices get a short gap
-        rather than two controllers; while the master's witness keeps hearing that the
-        edge runs them, the master holds off and so does the edge.
+        rather than two controllers; an edge not linked since it booted cannot know when
+        the link went and yields at once. While the master's witness keeps hearing that
+        the edge runs them, the master holds off and so does the edge.
         """
-        lost = self._controller.state.link_lost_at
-        if lost is None:
+        state = self._controller.state
+        if state.link_up:
             return False
         try:
             edge = await self._store.get(self._edge_id)
@@ -190,10 +191,10 @@ class MasterWitness:
             return False
         if not edge.body.get("failover", True):
             return False
-        timeout = failover_timeout(edge)
+        timeout, now = failover_timeout(edge), self._clock()
         due = yield_due(
-            self._clock(),
-            link_lost_at=lost,
+            now,
+            unlinked_s=state.unlinked_for(now),
             vouched_at=self.vouched_at,
             timeout=timeout,
             margin=2 * self._settings.link_retry_s,

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException
 from pymodbus.pdu import ModbusPDU
 
 from app.runtime import Driver, ModuleContext
@@ -118,6 +119,8 @@ class ModbusTcp(Driver):
 
     def _connection_changed(self, up: bool) -> None:
         self.status["connected"] = up
+        if not up and self._client is not None:
+            _fail_request_in_flight(self._client)
 
     def _client_up(self) -> AsyncModbusTcpClient:
         client = self._client
@@ -127,6 +130,18 @@ class ModbusTcp(Driver):
 
     def _device_id(self) -> int:
         return int(self.setting("device_id", 1))
+
+
+def _fail_request_in_flight(client: AsyncModbusTcpClient) -> None:
+    """Fail the request waiting for its answer on a connection that just dropped.
+
+    pymodbus leaves it waiting for its whole ``timeout``, though no answer can come on a
+    closed connection, and holds its other requests (the poll loop's reconnect too)
+    until then.
+    """
+    waiting = client.ctx.response_future
+    if not waiting.done():
+        waiting.set_exception(ConnectionException("the connection to the device dropped"))
 
 
 def _checked(response: ModbusPDU) -> ModbusPDU:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,6 +98,13 @@ def test_an_edge_that_boots_without_a_master_runs_locally_after_the_retry_delay(
     )
 
 
+def test_the_time_without_a_link_counts_from_its_loss_and_is_unknown_before_the_first() -> None:
+    booted = EdgeControlState.at_boot(T0)
+    assert booted.unlinked_for(at(1)) == math.inf, "the link went before this process began"
+    assert connected().unlinked_for(at(60)) == 0
+    assert connected().on_link_lost(at(10)).state.unlinked_for(at(14)) == 4
+
+
 def test_a_failed_attempt_while_the_link_is_up_is_ignored() -> None:
     assert (
         connected("master").on_reconnect_failed(at(60), RETRY_S, master_alive=False).actions == ()
@@ -170,10 +178,11 @@ def test_a_duplicate_refusal_while_linked_is_ignored() -> None:
 def test_an_edge_yields_before_a_master_that_answers_fails_over(
     now: float, vouched: float | None, due: bool
 ) -> None:
+    lost = connected().on_link_lost(at(0)).state
     assert (
         yield_due(
             at(now),
-            link_lost_at=at(0),
+            unlinked_s=lost.unlinked_for(at(now)),
             vouched_at=at(vouched) if vouched is not None else None,
             timeout=20.0,
             margin=2 * RETRY_S,
@@ -183,7 +192,14 @@ def test_an_edge_yields_before_a_master_that_answers_fails_over(
 
 
 def test_a_timeout_shorter_than_the_margin_yields_at_once() -> None:
-    assert yield_due(at(0), link_lost_at=at(0), vouched_at=None, timeout=1.0, margin=6.0)
+    assert yield_due(at(0), unlinked_s=0.0, vouched_at=None, timeout=1.0, margin=6.0)
+
+
+def test_an_edge_not_linked_since_its_boot_yields_at_once_unless_the_master_vouched() -> None:
+    booted = EdgeControlState.at_boot(T0)
+    unlinked = booted.unlinked_for(at(1))
+    assert yield_due(at(1), unlinked_s=unlinked, vouched_at=None, timeout=20.0, margin=6.0)
+    assert not yield_due(at(1), unlinked_s=unlinked, vouched_at=at(0.5), timeout=20.0, margin=6.0)
 
 
 def test_a_refused_duplicate_starts_nothing_until_it_is_let_in() -> None:

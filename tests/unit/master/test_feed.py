@@ -21,17 +21,11 @@ from app.master.feed import (
 )
 from app.store.base import ChangeBatch, EncodedChangeBatch, Store
 from app.store.sqlite import SqliteStore
-from tests.support.stores import opened
+from tests.support.stores import opened_as
 
 
 def asking(since: int = 0, limit: int | None = None, horizon: int = 0) -> ReplicaChangesArgs:
     return {"since": since, "limit": limit, "horizon": horizon}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with opened(tmp_path / "master.db") as store:
-        yield store
 
 
 async def test_large_documents_are_cut_into_frames_that_fit(store: SqliteStore) -> None:
@@ -131,12 +125,8 @@ class CountingStore(SqliteStore):
 
 @pytest.fixture
 async def counting(tmp_path: Path) -> AsyncIterator[CountingStore]:
-    store = CountingStore(tmp_path / "counted.db")
-    await store.open()
-    try:
+    async with opened_as(CountingStore, tmp_path / "counted.db") as store:
         yield store
-    finally:
-        await store.close()
 
 
 def _ids(answer: EncodedAnswer) -> list[str]:

@@ -18,6 +18,7 @@ from app.master.supervision import EdgeSupervisor, load_persisted
 from app.services.control import StoreHealth, history
 from app.store.base import Document, JsonObject, StoreUnavailable
 from app.store.sqlite import SqliteStore
+from tests.support.stores import opened_as
 from tests.support.wait import wait_until
 from tests.unit.master.test_supervision import EDGE, Master
 
@@ -46,10 +47,8 @@ class RefusingStore(SqliteStore):
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[RefusingStore]:
-    store = RefusingStore(tmp_path / "engine.db")
-    await store.open()
-    yield store
-    await store.close()
+    async with opened_as(RefusingStore, tmp_path / "engine.db") as store:
+        yield store
 
 
 def watched(store: SqliteStore, master: Master, health: StoreHealth, **control: Any) -> Any:
@@ -118,11 +117,14 @@ async def test_a_failover_that_must_wait_for_the_store_is_tried_again(
 
     await supervisor.handle(LinkDown(datetime.now(UTC)))  # not recorded, but the timer runs
     assert supervisor.unrecorded is not None
-    await asyncio.sleep(0.2)
+
+    def failover_waiting() -> bool:
+        waiting = supervisor.unrecorded
+        return waiting is not None and waiting.decision.startswith("failover")
+
+    await wait_until(failover_waiting, timeout=3, message="the failover to wait for the store")
     assert master.calls == [], "no epoch to take over with yet"
-    waiting = supervisor.unrecorded
-    assert waiting is not None and waiting.decision.startswith("failover"), waiting
-    assert "waits for it" in waiting.reason
+    assert supervisor.unrecorded is not None and "waits for it" in supervisor.unrecorded.reason
     store.refusing = False
 
     await wait_until(lambda: bool(master.calls), timeout=3, message="the failover after all")
@@ -132,98 +134,86 @@ async def test_a_failover_that_must_wait_for_the_store_is_tried_again(
 
 
 class CountingStore(SqliteStore):
-    """Counts the write transactions of ``upsert_many``; fails them while ``refusing``."""
+    """Keeps the documents of each write transaction of ``upsert_many``, refused ones
+    included; fails them while ``refusing``."""
 
-    transactions = 0
     refusing = False
-
-    async def upsert_many(self, docs: Any) -> list[Document]:
-        self.transactions += 1
-        if self.refusing:
-            raise StoreUnavailable("disk I/O error")
-        return await super().upsert_many(docs)
-
-
-async def test_the_writer_puts_concurrent_records_in_shared_transactions(tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "engine.db")
-    await store.open()
-    try:
-        writer = RecordWriter(store)
-        await asyncio.gather(
-            *(writer.write([(f"state::{n}", "control_state", {"n": n})]) for n in range(100))
-        )
-        assert store.transactions == 1, "every write queued before the transaction shares it"
-        assert (await store.get("state::99")).body == {"n": 99}
-
-        store.refusing = True
-        results = await asyncio.gather(
-            *(writer.write([(f"state::{n}", "control_state", {})]) for n in range(3)),
-            return_exceptions=True,
-        )
-        assert all(isinstance(result, StoreUnavailable) for result in results)
-    finally:
-        await store.close()
-
-
-async def test_the_later_write_of_a_record_wins_within_a_transaction(tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "engine.db")
-    await store.open()
-    try:
-        writer = RecordWriter(store)
-        first = asyncio.create_task(writer.write([("state::a", "control_state", {"v": 0})]))
-        await asyncio.sleep(0)
-        await asyncio.gather(
-            writer.write([("state::a", "control_state", {"v": 1})]),
-            writer.write([("state::a", "control_state", {"v": 2})]),
-            first,
-        )
-        assert (await store.get("state::a")).body == {"v": 2}
-    finally:
-        await store.close()
-
-
-class RecordingStore(CountingStore):
-    """Keeps the documents of every write transaction it took, refused ones included."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.written: list[list[tuple[str, str]]] = []
 
+    @property
+    def transactions(self) -> int:
+        return len(self.written)
+
     async def upsert_many(self, docs: Any) -> list[Document]:
         self.written.append([(doc_type, doc_id) for doc_id, doc_type, _ in docs])
+        if self.refusing:
+            raise StoreUnavailable("disk I/O error")
         return await super().upsert_many(docs)
 
 
 @pytest.fixture
-async def recording(tmp_path: Path) -> AsyncIterator[RecordingStore]:
-    store = RecordingStore(tmp_path / "engine.db")
-    await store.open()
-    yield store
-    await store.close()
+async def counting(tmp_path: Path) -> AsyncIterator[CountingStore]:
+    async with opened_as(CountingStore, tmp_path / "engine.db") as store:
+        yield store
+
+
+async def test_the_writer_puts_concurrent_records_in_shared_transactions(
+    counting: CountingStore,
+) -> None:
+    writer = RecordWriter(counting)
+    await asyncio.gather(
+        *(writer.write([(f"state::{n}", "control_state", {"n": n})]) for n in range(100))
+    )
+    assert counting.transactions == 1, "every write queued before the transaction shares it"
+    assert (await counting.get("state::99")).body == {"n": 99}
+
+    counting.refusing = True
+    results = await asyncio.gather(
+        *(writer.write([(f"state::{n}", "control_state", {})]) for n in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, StoreUnavailable) for result in results)
+
+
+async def test_the_later_write_of_a_record_wins_within_a_transaction(
+    counting: CountingStore,
+) -> None:
+    writer = RecordWriter(counting)
+    first = asyncio.create_task(writer.write([("state::a", "control_state", {"v": 0})]))
+    await asyncio.sleep(0)
+    await asyncio.gather(
+        writer.write([("state::a", "control_state", {"v": 1})]),
+        writer.write([("state::a", "control_state", {"v": 2})]),
+        first,
+    )
+    assert (await counting.get("state::a")).body == {"v": 2}
 
 
 async def test_each_decision_writes_its_state_and_its_event_in_one_transaction(
-    recording: RecordingStore,
+    counting: CountingStore,
 ) -> None:
-    supervisor = watched(recording, Master(), StoreHealth())
+    supervisor = watched(counting, Master(), StoreHealth())
     await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
     await supervisor.handle(LinkDown(datetime.now(UTC)))
-    for transaction in recording.written:
+    for transaction in counting.written:
         kinds = sorted(doc_type for doc_type, _ in transaction)
-        assert kinds == ["control_event", "control_state"], recording.written
-    assert len(recording.written) == 2
+        assert kinds == ["control_event", "control_state"], counting.written
+    assert len(counting.written) == 2
     supervisor.close()
 
 
 async def test_a_decision_refused_before_it_is_carried_out_leaves_no_event_behind(
-    recording: RecordingStore,
+    counting: CountingStore,
 ) -> None:
-    supervisor = watched(recording, Master(), StoreHealth())
-    recording.refusing = True
+    supervisor = watched(counting, Master(), StoreHealth())
+    counting.refusing = True
     with pytest.raises(StoreRefused):
         await supervisor.handle(TakeoverRequested(datetime.now(UTC), by="ops"))
-    recording.refusing = False
+    counting.refusing = False
     await supervisor.handle(LinkDown(datetime.now(UTC)))
-    kinds = [event["kind"] for event in await history(recording, EDGE, 10)]
+    kinds = [event["kind"] for event in await history(counting, EDGE, 10)]
     assert kinds == ["disconnected"], "the refused takeover left no event of its own"
     supervisor.close()

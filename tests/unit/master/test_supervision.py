@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -17,7 +16,6 @@ from app.errors import Unavailable
 from app.link import CloseCode, Control, LinkConnection, LinkTimeout
 from app.master.supervision import EdgeSupervisor, load_persisted
 from app.store.sqlite import SqliteStore
-from tests.support.stores import opened
 from tests.support.wait import wait_until
 
 EDGE = "edge-1"
@@ -61,12 +59,6 @@ class Master:
 
     def control_changed(self, edge_id: str, state: ControlState) -> None:
         pass
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with opened(tmp_path / "engine.db") as store:
-        yield store
 
 
 def supervisor(

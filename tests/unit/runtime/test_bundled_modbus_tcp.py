@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -81,17 +82,37 @@ async def test_a_write_polls_at_once(manager: ModuleManager, device: ModbusDevic
 
 
 async def test_connected_follows_the_device(manager: ModuleManager, device: ModbusDevice) -> None:
-    changes = await _start(manager, device.port, poll_interval=0.02, timeout=0.2)
+    changes = await _start(manager, device.port, poll_interval=0.02)
 
+    changes.seen.clear()  # the False reported at start is not the drop
     await device.stop()
     await changes.wait_for("connected", False)
-    with pytest.raises(DriverFailed):
+    with pytest.raises(DriverFailed, match="not connected"):
         await manager.exec("plc-1", "read_coils", [0])
     changes.seen.clear()
     await device.start()
 
     await changes.wait_for("connected", True)
     assert await manager.exec("plc-1", "read_coils", [0]) == [False]
+
+
+async def test_a_request_fails_as_soon_as_the_device_drops_the_connection(
+    manager: ModuleManager,
+) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # a request arrives: no answer, the connection closes
+        writer.close()
+
+    device = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    try:
+        # No answer within a minute would be the request's timeout; the manager's own
+        # deadline (2 s) would answer GatewayTimeout, not DriverFailed.
+        await _start(manager, device.sockets[0].getsockname()[1], timeout=60.0)
+        with pytest.raises(DriverFailed, match="dropped"):
+            await manager.exec("plc-1", "read_coils", [0])
+        await manager.stop("plc-1")
+    finally:
+        device.close()
 
 
 async def test_an_address_outside_the_device_is_a_driver_failure(

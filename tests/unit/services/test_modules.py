@@ -22,13 +22,6 @@ from app.services.modules import (
 from app.settings import Settings
 from app.store.base import JsonObject
 from app.store.sqlite import SqliteStore
-from tests.support.stores import opened
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with opened(tmp_path / "engine.db") as store:
-        yield store
 
 
 @pytest.mark.parametrize(

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from app.control.clock import now_utc
 from app.services.catalog import secret_id
 from app.services.secrets import EdgeSecrets, fingerprint
-from app.store.base import Store
-from tests.support.stores import opened
+from app.store import SqliteStore
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with opened(tmp_path / "engine.db") as store:
-        yield store
-
-
-@pytest.fixture
-def secrets(store: Store) -> EdgeSecrets:
+def secrets(store: SqliteStore) -> EdgeSecrets:
     return EdgeSecrets(store)
 
 
@@ -93,7 +84,7 @@ async def test_the_answer_names_each_valid_secret_and_its_end(secrets: EdgeSecre
 
 
 async def test_a_document_of_the_single_previous_format_is_read(
-    secrets: EdgeSecrets, store: Store
+    secrets: EdgeSecrets, store: SqliteStore
 ) -> None:
     until = (now_utc() + timedelta(seconds=60)).isoformat()
     body = {"secret": "new", "previous": "old", "previous_until": until}

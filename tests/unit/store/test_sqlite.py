@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,12 +29,6 @@ TIMEOUT_S = 5.0
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "engine.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    async with opened(db_path) as store:
-        yield store
 
 
 # --- files and URLs -------------------------------------------------------------------
@@ -296,13 +290,13 @@ async def test_an_unwritable_file_fails_writes_cleanly_and_recovers(db_path: Pat
 
 
 async def test_a_file_made_unwritable_while_open_fails_writes_and_recovers(
-    store: SqliteStore, db_path: Path
+    store: SqliteStore,
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("a user cannot make a file SQLite already holds open unwritable (root: chattr)")
     doc = await store.insert("a", "driver", {"n": 1})
-    wal = db_path.with_name(db_path.name + "-wal")
-    with unwritable(db_path, wal):
+    wal = store.path.with_name(store.path.name + "-wal")
+    with unwritable(store.path, wal):
         with pytest.raises(StoreUnavailable, match="I/O error"):
             await store.insert("b", "driver", {})
     with pytest.raises(DocumentNotFound):
