@@ -70,8 +70,11 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         timeout_graceful_shutdown=5,
-        ws_ping_interval=settings.ping_interval_s,
-        ws_ping_timeout=3 * settings.ping_interval_s,
+        # Every websocket this server accepts: front ends' above all. The control link
+        # does not rely on it (the master pings each edge over the link itself), so a
+        # client is not held to the link's second-scale liveness.
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_interval_s,
         ws_max_size=settings.link_max_frame,
         access_log=args.access_log,
     )

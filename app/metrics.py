@@ -179,6 +179,26 @@ class Metrics:
         self.links = Gauge(
             "engine_links_connected", "control links connected", registry=self.registry
         )
+        self.link_state = Gauge(
+            "engine_link_state",
+            "edge: 1 for the state its link to the master is in now "
+            "(up, closed, refused, tls, unreachable), 0 for the others",
+            ["state"],
+            registry=self.registry,
+        )
+        self.link_duplicates = Counter(
+            "engine_link_duplicates_refused",
+            "master: links refused because another process of the same edge holds one",
+            ["edge_id"],
+            registry=self.registry,
+        )
+        self.tls_expiry = Gauge(
+            "engine_tls_certificate_expiry_timestamp_seconds",
+            "when a TLS certificate expires (POSIX time): this server's own, and on an "
+            "edge the master's as its link last saw it",
+            ["certificate"],
+            registry=self.registry,
+        )
         self.handovers = Counter(
             "engine_handovers",
             "master: changes of a location's controller, by whom they went to and why "

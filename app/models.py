@@ -17,7 +17,9 @@ from app.control.windows import validate_cron, validate_timezone
 
 Role = Literal["device", "service", "logic"]
 Controller = Literal["edge", "master", "none"]
-WitnessResult = Literal["controls", "does_not_control", "unreachable", "refused"]
+WitnessResult = Literal["controls", "does_not_control", "unreachable", "refused", "tls"]
+#: An edge's link to the master: up, or how it is down (README: the control document).
+LinkState = Literal["up", "closed", "refused", "tls", "unreachable"]
 
 Name = Field(min_length=1, max_length=200)
 
@@ -337,6 +339,19 @@ class PendingDecision(Answer):
     since: datetime
 
 
+class DuplicateProcess(Answer):
+    """Another process refused as an edge while the link of the edge is held."""
+
+    instance: str | None = Field(description="the refused process's instance id")
+    address: str
+    at: datetime = Field(description="its first refusal")
+    last_at: datetime
+    refusals: int
+    linked_instance: str | None = Field(description="the process that holds the link")
+    linked_address: str
+    linked_since: datetime
+
+
 class ControlDocument(Answer):
     """Who controls an edge's devices now, why, and where clients reach both servers.
 
@@ -378,6 +393,18 @@ class ControlDocument(Answer):
     link_error_at: datetime | None = None
     witness: WitnessReport | None = None
     pending: PendingDecision | None = None
+    link_state: LinkState | None = Field(
+        default=None, description="on an edge about its own location: its link now"
+    )
+    master_alive: bool | None = Field(
+        default=None, description="on an edge: whether the latest word proves the master answers"
+    )
+    link_state_since: datetime | None = Field(
+        default=None, description="on an edge: when `link_state` last changed"
+    )
+    duplicate: DuplicateProcess | None = Field(
+        default=None, description="on the master: another process refused as this edge"
+    )
 
 
 class RepositoryResult(Answer):
@@ -408,6 +435,32 @@ class LinkHealth(Answer):
     connected: bool
     error: str | None = Field(default=None, description="why it is refused or failing")
     error_at: datetime | None = None
+    link_state: LinkState
+    master_alive: bool = Field(description="whether the latest word proves the master answers")
+    link_state_since: datetime
+    instance_id: str = Field(description="this process's, new at each start")
+
+
+class CertificateExpiry(Answer):
+    """When a TLS certificate expires, as this server read it."""
+
+    subject: str
+    not_after: datetime
+    expires_in_s: float
+    expiring: bool = Field(description="within ENGINE_TLS_EXPIRY_WARNING_S")
+    expired: bool
+
+
+class TlsCertificates(Answer):
+    """The certificates this server knows the expiry of."""
+
+    warning_s: float = Field(description="ENGINE_TLS_EXPIRY_WARNING_S")
+    certificate: CertificateExpiry | None = Field(
+        default=None, description="this server's own (ENGINE_TLS_CERT)"
+    )
+    master_certificate: CertificateExpiry | None = Field(
+        default=None, description="on an edge: the master's, as its link last verified it"
+    )
 
 
 class ReplicationFailure(Answer):
@@ -461,6 +514,7 @@ class Ready(Answer):
     replica_set_aside: ReplicaSetAside | None = Field(
         default=None, description="the corrupt replica moved aside at this boot, if any"
     )
+    tls: TlsCertificates | None = None
 
 
 class Viewer(Answer):

@@ -18,6 +18,7 @@ from app.runtime.manager import ModuleManager
 from app.runtime.repository import DriverRepository
 from app.services.auth import Authenticator
 from app.services.catalog import Catalog
+from app.services.certificates import CertificateExpiry
 from app.services.control import ControlService, PlacementSource
 from app.services.housekeeping import Housekeeping, Retention
 from app.services.modules import ModuleService
@@ -91,6 +92,8 @@ class Services:
         self.auth = Authenticator(self.store, self.catalog)
         self.catalog.on_change = self.auth.changed
         self.secrets = EdgeSecrets(self.store)
+        self.certificates = CertificateExpiry(self.metrics, warning_s=settings.tls_expiry_warning_s)
+        self.certificates.load_own(settings.tls_cert)
         self.repository = DriverRepository(settings.drivers_path, bundled_drivers())
         self.housekeeping = Housekeeping(
             self.store,
@@ -174,6 +177,7 @@ class Node:
         self.catalog = services.catalog
         self.auth = services.auth
         self.secrets = services.secrets
+        self.certificates = services.certificates
         self.repository = services.repository
         self.housekeeping = services.housekeeping
         self.modules = modules

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     control_events_max_age_s: float = Field(default=90 * 24 * 3600.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
     witness_timeout_s: float = Field(default=2.0, gt=0)
+    tls_expiry_warning_s: float = Field(default=14 * 24 * 3600.0, ge=0)
+    ws_ping_interval_s: float = Field(default=20.0, gt=0)
     status_keepalive_s: float = Field(default=3.0, gt=0)
     #: The active master's lease in etcd (whole seconds, as etcd grants them).
     master_lease_s: int = Field(default=10, ge=2)

@@ -50,7 +50,7 @@ from websockets.asyncio.client import connect
 from app.edge import uplink
 from app.edge.replica import fetch_changes
 from app.edge.uplink import CurrentLink, HelloFacts, Uplink
-from app.link import Control, Event, LinkConnection, Welcome
+from app.link import Control, Event, LinkConnection, LinkFailure, Welcome
 from app.link.ops import (
     CACHE_EXPIRE,
     CONTROL,
@@ -151,7 +151,7 @@ class SimulatedEdge:
     async def disconnected(self, reason: str = "") -> None:
         pass
 
-    async def attempt_failed(self, reason: str, *, refused: bool = False) -> None:
+    async def attempt_failed(self, failure: LinkFailure) -> None:
         pass
 
     # --- the master's ops -----------------------------------------------------------------

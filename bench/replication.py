@@ -24,7 +24,7 @@ import httpx
 
 from app.edge.replica import BATCH, Replicator
 from app.edge.uplink import CurrentLink, HelloFacts, Uplink
-from app.link import Control, LinkConnection, Welcome
+from app.link import Control, LinkConnection, LinkFailure, Welcome
 from app.link.ops import PING
 from app.node_process import NodeProcess, free_port
 from app.settings import Settings
@@ -92,7 +92,7 @@ class CatchUp:
     async def disconnected(self, reason: str = "") -> None:
         pass
 
-    async def attempt_failed(self, reason: str, *, refused: bool = False) -> None:
+    async def attempt_failed(self, failure: LinkFailure) -> None:
         pass
 
 

@@ -63,10 +63,23 @@ class LinkDown(_Event):
 class EdgeAlive(_Event):
     """The edge's witness proved the edge controls its devices while its link is down.
 
-    ``link_error`` is why the link was last refused or failed, if known.
+    ``link_error`` is why the link was last refused or failed, if known. ``deaf``: the
+    edge has kept saying so for longer than it takes to hear the master's witness,
+    without asking it: it cannot learn that the master runs its devices. When the
+    master holds them, it yields to such an edge, or both would run them for as long
+    as the network stays one-way.
     """
 
     link_error: str | None = None
+    deaf: bool = False
+
+
+@dataclass(frozen=True)
+class DuplicateRefused(_Event):
+    """A second process authenticated as this edge while its link is alive, and was
+    refused; recorded once per such process."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,7 @@ Event = (
     | BootWaitOver
     | LocationCreated
     | ConfigChanged
+    | DuplicateRefused
 )
 
 # --- actions ------------------------------------------------------------------------
@@ -190,6 +204,8 @@ EventKind = Literal[
     "config",
     "alive",
     "unconfirmed",
+    "yield",
+    "duplicate",
 ]
 
 
@@ -273,6 +289,14 @@ def step(state: SupervisorState, event: Event) -> Transition:
             return _on_location_created(state, event.now)
         case ConfigChanged():
             return _on_config_changed(state, event)
+        case DuplicateRefused():
+            # The decision stands (the holder keeps the link): its record goes with the
+            # unchanged state, in one write like every other.
+            control = state.control
+            record = RecordEvent(
+                "duplicate", event.reason, control.controller, control.epoch, event.now
+            )
+            return Transition(state, (Persist(control, record),))
         case _:
             assert_never(event)
 
@@ -334,10 +358,20 @@ def _on_link_down(state: SupervisorState, now: datetime) -> Transition:
 
 
 def _on_edge_alive(state: SupervisorState, event: EdgeAlive) -> Transition:
-    """A sign of life from the edge's API: the failover waits ``timeout`` from it."""
+    """A sign of life from the edge's API: the failover waits ``timeout`` from it.
+
+    When the master holds the devices, the edge runs them too: it stops them itself
+    once it hears the master's witness, unless it cannot (``deaf``), and then the
+    master stops its copies, as an edge with its devices loaded wins on reconnect
+    (DESIGN §5).
+    """
     control, now = state.control, event.now
-    if control.online or control.failover_deadline is None:
-        return _unchanged(state)  # the link is back, or no failover is pending
+    if control.online:
+        return _unchanged(state)  # the link is back
+    if control.controller == "master":
+        return _yield_to_edge(state, event) if event.deaf else _unchanged(state)
+    if control.failover_deadline is None:
+        return _unchanged(state)  # no failover is pending
     deadline = now + timedelta(seconds=state.policy.timeout)
     alive = replace(control, failover_deadline=deadline, offline_since=now, edge_alive_at=now)
     if control.edge_alive_at is not None:
@@ -351,6 +385,24 @@ def _on_edge_alive(state: SupervisorState, event: EdgeAlive) -> Transition:
         f"takes over {state.policy.timeout:g} s after the last sign of life",
     )
     return _decided(state, held, "alive", StartFailoverTimer(deadline))
+
+
+def _yield_to_edge(state: SupervisorState, event: EdgeAlive) -> Transition:
+    now, why = event.now, event.link_error or "no reason known"
+    handed = _handed_over(
+        state.control,
+        "edge",
+        now,
+        f"the edge runs its devices while its link is down ({why}) and does not reach the "
+        "master's witness: the master stopped its copies (an edge with its devices loaded "
+        "wins, as on reconnect)",
+    )
+    alive = replace(handed, online=False, offline_since=now, edge_alive_at=now)
+    if not state.policy.failover:
+        return _decided(state, alive, "yield", StopMasterModules())
+    deadline = now + timedelta(seconds=state.policy.timeout)
+    pending = replace(alive, failover_deadline=deadline)
+    return _decided(state, pending, "yield", StopMasterModules(), StartFailoverTimer(deadline))
 
 
 def _on_boot_wait_over(state: SupervisorState, now: datetime) -> Transition:

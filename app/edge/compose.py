@@ -69,6 +69,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         settings,
         services.store,
         controller,
+        current,
         edge_id=edge_id,
     )
     events = LinkEvents(
@@ -76,6 +77,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         witness,
         follower,
         services.repository,
+        metrics,
         link_retry_s=settings.link_retry_s,
     )
     metrics.watch_locations(
@@ -97,9 +99,21 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         on_event=follower.on_event,
         listener=events,
         boot_time=time.time(),
+        on_certificate=services.certificates.saw_master,
     )
     watcher = ConfigurationWatcher(services.store, metrics, services.auth, modules, controller)
-    role = EdgeRole(metrics, boot, follower, forwarder, uplink, current, watcher, services.tasks)
+    role = EdgeRole(
+        metrics,
+        boot,
+        follower,
+        forwarder,
+        uplink,
+        current,
+        watcher,
+        witness,
+        services.certificates,
+        services.tasks,
+    )
     control = EdgeControl(
         settings,
         services.store,
@@ -111,6 +125,7 @@ def compose_edge(settings: Settings, store: Store | None = None) -> Node:
         skipped,
         failure,
         edge_id=edge_id,
+        instance_id=uplink.instance_id,
     )
     return Node(
         services,

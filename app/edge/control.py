@@ -14,6 +14,7 @@ from app.edge.linkstate import LinkEvents
 from app.edge.uplink import CurrentLink
 from app.edge.witness import MasterWitness
 from app.errors import ControlledElsewhere, NotFound
+from app.link import LinkReport
 from app.runtime.reports import RepositoryOutcome
 from app.services.control import describe, persisted_state
 from app.services.operations import Operations
@@ -39,6 +40,7 @@ class EdgeControl:
         failure: ReplicationFailure,
         *,
         edge_id: str,
+        instance_id: str,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -50,31 +52,65 @@ class EdgeControl:
         self._skipped = skipped
         self._failure = failure
         self._edge_id = edge_id
+        self._instance_id = instance_id
 
     async def describe(self, edge: Document) -> dict[str, Any]:
         state = await persisted_state(self._store, edge.id)
-        own = edge.id == self._edge_id
+        if edge.id != self._edge_id:
+            return describe(edge, state, master_url=self._settings.master_url)
+        link, failure = self._link.report, self._failure
         # The master's witness is asked while the link is down; once it is up, what it
         # said is history.
         report = None if self._current.connected else self._witness.report
-        failure = self._failure
+        if link.state != "up":
+            state = {**state, **self._unlinked(state, link)}
         return describe(
             edge,
             state,
             master_url=self._settings.master_url,
-            replication_error=(failure.error or self._skipped.error) if own else None,
-            replication_failing=(failure.since, failure.retries) if own and failure.since else None,
-            link_error=self._link.error if own else None,
-            witness=report.as_json() if own and report else None,
+            replication_error=failure.error or self._skipped.error,
+            replication_failing=(failure.since, failure.retries) if failure.since else None,
+            link_error=(link.error, link.error_at) if link.error and link.error_at else None,
+            witness=report.as_json() if report else None,
+            link=link,
         )
 
+    def _unlinked(self, state: dict[str, Any], link: LinkReport) -> dict[str, Any]:
+        """What this edge knows of its location while its link is down.
+
+        The replicated ControlState is the master's last word before the link went, not
+        the truth now: the edge says whether its own modules run, and what the master's
+        witness last said (else the master's last word, if that named the master).
+        """
+        running = self._controller.modules_running
+        witness = self._witness.report
+        if running:
+            controller = "edge"
+        elif witness is not None and witness.verified:
+            controller = "master" if witness.controls else "none"
+        else:
+            controller = "master" if state.get("controller") == "master" else "none"
+        modules = "run here" if running else "are stopped here"
+        why = link.error or "no attempt has failed yet"
+        last_word = state.get("reason", "nothing yet")
+        return {
+            "controller": controller,
+            "online": False,
+            "reason": f"this edge's link to the master is {link.state} ({why}); the "
+            f"location's modules {modules}; the master's last word: {last_word}",
+        }
+
     def health(self) -> dict[str, Any]:
-        error = self._link.error
+        link = self._link.report
         return {
             "link": {
                 "connected": self._current.connected,
-                "error": error[0] if error else None,
-                "error_at": error[1].isoformat() if error else None,
+                "error": link.error,
+                "error_at": link.error_at.isoformat() if link.error_at else None,
+                "link_state": link.state,
+                "master_alive": link.master_alive,
+                "link_state_since": link.since.isoformat(),
+                "instance_id": self._instance_id,
             },
             "controls": self._controller.modules_running,
         }
@@ -89,15 +125,19 @@ class EdgeControl:
         secret = self._settings.edge_secret
         if edge.id != self._edge_id or not secret:
             raise NotFound(f"this server is not the edge {edge.id!r}")
-        return answer(
+        controls = self._controller.modules_running
+        answered = answer(
             edge.id,
             nonce=nonce,
             proof=proof,
             asker=asker,
             secrets=[secret],
-            controls=self._controller.modules_running,
+            controls=controls,
             node=self._settings.node_name,
         )
+        if asker == "master":
+            self._witness.master_asked(controls=controls)
+        return answered
 
     async def restore(self, edge: Document, by: str) -> dict[str, Any]:
         raise self._to_master(f"restoring edge {edge.id!r}", f"/api/edges/{edge.id}/restore")

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from app.control.clock import now_utc
 from app.edge.controller import EdgeController
 from app.edge.follower import ReplicaFollower
 from app.edge.uplink import HelloFacts
 from app.edge.witness import MasterWitness
-from app.link import Control, LinkConnection, Welcome
+from app.link import LINK_STATES, Control, LinkConnection, LinkFailure, LinkReport, Welcome
+from app.metrics import Metrics
 from app.runtime.repository import DriverRepository
 
 log = logging.getLogger(__name__)
 
 
 class LinkEvents:
-    """The edge's ``UplinkListener``: obeys the handshake, catches up, follows losses."""
+    """The edge's ``UplinkListener``: obeys the handshake, catches up, follows losses.
+
+    It keeps the link's :class:`~app.link.LinkReport` (``link_state`` in ``/api/ready``
+    and ``/control``, the ``engine_link_state`` metric). A failed attempt the master
+    answered never starts the edge's modules (:mod:`app.control.edge`).
+    """
 
     def __init__(
         self,
@@ -25,6 +30,7 @@ class LinkEvents:
         witness: MasterWitness,
         follower: ReplicaFollower,
         repository: DriverRepository,
+        metrics: Metrics,
         *,
         link_retry_s: float,
     ) -> None:
@@ -32,9 +38,15 @@ class LinkEvents:
         self._witness = witness
         self._follower = follower
         self._repository = repository
+        self._metrics = metrics
         self._link_retry_s = link_retry_s
-        #: Why the link was last refused or failed; None while it is up.
-        self.error: tuple[str, datetime] | None = None
+        self.report = LinkReport.at_start(now_utc())
+        self._show(self.report)
+
+    def _show(self, report: LinkReport) -> None:
+        self.report = report
+        for state in LINK_STATES:
+            self._metrics.link_state.labels(state).set(1 if state == report.state else 0)
 
     def hello_facts(self) -> HelloFacts:
         return HelloFacts(
@@ -51,7 +63,7 @@ class LinkEvents:
             welcome.master_booting,
             control.controller,
         )
-        self.error = None
+        self._show(self.report.up(now_utc()))
         await self._controller.apply(lambda state: state.on_link_up())
         await self._controller.obey(control.controller, control.epoch)
         if not await self._follower.catch_up(link):
@@ -59,20 +71,39 @@ class LinkEvents:
 
     async def disconnected(self, reason: str) -> None:
         log.warning("link to the master lost: %s", reason)
-        self.error = (reason, now_utc())
+        self._show(self.report.dropped(reason, now_utc()))
         await self._controller.apply(lambda state: state.on_link_lost(now_utc()))
-        if self._controller.modules_running:
-            await self._witness.master_controls()
+        self._witness.ask_soon()
 
-    async def attempt_failed(self, reason: str, *, refused: bool) -> None:
-        self.error = (reason, now_utc())
-        if await self._witness.master_controls():
+    async def attempt_failed(self, failure: LinkFailure) -> None:
+        """Follow the seed's "on disconnected" only when nothing answered.
+
+        A duplicate refusal stops this process's modules (another process of this edge
+        holds the link); any other answer of the master — to the link, or at its witness
+        (:meth:`MasterWitness.master_answers`) — keeps the modules as they are, until the
+        master is about to fail over, or, with failover off, starts them unless the
+        master runs them, since the master will not.
+        """
+        self._show(self.report.failed(failure, now_utc()))
+        controller = self._controller
+        if failure.duplicate:
+            if controller.modules_running:
+                log.warning("another process of this edge holds the link: stopping the modules")
+            await controller.apply(lambda state: state.on_duplicate())
             return
-        if refused and await self._witness.locked_out():
-            await self._controller.apply(lambda state: state.on_master_controls())
+        witness, running = self._witness, controller.modules_running
+        if not failure.master_alive and not running and await witness.master_controls():
             return
+        alive = failure.master_alive or await witness.master_answers()
+        if alive and running and await witness.master_takes_over_soon():
+            await controller.apply(lambda state: state.on_master_controls())
+            return
+        if alive and not running and not await witness.master_may_run_them():
+            alive = False  # failover is off and the master does not run them: nobody would
         retry_s = self._link_retry_s
-        await self._controller.apply(lambda state: state.on_reconnect_failed(now_utc(), retry_s))
+        await controller.apply(
+            lambda state: state.on_reconnect_failed(now_utc(), retry_s, master_alive=alive)
+        )
 
 
 def _head(repository: DriverRepository) -> str | None:

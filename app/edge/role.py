@@ -16,8 +16,10 @@ from app.edge.follower import ReplicaFollower
 from app.edge.forwarder import StatusForwarder
 from app.edge.uplink import CurrentLink, Uplink
 from app.edge.watcher import ConfigurationWatcher
+from app.edge.witness import MasterWitness
 from app.link import CloseCode
 from app.metrics import Metrics
+from app.services.certificates import CertificateExpiry
 from app.services.tasks import BackgroundTasks
 
 
@@ -33,6 +35,8 @@ class EdgeRole:
         uplink: Uplink,
         current: CurrentLink,
         watcher: ConfigurationWatcher,
+        witness: MasterWitness,
+        certificates: CertificateExpiry,
         tasks: BackgroundTasks,
     ) -> None:
         self._metrics = metrics
@@ -42,6 +46,8 @@ class EdgeRole:
         self._uplink = uplink
         self._current = current
         self._watcher = watcher
+        self._witness = witness
+        self._certificates = certificates
         self._tasks = tasks
 
     async def start(self) -> None:
@@ -50,6 +56,7 @@ class EdgeRole:
         if replica.set_aside is not None:
             self._metrics.replica_rebuilds.inc()
         self._tasks.spawn(self._run(), name="edge boot", forever=False)
+        self._tasks.spawn(self._certificates.run(), name="certificates")
 
     async def _run(self) -> None:
         try:
@@ -59,6 +66,7 @@ class EdgeRole:
             raise  # logged with its traceback by the task's supervision
         self._tasks.spawn(self._forwarder.run(), name="status forwarder")
         self._tasks.spawn(self._uplink.run_forever(), name="uplink")
+        self._tasks.spawn(self._witness.run(), name="master witness")
         self._tasks.spawn(self._watcher.run(), name="change watch")
         self._tasks.spawn(self._follower.run(), name="replica follow")
         self._boot.finish(modules)

@@ -2,31 +2,35 @@
 
 Liveness is the websockets client's job: it pings every ``ENGINE_PING_INTERVAL_S`` and
 drops the connection when no pong came back within three intervals, so a half-open
-TCP connection is detected and not only a clean close.
+TCP connection is detected and not only a clean close. Each failed attempt is
+classified (:func:`app.link.classify`): whether the master answered decides whether
+the edge may take its devices.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from app.link import (
-    AuthFailed,
     Challenge,
-    CloseCode,
     Control,
     EdgeHandshake,
-    FrameError,
+    HandshakeClosed,
     LinkConnection,
+    LinkFailure,
     TransportClosed,
     WebsocketsTransport,
     Welcome,
+    classify,
     encode,
     receive_frame,
 )
@@ -40,8 +44,9 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 5.0
 
 
-class LinkRefused(Exception):
-    """The master closed the handshake with 4401: it does not accept this edge's proof."""
+def new_instance_id() -> str:
+    """This process's instance id: random at every start, carried in the hello."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +67,8 @@ class UplinkListener(Protocol):
 
     async def disconnected(self, reason: str) -> None: ...
 
-    async def attempt_failed(self, reason: str, *, refused: bool) -> None:
-        """A connection attempt failed; ``refused``: the master refused this edge's proof."""
+    async def attempt_failed(self, failure: LinkFailure) -> None:
+        """A connection attempt failed, classified: did the master answer?"""
         ...
 
 
@@ -80,6 +85,7 @@ class CurrentLink:
 
     def __init__(self) -> None:
         self.link: LinkConnection | None = None
+        self._retry_now = asyncio.Event()
 
     def get(self) -> LinkConnection | None:
         return self.link
@@ -87,6 +93,17 @@ class CurrentLink:
     @property
     def connected(self) -> bool:
         return self.link is not None and not self.link.closed
+
+    def retry_now(self) -> None:
+        """Cut the wait before the next attempt short (the master came back into reach)."""
+        self._retry_now.set()
+
+    async def wait_to_retry(self, seconds: float) -> None:
+        """Wait ``seconds`` before the next attempt, or until :meth:`retry_now`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._retry_now.wait()
+        self._retry_now.clear()
 
 
 class Uplink:
@@ -101,6 +118,7 @@ class Uplink:
         on_event: EventHandler,
         listener: UplinkListener,
         boot_time: float,
+        on_certificate: Callable[[dict[str, object]], None] | None = None,
     ) -> None:
         if not settings.master_url or not settings.edge_id or not settings.edge_secret:
             raise ValueError(
@@ -116,6 +134,9 @@ class Uplink:
         self._listener = listener
         self._boot_time = boot_time
         self._current = current
+        #: Tells this process from another started with the same edge id and secret.
+        self.instance_id = new_instance_id()
+        self._on_certificate = on_certificate
 
     async def run_forever(self) -> None:
         """Connect, serve until the link drops, wait ``link_retry_s``, again."""
@@ -125,10 +146,10 @@ class Uplink:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is a failed attempt; never stop trying
-                reason = _describe(exc)
-                log.warning("link to %s failed: %s", self._url, reason)
-                await self._listener.attempt_failed(reason, refused=isinstance(exc, LinkRefused))
-            await asyncio.sleep(self._settings.link_retry_s)
+                failure = classify(exc)
+                log.warning("link to %s failed (%s): %s", self._url, failure.kind, failure.detail)
+                await self._listener.attempt_failed(failure)
+            await self._current.wait_to_retry(self._settings.link_retry_s)
 
     async def _connect_once(self) -> None:
         interval = self._settings.ping_interval_s
@@ -143,13 +164,15 @@ class Uplink:
             # Link frames are small JSON: deflating them costs more than it saves.
             compression=None,
         ) as websocket:
+            self._saw_certificate(websocket)
             transport = WebsocketsTransport(websocket)
             try:
                 welcome, control = await self._handshake(transport)
             except TransportClosed:
-                if websocket.close_code == CloseCode.AUTH_FAILED:
-                    raise LinkRefused() from None
-                raise
+                received = websocket.protocol.close_rcvd
+                if received is None:
+                    raise HandshakeClosed(None) from None
+                raise HandshakeClosed(received.code, received.reason) from None
             link = LinkConnection(
                 transport,
                 handlers=self._handlers,
@@ -180,6 +203,7 @@ class Uplink:
             devices_loaded=facts.devices_loaded,
             replica_seq=facts.replica_seq,
             commit=facts.commit,
+            instance_id=self.instance_id,
         )
         max_size = self._settings.link_max_frame
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
@@ -190,16 +214,11 @@ class Uplink:
             control = await receive_frame(transport, Control, max_size=max_size)
         return welcome, control
 
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, AuthFailed):
-        return f"the master failed authentication ({exc})"
-    if isinstance(exc, LinkRefused):
-        return "the master refused this edge's proof: its ENGINE_EDGE_SECRET is wrong or revoked"
-    if isinstance(exc, TransportClosed):
-        return "the master closed the connection during the handshake"
-    if isinstance(exc, FrameError):
-        return f"bad handshake frame: {exc}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}"
+    def _saw_certificate(self, websocket: ClientConnection) -> None:
+        """Report the master's certificate (verified, so its dates are readable)."""
+        if self._on_certificate is None:
+            return
+        tls = websocket.transport.get_extra_info("ssl_object")
+        certificate = tls.getpeercert() if isinstance(tls, ssl.SSLObject) else None
+        if certificate:
+            self._on_certificate(dict(certificate))

@@ -15,6 +15,13 @@ from app.link.auth import AuthFailed, FailureThrottle, NonceRegistry
 from app.link.codec import DEFAULT_MAX_SIZE, FrameError, decode, encode
 from app.link.codes import CloseCode, ErrorCode
 from app.link.connection import LinkConnection
+from app.link.failures import (
+    LINK_STATES,
+    HandshakeClosed,
+    LinkFailure,
+    LinkReport,
+    classify,
+)
 from app.link.handshake import EdgeHandshake, MasterHandshake
 from app.link.messages import (
     Challenge,
@@ -44,6 +51,7 @@ __all__ = [
     "CLOSE_AUTH_FAILED",
     "CLOSE_TOO_LARGE",
     "DEFAULT_MAX_SIZE",
+    "LINK_STATES",
     "AuthFailed",
     "Challenge",
     "CloseCode",
@@ -56,9 +64,12 @@ __all__ = [
     "Frame",
     "FrameError",
     "FrameTransport",
+    "HandshakeClosed",
     "Hello",
     "LinkClosed",
     "LinkConnection",
+    "LinkFailure",
+    "LinkReport",
     "LinkRequestError",
     "LinkTimeout",
     "MasterHandshake",
@@ -70,6 +81,7 @@ __all__ = [
     "TransportClosed",
     "WebsocketsTransport",
     "Welcome",
+    "classify",
     "decode",
     "encode",
     "receive_frame",

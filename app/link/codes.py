@@ -102,7 +102,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     #: A frame over the size limit (RFC 6455 "message too big").
     TOO_LARGE = 1009
-    #: Replaced by a newer authenticated connection of the same edge.
+    #: Replaced by a newer authenticated connection of the same edge process.
     REPLACED = 4000
     #: The edge stopped answering pings.
     UNRESPONSIVE = 4008
@@ -110,3 +110,6 @@ class CloseCode(IntEnum):
     AUTH_FAILED = 4401
     #: The link endpoint asked of a server that is not the master.
     NOT_MASTER = 4404
+    #: Another process of the same edge (another instance id) holds a live link: the
+    #: master keeps the first and refuses this one; the reason says "duplicate".
+    DUPLICATE = 4409

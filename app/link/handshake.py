@@ -71,9 +71,11 @@ class EdgeHandshake:
         devices_loaded: bool,
         replica_seq: int,
         commit: str | None,
+        instance_id: str | None = None,
         make_nonce: Callable[[], str] = new_nonce,
     ) -> None:
         self._edge_id = edge_id
+        self._instance_id = instance_id
         self._secret = secret
         self._boot_time = boot_time
         self._devices_loaded = devices_loaded
@@ -94,6 +96,7 @@ class EdgeHandshake:
             devices_loaded=self._devices_loaded,
             replica_seq=self._replica_seq,
             commit=self._commit,
+            instance_id=self._instance_id,
         )
         return self._hello
 

@@ -46,6 +46,17 @@ class Hello(_Frame):
     devices_loaded: bool
     replica_seq: Annotated[int, Field(ge=0)]
     commit: str | None = None
+    #: Random per process start: two processes claiming one edge tell apart by it
+    #: (absent from older edges, which are then never taken for duplicates).
+    instance_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _wire_shape(self, serialize: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without an instance id, the hello has DESIGN §6's shape exactly."""
+        data: dict[str, Any] = serialize(self)
+        if self.instance_id is None:
+            del data["instance_id"]
+        return data
 
 
 class Welcome(_Frame):

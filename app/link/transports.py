@@ -6,10 +6,10 @@ edge's client side) and over a Starlette ``WebSocket`` (the master's
 ``/api/edge/link`` route). :func:`receive_frame` reads the handshake's frames, before
 a connection exists.
 
-Liveness is the websocket library's job, not this module's: give the ``websockets``
-client ``ping_interval``/``ping_timeout``, and uvicorn ``ws_ping_interval``/
-``ws_ping_timeout``. A dead peer then closes the transport, which fails every pending
-request at once.
+Liveness is not this module's job: the edge gives the ``websockets`` client
+``ping_interval``/``ping_timeout``, and the master pings each edge over the link
+(:mod:`app.master.links`). A dead peer then closes the transport, which fails every
+pending request at once.
 """
 
 from __future__ import annotations

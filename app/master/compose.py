@@ -9,7 +9,7 @@ from app.master.edges import SupervisedEdges
 from app.master.events import ModuleEvents
 from app.master.forward import EdgeReloads, LinkForwarder
 from app.master.handover import ModuleHandover
-from app.master.links import EdgeLinks, LinkTable
+from app.master.links import MISSED_PINGS, EdgeLinks, LinkTable
 from app.master.listener import LinkLifecycle
 from app.master.placement import MasterPlacement
 from app.master.remote import DebugRelay, RemoteModules, StatusMirror
@@ -42,7 +42,9 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
     """The master: shared services, the links and remote modules, then each job."""
     services = Services(settings, store)
     locations = Locations(services.store)
-    links = LinkTable(services.secrets)
+    # A duplicate's holder keeps its place while it would reconnect after a blip.
+    hold_s = 2 * settings.link_retry_s + MISSED_PINGS * settings.ping_interval_s
+    links = LinkTable(services.secrets, duplicate_hold_s=hold_s)
     mirror, debug = StatusMirror(), DebugRelay()
     remote = RemoteModules(
         locations, links, mirror, debug, default_timeout=settings.request_timeout_s
@@ -70,7 +72,12 @@ def compose_master(settings: Settings, store: Store | None = None) -> Node:
     boot = MasterBoot(services, modules, edges, links)
     witness = Witness(services.http_client(), asker="master", timeout=settings.witness_timeout_s)
     witnesses = WitnessAsker(
-        witness, services.secrets, edges, links, interval_s=settings.ping_interval_s
+        witness,
+        services.secrets,
+        edges,
+        links,
+        interval_s=settings.ping_interval_s,
+        timeout_s=settings.witness_timeout_s,
     )
     watcher = ConfigurationWatcher(
         services.store,

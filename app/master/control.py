@@ -49,11 +49,13 @@ class MasterControl:
         supervisor = self._edges.get(edge.id)
         error = self._links.link_errors.get(edge.id)
         report = self._witnesses.reports.get(edge.id)
+        duplicate = self._links.duplicates.current(edge.id, now_utc())
         extra: dict[str, Any] = {
             "master_url": self._services.settings.base_url,
             "link_error": (error.reason, error.at) if error else None,
             "witness": report.as_json() if report else None,
             "replication_error": self._feed.errors.get(edge.id),
+            "duplicate": duplicate.as_json() if duplicate else None,
         }
         if supervisor is None:
             state = await persisted_state(self._services.store, edge.id)
@@ -96,7 +98,7 @@ class MasterControl:
     async def witness(
         self, edge: Document, *, nonce: str, proof: str, asker: str
     ) -> dict[str, Any]:
-        return answer(
+        answered = answer(
             edge.id,
             nonce=nonce,
             proof=proof,
@@ -105,6 +107,9 @@ class MasterControl:
             controls=self.controls(edge.id),
             node=self._services.settings.node_name,
         )
+        if asker == f"edge:{edge.id}":
+            self._witnesses.edge_asked(edge.id)
+        return answered
 
     async def restore(self, edge: Document, by: str) -> dict[str, Any]:
         await self._edges.supervisor(edge.id).handle(RestoreRequested(now_utc(), by=by))

@@ -1,10 +1,12 @@
 """The master's end of the control links: authenticate edges and keep one link per edge.
 
 The handshake itself is pure (:mod:`app.link.handshake`); this class does the I/O
-around it — bounding each step in time, replacing an edge's old link when it connects
-again, dropping a link whose edge stopped answering, closing a link whose secret was
-revoked — and reports links up and down to a listener, which decides control. It
-records in a :class:`LinkTable` why each edge's link was last refused or failed.
+around it — bounding each step in time, replacing an edge's old link when the same
+process connects again, refusing another process of an edge whose link is alive
+(:mod:`app.master.duplicates`), dropping a link whose edge stopped answering, closing a
+link whose secret was revoked — and reports links up and down to a listener, which
+decides control. It records in a :class:`LinkTable` why each edge's link was last
+refused or failed, and each edge's duplicate.
 
 Failed handshakes are counted per (address, claimed edge id). A correct proof is
 never refused, whatever others sent before it from the same address (NAT, reverse
@@ -47,6 +49,7 @@ from app.link import (
 )
 from app.link.messages import Event
 from app.link.ops import PING, Handler
+from app.master.duplicates import Duplicate, Duplicates, Holder, is_duplicate
 from app.store.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,11 @@ class LinkListener(Protocol):
 
     async def link_down(self, edge_id: str) -> None: ...
 
+    async def duplicate_refused(self, edge_id: str, duplicate: Duplicate, *, first: bool) -> None:
+        """Another process authenticated as a linked edge and was refused; ``first``: the
+        first refusal of that process (the one recorded)."""
+        ...
+
 
 class SecretSource(Protocol):
     """The secrets that authenticate each edge now."""
@@ -149,9 +157,11 @@ class LinkTable:
     """The current link of each edge, the secret it authenticated with, and why each
     edge's link was last refused or failed: what the rest of the master reads."""
 
-    def __init__(self, secrets: SecretSource) -> None:
+    def __init__(self, secrets: SecretSource, *, duplicate_hold_s: float = 6.0) -> None:
         self._secrets = secrets
         self._links: dict[str, LinkConnection] = {}
+        #: Each edge's duplicate, if another process tries to link as it.
+        self.duplicates = Duplicates(hold_s=duplicate_hold_s)
         #: The secret each live link authenticated with (revoking it closes the link).
         self._secret_used: dict[str, str] = {}
         #: Why each edge's link was last refused or failed; cleared when it authenticates.
@@ -243,8 +253,9 @@ class EdgeLinks:
         self._nonces = NonceRegistry(ttl=3600.0)
         #: A stall shorter than a tick goes uncounted: a tenth of the interval at most.
         self._stalls = LoopStalls(tick_s=min(0.1, ping_interval / 10))
-        #: The latest admitted connection of each edge; only its end is the edge's link down.
-        self._admissions: dict[str, object] = {}
+        #: The latest admitted connection of each edge (the process holding its link);
+        #: only its end is the edge's link down.
+        self._admissions: dict[str, Holder] = {}
 
     async def serve(self, websocket: WebSocket) -> None:
         """Run one edge connection from handshake to close."""
@@ -255,8 +266,16 @@ class EdgeLinks:
         if authenticated is None:
             return
         handshake, hello, secret = authenticated
-        edge_id, admission = hello.edge_id, object()
+        edge_id, now = hello.edge_id, now_utc()
+        duplicates = self._table.duplicates
+        holder = self._admissions.get(edge_id) or duplicates.held(edge_id, now)
+        if is_duplicate(holder, hello.instance_id):
+            assert holder is not None
+            await self._refuse_duplicate(transport, hello, holder, peer, now)
+            return
+        admission = Holder(hello.instance_id, peer, now)
         self._admissions[edge_id] = admission
+        duplicates.admitted(edge_id, admission)
         link: LinkConnection | None = None
         try:
             admitted = await self._listener.admit(hello)
@@ -279,7 +298,30 @@ class EdgeLinks:
                 self._table.remove(edge_id, link)
             if self._admissions.get(edge_id) is admission:
                 del self._admissions[edge_id]
+                duplicates.released(edge_id, admission, now_utc())
                 await self._listener.link_down(edge_id)
+
+    async def _refuse_duplicate(
+        self, transport: StarletteTransport, hello: Hello, holder: Holder, peer: str, now: datetime
+    ) -> None:
+        """Keep the first process's link: close this one with 4409 and say why; the first
+        refusal of a process is logged and recorded, the rest only counted."""
+        edge_id = hello.edge_id
+        duplicate, first = self._table.duplicates.refused(
+            edge_id, hello.instance_id, peer, holder, now
+        )
+        await transport.close(CloseCode.DUPLICATE, duplicate.reason())
+        if first:
+            log.warning(
+                "edge %s: a second process (instance %s, from %s) authenticated while the "
+                "link of instance %s (from %s) is alive: refused as a duplicate",
+                edge_id,
+                hello.instance_id,
+                peer,
+                holder.instance_id,
+                holder.address,
+            )
+        await self._listener.duplicate_refused(edge_id, duplicate, first=first)
 
     async def _register(self, edge_id: str, transport: StarletteTransport) -> LinkConnection:
         """Make ``transport`` the edge's link, closing the one it replaces."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 from app.control.clock import now_utc
-from app.control.supervisor import LinkDown, LinkUp
+from app.control.supervisor import DuplicateRefused, LinkDown, LinkUp
 from app.errors import NotFound
 from app.link import Hello, LinkConnection
 from app.link.ops import STATUS
 from app.master.admissions import AdmissionGate
 from app.master.boot import MasterBoot
+from app.master.duplicates import Duplicate
 from app.master.edges import SupervisedEdges
 from app.master.links import Admission, LinkTable
 from app.master.remote import DebugRelay, StatusMirror
@@ -82,6 +83,23 @@ class LinkLifecycle:
         supervisor = self._edges.get(edge_id)
         if supervisor is not None:
             await supervisor.handle(LinkDown(now_utc()))
+
+    async def duplicate_refused(self, edge_id: str, duplicate: Duplicate, *, first: bool) -> None:
+        """Count every refusal; record the first of each duplicate process as an event."""
+        self._metrics.link_duplicates.labels(edge_id).inc()
+        supervisor = self._edges.get(edge_id)
+        if not first or supervisor is None:
+            return
+        holder = duplicate.holder
+        reason = (
+            f"a second process authenticated as this edge (instance {duplicate.instance_id}, "
+            f"from {duplicate.address}) while the link of instance {holder.instance_id} (from "
+            f"{holder.address}) is alive: refused as a duplicate; the first keeps the link"
+        )
+        try:
+            await supervisor.handle(DuplicateRefused(duplicate.first_at, reason))
+        except StoreError as exc:
+            log.warning("edge %s: the duplicate is not recorded: %s", edge_id, exc)
 
     async def _refresh_mirror(self, edge_id: str, link: LinkConnection) -> None:
         """Ask the edge for the full status of its modules (after connect or handover)."""

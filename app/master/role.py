@@ -45,6 +45,7 @@ class MasterRole:
 
     async def start(self) -> None:
         self._tasks.spawn(self._run(), name="master boot", forever=False)
+        self._tasks.spawn(self._services.certificates.run(), name="certificates")
 
     async def _run(self) -> None:
         boot = self._services.boot

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnected
 
 from app.errors import EngineError, Unauthorized, Unavailable, UnknownModule
 from app.node import Node
@@ -199,7 +200,12 @@ class ClientSession:
                     await self._websocket.close(frame.code, frame.reason)
                     return
                 await self._websocket.send_text(frame)
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            return
+        except RuntimeError as exc:
+            # The server closed the socket itself (a keep-alive ping went unanswered)
+            # before the disconnect reached the reader: uvicorn refuses the send.
+            log.debug("client websocket closed by the server: %s", exc)
             return
 
     async def _read(self) -> None:

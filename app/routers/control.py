@@ -51,6 +51,11 @@ class RepositoryRequest(BaseModel):
     "/control",
     operation_id="getEdgeControl",
     summary="Get who controls the edge's devices now, and where clients reach both servers",
+    description="Besides the control state: on an edge about its own location, "
+    "`link_state` (`up`, `closed`, `refused`, `tls` or `unreachable`), `master_alive` and "
+    "`link_state_since`, and while its link is down what the edge itself knows "
+    "(`controller`, `online`, `reason`); on the master, `duplicate` while another process "
+    "is refused as the edge (`instance`, `address`, `at`, `refusals`, `linked_instance`).",
     response_model=ControlDocument,
     responses={**NOT_MODIFIED, **problems(401, 404)},
 )

@@ -29,10 +29,14 @@ async def health(node: NodeDep) -> Health:
     operation_id="getReady",
     summary="Check that boot is complete (503 with Retry-After until it is)",
     description="Once ready, the body also says whether the store takes control decisions' "
-    "writes (master: `store`, `decisions_unrecorded`) and how the link fares (edge: `link` "
-    "with the last `error` when it is refused or failing, `controls`; `replication_error` "
-    "while its replica cannot catch up). A background task that died makes it 503, "
-    "naming the task in `dead_tasks`, at any time.",
+    "writes (master: `store`, `decisions_unrecorded`), how the link fares (edge: `link` with "
+    "`link_state` — `up`, `closed`, `refused`, `tls` or `unreachable` — `master_alive`, "
+    "`link_state_since`, the last `error` when it is refused or failing, the process's "
+    "`instance_id`; `controls`; `replication_error` while its replica cannot catch up) and "
+    "when the TLS certificates expire (`tls`: this server's `certificate` and, on an edge, "
+    "the `master_certificate` its link last saw, each with `not_after`, `expires_in_s` and "
+    "`expiring` within ENGINE_TLS_EXPIRY_WARNING_S). A background task that died makes it "
+    "503, naming the task in `dead_tasks`, at any time.",
     response_model=Ready,
     responses=problems(503),
 )
@@ -64,6 +68,7 @@ async def ready(node: NodeDep) -> Response:
             **boot.summary,
             **node.live_counts(),
             **node.control.health(),
+            "tls": node.certificates.as_json(),
         }
     )
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from app.control.clock import now_utc
 from app.control.windows import RestoreWindow
+from app.link.failures import LinkReport
 from app.models import DEFAULT_FAILOVER_TIMEOUT_S
 from app.runtime.reports import RepositoryOutcome
 from app.services.routing import Placement
@@ -136,6 +137,8 @@ def describe(
     pending: dict[str, Any] | None = None,
     replication_error: str | None = None,
     replication_failing: tuple[datetime, int] | None = None,
+    link: LinkReport | None = None,
+    duplicate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of ``GET /api/edges/{id}/control``.
 
@@ -145,7 +148,10 @@ def describe(
     what this server last had to leave out of the edge's replica (a document no link
     frame can carry, or on an edge why its replica cannot catch up), None while
     replication is whole; ``replication_failing`` since when the edge's catch-ups fail
-    and how many times they were retried.
+    and how many times they were retried. ``link`` is the edge's own view of its link
+    (``link_state``, ``master_alive``, ``link_state_since``: only an edge describing its
+    own location has it); ``duplicate`` the master's record of another process refused
+    as this edge while its link is held.
     """
     now = now_utc()
     return {
@@ -170,6 +176,10 @@ def describe(
         "link_error_at": link_error[1].isoformat() if link_error else None,
         "witness": witness,
         "pending": pending,
+        "link_state": link.state if link else None,
+        "master_alive": link.master_alive if link else None,
+        "link_state_since": link.since.isoformat() if link else None,
+        "duplicate": duplicate,
     }
 
 

@@ -6,6 +6,11 @@ master asks the edge at its ``api_url``, the edge asks the master at
 knows the edge's secret; the answer carries an HMAC proof over that nonce and the
 answer itself, so nobody without the secret can hold off a failover nor learn
 anything. Both roles answer with :func:`answer` and ask with :class:`Witness`.
+
+An answer that is not a witness answer still tells something: a certificate this side
+does not trust (``tls``) or any HTTP answer of the engine (``refused``) proves the
+other side alive; only no answer at all is ``unreachable`` (the classification of
+:mod:`app.link.failures`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import httpx
 
 from app.control.clock import now_utc
 from app.link.auth import new_nonce, verify, witness_answer_proof, witness_question_proof
+from app.link.failures import answered_by_engine, certificate_error, describe_tls
 from app.models import WitnessResult
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,11 @@ class WitnessReport:
     @property
     def controls(self) -> bool:
         return self.result == "controls"
+
+    @property
+    def verified(self) -> bool:
+        """A signed answer: the other side said whether it controls the location."""
+        return self.result in ("controls", "does_not_control")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -114,12 +125,18 @@ class Witness:
             try:
                 response = await self._client.get(url, params=params, timeout=self._timeout)
             except httpx.HTTPError as exc:
+                tls = certificate_error(exc)
+                if tls is not None:
+                    return "tls", f"{base_url}: {describe_tls(tls, 'its')}"
                 return "unreachable", f"{base_url}: {type(exc).__name__} {exc}".strip()
-            if response.status_code in (401, 403):
-                refusal = f"{base_url} refused the question ({response.status_code})"
+            status = response.status_code
+            if status in (401, 403):
+                refusal = f"{base_url} refused the question ({status})"
                 continue
-            if response.status_code != 200:
-                return "unreachable", f"{base_url} answered {response.status_code}"
+            if status != 200:
+                if answered_by_engine(status, response.headers):
+                    return "refused", f"{base_url} answered {status}"
+                return "unreachable", f"{base_url}: a gateway answered {status}"
             try:
                 body = response.json()
                 controls = bool(body["controls"])

@@ -13,6 +13,7 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +38,32 @@ FAST = {
 }
 
 
+#: OpenSSL's X509_V_FLAG_NO_CHECK_TIME: verify the chain and the name, not the dates.
+_NO_CHECK_TIME = 0x200000
+
+
 @dataclass(frozen=True)
 class Tls:
-    """A throwaway CA and the master's certificate, as files the servers read."""
+    """A throwaway CA and the master's certificate, as files the servers read.
+
+    ``not_after`` issues a certificate that expires then (the servers verify it as
+    always); the test's own clients then verify everything but its dates, so they
+    keep watching the servers once it has expired.
+    """
 
     ca: Path
     cert: Path
     key: Path
+    not_after: datetime | None = None
 
     @classmethod
-    def issue(cls, directory: Path) -> Tls:
+    def issue(cls, directory: Path, *, not_after: datetime | None = None) -> Tls:
         authority = trustme.CA()
-        issued = authority.issue_cert("127.0.0.1", "localhost")
-        tls = cls(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+        not_before = not_after - timedelta(days=30) if not_after is not None else None
+        issued = authority.issue_cert(
+            "127.0.0.1", "localhost", not_before=not_before, not_after=not_after
+        )
+        tls = cls(directory / "ca.pem", directory / "cert.pem", directory / "key.pem", not_after)
         directory.mkdir(parents=True, exist_ok=True)
         authority.cert_pem.write_to_path(str(tls.ca))
         issued.private_key_pem.write_to_path(str(tls.key))
@@ -57,7 +71,10 @@ class Tls:
         return tls
 
     def client(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca))
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if self.not_after is not None:
+            context.verify_flags |= _NO_CHECK_TIME
+        return context
 
 
 @dataclass
@@ -240,14 +257,16 @@ class Site:
 
 
 @asynccontextmanager
-async def open_site(root: Path, *, tls: bool = True, **master_env: str) -> AsyncIterator[Site]:
-    """A master under ``root``, serving TLS unless ``tls`` is false; every server is
-    stopped on exit."""
-    issued = Tls.issue(root / "tls") if tls else None
+async def open_site(
+    root: Path, *, tls: bool | Tls = True, **master_env: str
+) -> AsyncIterator[Site]:
+    """A master under ``root``, serving TLS unless ``tls`` is false (with the given
+    certificates, else fresh ones); every server is stopped on exit."""
+    issued = tls if isinstance(tls, Tls) else Tls.issue(root / "tls") if tls else None
     settings = {"ENGINE_ADMIN_TOKEN": TOKEN, **FAST, **master_env}
     if issued is not None:
         settings.update(ENGINE_TLS_CERT=str(issued.cert), ENGINE_TLS_KEY=str(issued.key))
-    master = NodeProcess("master", root / "master", tls=tls, settings=settings)
+    master = NodeProcess("master", root / "master", tls=issued is not None, settings=settings)
     verify = issued.client() if issued is not None else True
     http = httpx.AsyncClient(base_url=master.url, headers=AUTH, verify=verify, timeout=10)
     site = Site(root, master, http, issued)

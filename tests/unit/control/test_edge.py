@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.control.edge import EdgeControlState, StartLocalModules, StopLocalModules
+from app.control.edge import EdgeControlState, StartLocalModules, StopLocalModules, yield_due
 from app.control.state import Side
 
 T0 = datetime(2024, 6, 5, 12, tzinfo=UTC)
@@ -77,23 +77,25 @@ def test_the_edge_runs_locally_once_a_reconnect_fails_after_the_retry_delay(
     failed_at: float, starts: bool
 ) -> None:
     lost = connected("master").on_link_lost(at(0)).state
-    after = lost.on_reconnect_failed(at(failed_at), RETRY_S)
+    after = lost.on_reconnect_failed(at(failed_at), RETRY_S, master_alive=False)
     assert (after.actions == (StartLocalModules(),)) == starts
     assert after.state.modules_running == starts
 
 
 def test_further_failed_attempts_change_nothing() -> None:
     lost = connected("master").on_link_lost(at(0)).state
-    running = lost.on_reconnect_failed(at(3), RETRY_S).state
-    again = running.on_reconnect_failed(at(6), RETRY_S)
+    running = lost.on_reconnect_failed(at(3), RETRY_S, master_alive=False).state
+    again = running.on_reconnect_failed(at(6), RETRY_S, master_alive=False)
     assert again.actions == ()
     assert again.state == running
 
 
 def test_an_edge_that_boots_without_a_master_runs_locally_after_the_retry_delay() -> None:
     booted = EdgeControlState.at_boot(T0)
-    assert booted.on_reconnect_failed(at(1), RETRY_S).actions == ()
-    assert booted.on_reconnect_failed(at(3), RETRY_S).actions == (StartLocalModules(),)
+    assert booted.on_reconnect_failed(at(1), RETRY_S, master_alive=False).actions == ()
+    assert booted.on_reconnect_failed(at(3), RETRY_S, master_alive=False).actions == (
+        StartLocalModules(),
+    )
 
 
 def test_the_time_without_a_link_counts_from_its_loss_and_is_unknown_before_the_first() -> None:
@@ -104,7 +106,9 @@ def test_the_time_without_a_link_counts_from_its_loss_and_is_unknown_before_the_
 
 
 def test_a_failed_attempt_while_the_link_is_up_is_ignored() -> None:
-    assert connected("master").on_reconnect_failed(at(60), RETRY_S).actions == ()
+    assert (
+        connected("master").on_reconnect_failed(at(60), RETRY_S, master_alive=False).actions == ()
+    )
 
 
 def test_the_masters_witness_makes_a_disconnected_edge_yield_and_hold_off() -> None:
@@ -115,8 +119,95 @@ def test_the_masters_witness_makes_a_disconnected_edge_yield_and_hold_off() -> N
     assert not yielded.state.modules_running
     assert yielded.state.on_master_controls().actions == (), "nothing more to stop"
     # Once the master's witness no longer says so, the disconnect rule applies again.
-    assert yielded.state.on_reconnect_failed(at(RETRY_S), RETRY_S).actions == (StartLocalModules(),)
+    assert yielded.state.on_reconnect_failed(at(RETRY_S), RETRY_S, master_alive=False).actions == (
+        StartLocalModules(),
+    )
 
 
 def test_the_masters_witness_changes_nothing_while_the_link_is_up() -> None:
     assert connected("edge", 4).on_master_controls().actions == ()
+
+
+# --- a failure that proves the master is there ------------------------------------------
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_a_failed_attempt_the_master_answered_changes_nothing(running: bool) -> None:
+    lost = connected("edge" if running else "master").on_link_lost(at(0)).state
+    for seconds in (RETRY_S, 10 * RETRY_S):
+        after = lost.on_reconnect_failed(at(seconds), RETRY_S, master_alive=True)
+        assert after.actions == ()
+        assert after.state == lost
+
+
+def test_an_edge_booted_while_the_master_refuses_it_starts_nothing() -> None:
+    booted = EdgeControlState.at_boot(T0)
+    assert booted.on_reconnect_failed(at(60), RETRY_S, master_alive=True).actions == ()
+    # The same edge, once the master no longer answers at all, runs its devices.
+    assert booted.on_reconnect_failed(at(61), RETRY_S, master_alive=False).actions == (
+        StartLocalModules(),
+    )
+
+
+def test_a_duplicate_refusal_stops_the_modules_and_starts_nothing() -> None:
+    running = connected("edge", 4).on_link_lost(at(0)).state
+    refused = running.on_duplicate()
+    assert refused.actions == (StopLocalModules(),)
+    assert not refused.state.modules_running
+    assert refused.state.on_duplicate().actions == ()
+    booted = EdgeControlState.at_boot(T0).on_duplicate()
+    assert booted.actions == ()
+    assert booted.state.on_reconnect_failed(at(9), RETRY_S, master_alive=True).actions == ()
+
+
+def test_a_duplicate_refusal_while_linked_is_ignored() -> None:
+    assert connected("edge", 4).on_duplicate().actions == ()
+
+
+@pytest.mark.parametrize(
+    ("now", "vouched", "due"),
+    [
+        (13.9, None, False),  # the master fails over at 20: yield 6 s before
+        (14.0, None, True),
+        (14.0, 5.0, False),  # its witness heard the edge run its devices at 5: 25 - 6
+        (18.9, 5.0, False),
+        (19.0, 5.0, True),
+        (14.0, -30.0, True),  # a sign of life before the loss counts from the loss
+    ],
+)
+def test_an_edge_yields_before_a_master_that_answers_fails_over(
+    now: float, vouched: float | None, due: bool
+) -> None:
+    lost = connected().on_link_lost(at(0)).state
+    assert (
+        yield_due(
+            at(now),
+            unlinked_s=lost.unlinked_for(at(now)),
+            vouched_at=at(vouched) if vouched is not None else None,
+            timeout=20.0,
+            margin=2 * RETRY_S,
+        )
+        == due
+    )
+
+
+def test_a_timeout_shorter_than_the_margin_yields_at_once() -> None:
+    assert yield_due(at(0), unlinked_s=0.0, vouched_at=None, timeout=1.0, margin=6.0)
+
+
+def test_an_edge_not_linked_since_its_boot_yields_at_once_unless_the_master_vouched() -> None:
+    booted = EdgeControlState.at_boot(T0)
+    unlinked = booted.unlinked_for(at(1))
+    assert yield_due(at(1), unlinked_s=unlinked, vouched_at=None, timeout=20.0, margin=6.0)
+    assert not yield_due(at(1), unlinked_s=unlinked, vouched_at=at(0.5), timeout=20.0, margin=6.0)
+
+
+def test_a_refused_duplicate_starts_nothing_until_it_is_let_in() -> None:
+    refused = EdgeControlState.at_boot(T0).on_duplicate().state
+    # The master out of reach later: the process holding the link runs the devices.
+    assert refused.on_reconnect_failed(at(60), RETRY_S, master_alive=False).actions == ()
+    admitted = refused.on_link_up().state
+    assert not admitted.duplicate
+    assert admitted.on_control("edge", 3).actions == (StartLocalModules(),)
+    lost = admitted.on_control("edge", 3).state.on_link_lost(at(61)).state
+    assert not lost.duplicate

@@ -90,7 +90,7 @@ class Site:
         self.tell_master(LinkDown(now))
 
     def edge_reconnect_fails(self, now: datetime) -> None:
-        self._edge(self.edge.on_reconnect_failed(now, RETRY_S))
+        self._edge(self.edge.on_reconnect_failed(now, RETRY_S, master_alive=False))
 
     def master_goes_down(self, now: datetime) -> None:
         self.link = False

@@ -22,6 +22,7 @@ from app.control.supervisor import (
     CancelFailoverTimer,
     ConfigChanged,
     ControlUnconfirmed,
+    DuplicateRefused,
     EdgeAlive,
     EventKind,
     FailoverTimerFired,
@@ -503,3 +504,47 @@ def test_epochs_reserved_before_a_restart_are_never_handed_out_again() -> None:
 
     assert (control.epoch, taken.epoch) == (4, 105)
     assert persisted_document(taken)["epoch_reserved"] == 105 + EPOCH_RESERVE
+
+
+# --- the master holds the devices and the edge runs them too ------------------------------
+
+
+def test_an_edge_that_can_hear_the_master_is_left_to_yield() -> None:
+    state = failed_over()
+    assert_unchanged(step(state, EdgeAlive(at(30), deaf=False)), state)
+
+
+def test_the_master_yields_to_a_running_edge_that_cannot_hear_it() -> None:
+    state = failed_over()
+    epoch = state.control.epoch
+    yielded = step(state, EdgeAlive(at(30), link_error="timed out", deaf=True))
+
+    assert_decided(yielded, "yield")
+    assert effects(yielded) == [StopMasterModules(), StartFailoverTimer(at(50))]
+    control = yielded.state.control
+    assert (control.controller, control.epoch, control.online) == ("edge", epoch + 1, False)
+    assert (control.edge_alive_at, control.failover_active) == (at(30), False)
+    assert "does not reach the master's witness" in control.reason
+    # From then on it is an edge alive at its API: each sign of life moves the deadline.
+    again = step(yielded.state, EdgeAlive(at(31), deaf=True))
+    assert again.actions == (StartFailoverTimer(at(51)),)
+
+
+def test_without_failover_the_master_yields_and_waits_for_no_deadline() -> None:
+    taken = supervised("master", online=False, policy=NO_FAILOVER)
+    yielded = step(taken, EdgeAlive(at(30), deaf=True))
+    assert effects(yielded) == [StopMasterModules()]
+    assert yielded.state.control.failover_deadline is None
+
+
+def test_a_connected_edge_is_never_yielded_to_by_its_witness() -> None:
+    state = supervised("master", online=True)
+    assert_unchanged(step(state, EdgeAlive(at(5), deaf=True)), state)
+
+
+def test_a_refused_duplicate_is_recorded_and_changes_nothing() -> None:
+    state = supervised("edge", epoch=7)
+    refused = step(state, DuplicateRefused(at(5), "a second process: refused as a duplicate"))
+    assert refused.state == state
+    record = RecordEvent("duplicate", "a second process: refused as a duplicate", "edge", 7, at(5))
+    assert refused.actions == (Persist(state.control, record),)

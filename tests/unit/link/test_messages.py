@@ -45,6 +45,28 @@ WIRE_SHAPES: list[tuple[Frame, dict[str, Any]]] = [
         },
     ),
     (
+        Hello(
+            edge_id="edge-1",
+            boot_time=1.5,
+            nonce=NONCE,
+            proof=PROOF,
+            devices_loaded=False,
+            replica_seq=0,
+            instance_id="0123456789abcdef",
+        ),
+        {
+            "type": "hello",
+            "edge_id": "edge-1",
+            "boot_time": 1.5,
+            "nonce": NONCE,
+            "proof": PROOF,
+            "devices_loaded": False,
+            "replica_seq": 0,
+            "commit": None,
+            "instance_id": "0123456789abcdef",
+        },
+    ),
+    (
         Welcome(proof=PROOF, master_booting=False, epoch=3),
         {"type": "welcome", "proof": PROOF, "master_booting": False, "epoch": 3},
     ),

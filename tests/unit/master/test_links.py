@@ -22,12 +22,14 @@ from app.link import (
     Hello,
     LinkConnection,
     LinkTimeout,
+    TransportClosed,
     WebsocketsTransport,
     Welcome,
     encode,
     receive_frame,
 )
 from app.link.ops import Handler
+from app.master.duplicates import Duplicate
 from app.master.links import MISSED_PINGS, Admission, EdgeLinks, LinkTable, LoopStalls
 from tests.support.wait import wait_until
 
@@ -35,6 +37,8 @@ EDGE = "edge-1"
 SECRET = "edge-secret"
 PING_S = 0.05
 WAIT = 5.0
+#: How long a duplicate's holder keeps its place after its link ends.
+HOLD_S = 1.0
 
 
 class Listener:
@@ -55,6 +59,9 @@ class Listener:
 
     async def link_down(self, edge_id: str) -> None:
         self.events.append("down")
+
+    async def duplicate_refused(self, edge_id: str, duplicate: Duplicate, *, first: bool) -> None:
+        self.events.append("duplicate" if first else "duplicate again")
 
 
 class UnknownOps(Mapping[str, Handler]):
@@ -98,7 +105,7 @@ async def url(listener: Listener) -> AsyncIterator[str]:
     secrets = Secrets()
     links = EdgeLinks(
         secrets=secrets,
-        table=LinkTable(secrets),
+        table=LinkTable(secrets, duplicate_hold_s=HOLD_S),
         listener=listener,
         handlers=lambda edge_id: {},
         on_event=no_event,
@@ -117,18 +124,32 @@ async def url(listener: Listener) -> AsyncIterator[str]:
     await asyncio.wait_for(serving, WAIT)
 
 
+async def say_hello(
+    transport: WebsocketsTransport, *, devices_loaded: bool, instance_id: str | None
+) -> EdgeHandshake:
+    """Answer the master's challenge with the edge's hello, as the process ``instance_id``."""
+    handshake = EdgeHandshake(
+        EDGE,
+        SECRET,
+        boot_time=0.0,
+        devices_loaded=devices_loaded,
+        replica_seq=0,
+        commit=None,
+        instance_id=instance_id,
+    )
+    challenge = await receive_frame(transport, Challenge)
+    await transport.send(encode(handshake.receive_challenge(challenge)))
+    return handshake
+
+
 @asynccontextmanager
 async def edge(
-    url: str, handlers: Mapping[str, Handler] | None = None
+    url: str, handlers: Mapping[str, Handler] | None = None, *, instance_id: str | None = None
 ) -> AsyncIterator[ClientConnection]:
     """An authenticated edge; it answers requests only when given ``handlers``."""
     async with connect(url) as websocket:
         transport = WebsocketsTransport(websocket)
-        handshake = EdgeHandshake(
-            EDGE, SECRET, boot_time=0.0, devices_loaded=True, replica_seq=0, commit=None
-        )
-        challenge = await receive_frame(transport, Challenge)
-        await transport.send(encode(handshake.receive_challenge(challenge)))
+        handshake = await say_hello(transport, devices_loaded=True, instance_id=instance_id)
         handshake.receive_welcome(await receive_frame(transport, Welcome))
         await receive_frame(transport, Control)
         if handlers is None:
@@ -165,6 +186,45 @@ async def test_a_reconnecting_edge_replaces_its_link_without_going_down(
             assert listener.events == ["admit", "up", "admit", "up"]
     await wait_until(lambda: "down" in listener.events, timeout=WAIT)
     assert listener.events == ["admit", "up", "admit", "up", "down"]
+
+
+async def duplicate_hello(url: str, instance_id: str) -> tuple[int | None, str]:
+    """A second process's handshake; the close code and reason the master answered with."""
+    async with connect(url) as websocket:
+        await say_hello(
+            WebsocketsTransport(websocket), devices_loaded=False, instance_id=instance_id
+        )
+        await websocket.wait_closed()
+        return websocket.close_code, websocket.close_reason or ""
+
+
+async def test_a_second_process_is_refused_while_the_first_holds_the_link(
+    url: str, listener: Listener
+) -> None:
+    async with edge(url, {"ping": pong}, instance_id="first") as first:
+        await wait_until(lambda: listener.events == ["admit", "up"], timeout=WAIT)
+        for _ in range(5):
+            code, reason = await duplicate_hello(url, "second")
+            assert code == CloseCode.DUPLICATE
+            assert reason.startswith("duplicate: ") and "instance first" in reason
+        assert first.close_code is None, "the first keeps its link"
+        assert listener.events == ["admit", "up", "duplicate"] + ["duplicate again"] * 4
+        # The same process reconnecting still replaces its own link.
+        async with edge(url, {"ping": pong}, instance_id="first"):
+            assert await close_code(first) == CloseCode.REPLACED
+    # Gone, the holder keeps its place a while (a blip must not let the other in)...
+    await wait_until(lambda: "down" in listener.events, timeout=WAIT)
+    assert (await duplicate_hello(url, "second"))[0] == CloseCode.DUPLICATE
+
+    # ... and then another process gets in: a restarted edge has a new instance id.
+    async def admitted() -> bool:
+        try:
+            async with edge(url, {"ping": pong}, instance_id="second"):
+                return True
+        except TransportClosed:
+            return False
+
+    await wait_until(admitted, timeout=WAIT, message="the second process let in")
 
 
 async def test_an_edge_that_leaves_during_its_admission_goes_down(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
+
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -9,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.services.witness import QuestionRefused, Witness, answer
+from tests.support.tls import expired_server
 
 SECRET = "s3cret"
 EDGE = "edge-1"
@@ -73,3 +78,44 @@ async def test_an_unreachable_witness_is_reported_so() -> None:
             "http://127.0.0.1:9", EDGE, [SECRET]
         )
     assert report.result == "unreachable" and report.last_alive_at is None
+
+
+def answering(status: int, **headers: str) -> Starlette:
+    async def endpoint(request: Request) -> Response:
+        return Response(status_code=status, headers=headers)
+
+    return Starlette(routes=[Route("/api/edges/{edge_id}/witness", endpoint)])
+
+
+async def test_any_answer_of_the_engine_proves_it_alive() -> None:
+    for status in (404, 500, 503):
+        result, detail = await ask(answering(status, **{"X-Engine-Node": "master"}), [SECRET])
+        assert (result, detail) == ("refused", f"http://edge answered {status}")
+
+
+async def test_a_gateway_answering_for_a_silent_server_is_no_sign_of_life() -> None:
+    result, detail = await ask(answering(502), [SECRET])
+    assert (result, detail) == ("unreachable", "http://edge: a gateway answered 502")
+
+
+async def test_a_certificate_this_side_does_not_trust_is_reported_as_tls() -> None:
+    authority, server_tls = expired_server()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    client_tls = ssl.create_default_context()
+    authority.configure_trust(client_tls)
+    try:
+        async with httpx.AsyncClient(verify=client_tls) as client:
+            report = await Witness(client, asker="edge:edge-1", timeout=2).ask(
+                f"https://127.0.0.1:{port}", EDGE, [SECRET]
+            )
+    finally:
+        server.close()
+    assert report.result == "tls" and not report.verified
+    assert "certificate has expired" in (report.detail or "")
